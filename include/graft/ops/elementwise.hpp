@@ -1,0 +1,549 @@
+// graft/ops/elementwise.hpp - elementwise ops with numpy broadcasting: binary arithmetic,
+// comparisons, where, and the unary math/activation family.
+//
+// Forward and backward of each op sit together. Binary ops promote dtypes as PyTorch does and
+// reduce the gradient back to each operand's shape with sum_to. Unary backward is
+// dx = dout * f'(x), with f'(x) from the kernel next to f(x); dout enters through the
+// differentiable mul, so create_graph works in dout. Second derivatives in x are exact for the
+// piecewise-linear ops (relu, relu6, clamp, abs, neg) and throw for the others.
+#pragma once
+#include <cmath>
+
+#include "graft/autograd/node.hpp"
+#include "graft/core/dispatch.hpp"
+#include "graft/core/parallel.hpp"
+#include "graft/ops/copy.hpp"
+#include "graft/ops/view.hpp"
+
+namespace graft {
+
+enum class BinaryOp { Add, Sub, Mul, Div, Pow, Maximum, Minimum };
+enum class CompareOp { Eq, Ne, Lt, Le, Gt, Ge };
+enum class UnaryOp {
+  Neg, Abs, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Relu6, GeluErf, GeluTanh, Silu, Hardswish,
+  PowScalar,  // x^p0
+  Clamp,      // clamp(x, p0, p1)
+};
+
+inline const char* unary_name(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::Neg: return "neg";
+    case UnaryOp::Abs: return "abs";
+    case UnaryOp::Exp: return "exp";
+    case UnaryOp::Log: return "log";
+    case UnaryOp::Sqrt: return "sqrt";
+    case UnaryOp::Rsqrt: return "rsqrt";
+    case UnaryOp::Tanh: return "tanh";
+    case UnaryOp::Sigmoid: return "sigmoid";
+    case UnaryOp::Relu: return "relu";
+    case UnaryOp::Relu6: return "relu6";
+    case UnaryOp::GeluErf: return "gelu";
+    case UnaryOp::GeluTanh: return "gelu_tanh";
+    case UnaryOp::Silu: return "silu";
+    case UnaryOp::Hardswish: return "hardswish";
+    case UnaryOp::PowScalar: return "pow_scalar";
+    case UnaryOp::Clamp: return "clamp";
+  }
+  return "unary";
+}
+
+namespace kernels::cpu {
+
+// Calls f(i, oa, ob) with the offsets of element i of out's shape in two strided operands.
+template <class F>
+inline void for_each_offset2(const Shape& shape, const Shape& sa, const Shape& sb, F&& f) {
+  const int r = shape.rank();
+  const int64_t n = shape.numel();
+  int64_t idx[kMaxDims] = {0};
+  int64_t oa = 0, ob = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    f(i, oa, ob);
+    for (int d = r - 1; d >= 0; --d) {
+      if (++idx[d] < shape[d]) {
+        oa += sa[d];
+        ob += sb[d];
+        break;
+      }
+      oa -= sa[d] * (shape[d] - 1);
+      ob -= sb[d] * (shape[d] - 1);
+      idx[d] = 0;
+    }
+  }
+}
+
+template <class T>
+inline T binary_scalar(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::Add: return a + b;
+    case BinaryOp::Sub: return a - b;
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
+    case BinaryOp::Pow: return std::pow(a, b);
+    case BinaryOp::Maximum: return (a != a || a > b) ? a : b;  // NaN propagates
+    case BinaryOp::Minimum: return (a != a || a < b) ? a : b;
+  }
+  return a;
+}
+
+// out = a (op) b. a and b are already broadcast to out's shape (stride 0 on broadcast dims) and
+// have out's dtype; out is contiguous.
+inline void binary_forward(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
+  auto run = [&](auto* o, const auto* pa, const auto* pb) {
+    using T = std::remove_pointer_t<decltype(o)>;
+    if (a.is_contiguous() && b.is_contiguous()) {
+      parallel_for(0, out.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
+        for (int64_t i = lo; i < hi; ++i) o[i] = binary_scalar<T>(op, pa[i], pb[i]);
+      });
+      return;
+    }
+    for_each_offset2(out.shape(), a.strides(), b.strides(),
+                     [&](int64_t i, int64_t ia, int64_t ib) { o[i] = binary_scalar<T>(op, pa[ia], pb[ib]); });
+  };
+  switch (out.dtype()) {
+    case DType::Float32: return run(out.data<float>(), a.data<float>(), b.data<float>());
+    case DType::Float64: return run(out.data<double>(), a.data<double>(), b.data<double>());
+    case DType::Int32: return run(out.data<int32_t>(), a.data<int32_t>(), b.data<int32_t>());
+    case DType::Int64: return run(out.data<int64_t>(), a.data<int64_t>(), b.data<int64_t>());
+    default:
+      throw Error(detail::concat("binary op: dtype ", dtype_name(out.dtype()),
+                                 " not supported (expected float32, float64, int32 or int64)"));
+  }
+}
+
+// out (bool) = a (cmp) b, broadcast as above; a and b have the same dtype.
+inline void compare_forward(const Tensor& out, const Tensor& a, const Tensor& b, CompareOp op) {
+  bool* o = out.data<bool>();
+  GRAFT_DISPATCH_ALL(a.dtype(), "compare", T, [&] {
+    const T* pa = static_cast<const T*>(a.data_ptr());
+    const T* pb = static_cast<const T*>(b.data_ptr());
+    for_each_offset2(out.shape(), a.strides(), b.strides(), [&](int64_t i, int64_t ia, int64_t ib) {
+      const double x = static_cast<double>(pa[ia]), y = static_cast<double>(pb[ib]);
+      switch (op) {
+        case CompareOp::Eq: o[i] = x == y; break;
+        case CompareOp::Ne: o[i] = x != y; break;
+        case CompareOp::Lt: o[i] = x < y; break;
+        case CompareOp::Le: o[i] = x <= y; break;
+        case CompareOp::Gt: o[i] = x > y; break;
+        case CompareOp::Ge: o[i] = x >= y; break;
+      }
+    });
+  });
+}
+
+// out = cond ? a : b; all three broadcast to out's shape, a and b of out's dtype.
+inline void where_forward(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
+  GRAFT_DISPATCH_ALL(out.dtype(), "where", T, [&] {
+    T* o = out.data<T>();
+    const bool* pc = cond.data<bool>();
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    std::vector<int64_t> oc;
+    oc.reserve(size_t(out.numel()));
+    for_each_offset(out.shape(), cond.strides(), [&](int64_t c) { oc.push_back(c); });
+    for_each_offset2(out.shape(), a.strides(), b.strides(),
+                     [&](int64_t i, int64_t ia, int64_t ib) { o[i] = pc[oc[size_t(i)]] ? pa[ia] : pb[ib]; });
+  });
+}
+
+constexpr double kSqrt2 = 1.4142135623730951;
+constexpr double kSqrt2OverPi = 0.7978845608028654;
+constexpr double kInvSqrt2Pi = 0.3989422804014327;
+
+template <class T>
+inline T unary_scalar(UnaryOp op, T x, T p0, T p1) {
+  switch (op) {
+    case UnaryOp::Neg: return -x;
+    case UnaryOp::Abs: return std::abs(x);
+    case UnaryOp::Exp: return std::exp(x);
+    case UnaryOp::Log: return std::log(x);
+    case UnaryOp::Sqrt: return std::sqrt(x);
+    case UnaryOp::Rsqrt: return T(1) / std::sqrt(x);
+    case UnaryOp::Tanh: return std::tanh(x);
+    case UnaryOp::Sigmoid: return T(1) / (T(1) + std::exp(-x));
+    case UnaryOp::Relu: return x > T(0) ? x : (x != x ? x : T(0));
+    case UnaryOp::Relu6: return x != x ? x : std::min(std::max(x, T(0)), T(6));
+    case UnaryOp::GeluErf: return T(0.5) * x * (T(1) + std::erf(x / T(kSqrt2)));
+    case UnaryOp::GeluTanh:
+      return T(0.5) * x * (T(1) + std::tanh(T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x)));
+    case UnaryOp::Silu: return x / (T(1) + std::exp(-x));
+    case UnaryOp::Hardswish: return x * std::min(std::max(x + T(3), T(0)), T(6)) / T(6);
+    case UnaryOp::PowScalar: return std::pow(x, p0);
+    case UnaryOp::Clamp: return x != x ? x : std::min(std::max(x, p0), p1);
+  }
+  return x;
+}
+
+// f'(x), given x and y = f(x). Conventions at kinks follow PyTorch (relu'(0) = 0, clamp passes
+// the gradient on the closed interval, relu6 on the open one).
+template <class T>
+inline T unary_derivative(UnaryOp op, T x, T y, T p0, T p1) {
+  switch (op) {
+    case UnaryOp::Neg: return T(-1);
+    case UnaryOp::Abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+    case UnaryOp::Exp: return y;
+    case UnaryOp::Log: return T(1) / x;
+    case UnaryOp::Sqrt: return T(0.5) / y;
+    case UnaryOp::Rsqrt: return T(-0.5) * y * y * y;
+    case UnaryOp::Tanh: return T(1) - y * y;
+    case UnaryOp::Sigmoid: return y * (T(1) - y);
+    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
+    case UnaryOp::Relu6: return (x > T(0) && x < T(6)) ? T(1) : T(0);
+    case UnaryOp::GeluErf:
+      return T(0.5) * (T(1) + std::erf(x / T(kSqrt2))) + x * T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
+    case UnaryOp::GeluTanh: {
+      const T inner = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
+      const T t = std::tanh(inner);
+      return T(0.5) * (T(1) + t) +
+             T(0.5) * x * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
+    }
+    case UnaryOp::Silu: {
+      const T s = T(1) / (T(1) + std::exp(-x));
+      return s * (T(1) + x * (T(1) - s));
+    }
+    case UnaryOp::Hardswish: return x < T(-3) ? T(0) : (x <= T(3) ? x / T(3) + T(0.5) : T(1));
+    case UnaryOp::PowScalar: return p0 == T(0) ? T(0) : p0 * std::pow(x, p0 - T(1));
+    case UnaryOp::Clamp: return (x >= p0 && x <= p1) ? T(1) : T(0);
+  }
+  return T(0);
+}
+
+// out = f(x); x contiguous, same dtype as out.
+inline void unary_forward(const Tensor& out, const Tensor& x, UnaryOp op, double p0, double p1) {
+  GRAFT_DISPATCH_FLOAT(out.dtype(), unary_name(op), T, [&] {
+    T* o = out.data<T>();
+    const T* px = x.data<T>();
+    parallel_for(0, out.numel(), 1 << 14, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) o[i] = unary_scalar<T>(op, px[i], T(p0), T(p1));
+    });
+  });
+}
+
+// dfdx = f'(x) elementwise; x, y (= f(x)) contiguous.
+inline void unary_backward(const Tensor& dfdx, const Tensor& x, const Tensor& y, UnaryOp op, double p0,
+                           double p1) {
+  GRAFT_DISPATCH_FLOAT(dfdx.dtype(), unary_name(op), T, [&] {
+    T* d = dfdx.data<T>();
+    const T* px = x.data<T>();
+    const T* py = y.data<T>();
+    parallel_for(0, dfdx.numel(), 1 << 14, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) d[i] = unary_derivative<T>(op, px[i], py[i], T(p0), T(p1));
+    });
+  });
+}
+
+}  // namespace kernels::cpu
+
+using BinaryKernel = void (*)(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op);
+using CompareKernel = void (*)(const Tensor& out, const Tensor& a, const Tensor& b, CompareOp op);
+using WhereKernel = void (*)(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b);
+using UnaryKernel = void (*)(const Tensor& out, const Tensor& x, UnaryOp op, double p0, double p1);
+using UnaryBackwardKernel = void (*)(const Tensor& dfdx, const Tensor& x, const Tensor& y, UnaryOp op,
+                                     double p0, double p1);
+inline KernelSlot<BinaryKernel> binary_kernel{"binary", &kernels::cpu::binary_forward};
+inline KernelSlot<CompareKernel> compare_kernel{"compare", &kernels::cpu::compare_forward};
+inline KernelSlot<WhereKernel> where_kernel{"where", &kernels::cpu::where_forward};
+inline KernelSlot<UnaryKernel> unary_kernel{"unary", &kernels::cpu::unary_forward};
+inline KernelSlot<UnaryBackwardKernel> unary_backward_kernel{"unary_backward", &kernels::cpu::unary_backward};
+
+Tensor sum_to(const Tensor& x, const Shape& shape);  // graft/ops/reduce.hpp
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, double s);
+Tensor operator-(const Tensor& a, double s);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor neg(const Tensor& x);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+Tensor pow(const Tensor& x, double p);
+Tensor log(const Tensor& x);
+
+namespace detail_ew {
+inline void check_pair(const Tensor& a, const Tensor& b, const char* op) {
+  GRAFT_CHECK(a.defined() && b.defined(), op, "undefined tensor argument");
+  GRAFT_CHECK(a.device() == b.device(), op, "tensors on different devices: ", a.device(), " and ",
+              b.device());
+}
+// A 0-d tensor holding v in x's dtype (a Python scalar operand does not promote in PyTorch).
+inline Tensor scalar_like(const Tensor& x, double v) {
+  DType dt = x.dtype();
+  if (!is_floating(dt) && v != std::floor(v)) dt = DType::Float32;
+  return full(Shape{}, v, dt, x.device());
+}
+}  // namespace detail_ew
+
+namespace autograd {
+class BinaryBackward final : public Node {
+ public:
+  std::string name() const override {
+    static const char* names[] = {"AddBackward", "SubBackward", "MulBackward", "DivBackward",
+                                  "PowBackward", "MaximumBackward", "MinimumBackward"};
+    return names[int(op)];
+  }
+  std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
+    const Tensor& g = grads[0];
+    Tensor da, db;
+    const bool need_a = needs_input_grad(0), need_b = needs_input_grad(1);
+    switch (op) {
+      case BinaryOp::Add:
+        if (need_a) da = g;
+        if (need_b) db = g;
+        break;
+      case BinaryOp::Sub:
+        if (need_a) da = g;
+        if (need_b) db = neg(g);
+        break;
+      case BinaryOp::Mul:
+        if (need_a) da = mul(g, b_.unpack(this));
+        if (need_b) db = mul(g, a_.unpack(this));
+        break;
+      case BinaryOp::Div: {
+        const Tensor b = b_.unpack(this);
+        if (need_a) da = g / b;
+        if (need_b) db = neg(g * a_.unpack(this) / (b * b));
+        break;
+      }
+      case BinaryOp::Pow: {  // y = a^b: da = g b a^(b-1), db = g y log(a)
+        const Tensor a = a_.unpack(this), b = b_.unpack(this);
+        if (need_a) da = g * b * pow(a, b - 1.0);
+        if (need_b) db = g * out_.unpack(this) * log(a);
+        break;
+      }
+      case BinaryOp::Maximum:
+      case BinaryOp::Minimum: {  // the gradient goes to the chosen operand; ties split evenly
+        const Tensor a = a_.unpack(this), b = b_.unpack(this);
+        const Tensor pick_a = op == BinaryOp::Maximum ? gt(a, b) : lt(a, b);
+        const Tensor tie = eq(a, b);
+        const Tensor half = g * 0.5;
+        const Tensor zero = zeros_like(g);
+        if (need_a) da = where(pick_a, g, where(tie, half, zero));
+        if (need_b) db = where(pick_a, zero, where(tie, half, g));
+        break;
+      }
+    }
+    if (da.defined()) da = sum_to(da, a_shape);
+    if (db.defined()) db = sum_to(db, b_shape);
+    return {da, db};
+  }
+  void release_saved() override {
+    a_.release();
+    b_.release();
+    out_.release();
+  }
+  BinaryOp op = BinaryOp::Add;
+  SavedTensor a_, b_, out_;
+  Shape a_shape, b_shape;
+};
+}  // namespace autograd
+
+// a (op) b with broadcasting and type promotion; differentiable for floating dtypes.
+inline Tensor binary(const Tensor& a_in, const Tensor& b_in, BinaryOp op, const char* name) {
+  detail_ew::check_pair(a_in, b_in, name);
+  const DType dt = promote(a_in.dtype(), b_in.dtype());
+  const Shape shape = broadcast_shapes(a_in.shape(), b_in.shape(), name);
+  const Tensor a = a_in.to(dt), b = b_in.to(dt);
+  Tensor out = empty(shape, dt, a.device());
+  if (out.numel() > 0) binary_kernel.get(out.device())(out, a.detach().expand(shape), b.detach().expand(shape), op);
+  if (is_floating(dt) && autograd::any_requires_grad({&a, &b})) {
+    auto node = std::make_shared<autograd::BinaryBackward>();
+    node->op = op;
+    node->a_shape = a.shape();
+    node->b_shape = b.shape();
+    const bool needs_values = op != BinaryOp::Add && op != BinaryOp::Sub;
+    if (needs_values) {
+      node->a_ = a;
+      node->b_ = b;
+    }
+    if (op == BinaryOp::Pow) node->out_ = autograd::SavedTensor(out, true);
+    autograd::connect(node, {a, b}, {out});
+  }
+  return out;
+}
+
+inline Tensor add(const Tensor& a, const Tensor& b) { return binary(a, b, BinaryOp::Add, "add"); }
+inline Tensor sub(const Tensor& a, const Tensor& b) { return binary(a, b, BinaryOp::Sub, "sub"); }
+inline Tensor mul(const Tensor& a, const Tensor& b) { return binary(a, b, BinaryOp::Mul, "mul"); }
+inline Tensor div(const Tensor& a, const Tensor& b) { return binary(a, b, BinaryOp::Div, "div"); }
+inline Tensor pow(const Tensor& a, const Tensor& b) { return binary(a, b, BinaryOp::Pow, "pow"); }
+inline Tensor maximum(const Tensor& a, const Tensor& b) { return binary(a, b, BinaryOp::Maximum, "maximum"); }
+inline Tensor minimum(const Tensor& a, const Tensor& b) { return binary(a, b, BinaryOp::Minimum, "minimum"); }
+inline Tensor add(const Tensor& a, double s) { return add(a, detail_ew::scalar_like(a, s)); }
+inline Tensor sub(const Tensor& a, double s) { return sub(a, detail_ew::scalar_like(a, s)); }
+inline Tensor mul(const Tensor& a, double s) { return mul(a, detail_ew::scalar_like(a, s)); }
+inline Tensor div(const Tensor& a, double s) { return div(a, detail_ew::scalar_like(a, s)); }
+
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+inline Tensor operator+(const Tensor& a, double s) { return add(a, s); }
+inline Tensor operator-(const Tensor& a, double s) { return sub(a, s); }
+inline Tensor operator*(const Tensor& a, double s) { return mul(a, s); }
+inline Tensor operator/(const Tensor& a, double s) { return div(a, s); }
+inline Tensor operator+(double s, const Tensor& a) { return add(a, s); }
+inline Tensor operator-(double s, const Tensor& a) { return sub(detail_ew::scalar_like(a, s), a); }
+inline Tensor operator*(double s, const Tensor& a) { return mul(a, s); }
+inline Tensor operator/(double s, const Tensor& a) { return div(detail_ew::scalar_like(a, s), a); }
+
+// ---- comparisons and where ---------------------------------------------------------------------
+inline Tensor compare(const Tensor& a_in, const Tensor& b_in, CompareOp op, const char* name) {
+  detail_ew::check_pair(a_in, b_in, name);
+  const DType dt = promote(a_in.dtype(), b_in.dtype());
+  const Shape shape = broadcast_shapes(a_in.shape(), b_in.shape(), name);
+  Tensor a = a_in.detach().to(dt), b = b_in.detach().to(dt);
+  Tensor out = empty(shape, DType::Bool, a.device());
+  if (out.numel() > 0) compare_kernel.get(out.device())(out, a.expand(shape), b.expand(shape), op);
+  return out;
+}
+inline Tensor eq(const Tensor& a, const Tensor& b) { return compare(a, b, CompareOp::Eq, "eq"); }
+inline Tensor ne(const Tensor& a, const Tensor& b) { return compare(a, b, CompareOp::Ne, "ne"); }
+inline Tensor lt(const Tensor& a, const Tensor& b) { return compare(a, b, CompareOp::Lt, "lt"); }
+inline Tensor le(const Tensor& a, const Tensor& b) { return compare(a, b, CompareOp::Le, "le"); }
+inline Tensor gt(const Tensor& a, const Tensor& b) { return compare(a, b, CompareOp::Gt, "gt"); }
+inline Tensor ge(const Tensor& a, const Tensor& b) { return compare(a, b, CompareOp::Ge, "ge"); }
+inline Tensor eq(const Tensor& a, double s) { return eq(a, detail_ew::scalar_like(a, s)); }
+inline Tensor ne(const Tensor& a, double s) { return ne(a, detail_ew::scalar_like(a, s)); }
+inline Tensor lt(const Tensor& a, double s) { return lt(a, detail_ew::scalar_like(a, s)); }
+inline Tensor le(const Tensor& a, double s) { return le(a, detail_ew::scalar_like(a, s)); }
+inline Tensor gt(const Tensor& a, double s) { return gt(a, detail_ew::scalar_like(a, s)); }
+inline Tensor ge(const Tensor& a, double s) { return ge(a, detail_ew::scalar_like(a, s)); }
+
+
+// cond ? a : b with broadcasting; differentiable in a and b.
+inline Tensor where(const Tensor& cond, const Tensor& a_in, const Tensor& b_in) {
+  detail_ew::check_pair(a_in, b_in, "where");
+  GRAFT_CHECK(cond.defined() && cond.dtype() == DType::Bool, "where", "condition must be a bool tensor, got ",
+              cond.defined() ? dtype_name(cond.dtype()) : "undefined");
+  const DType dt = promote(a_in.dtype(), b_in.dtype());
+  const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a_in.shape(), "where"), b_in.shape(), "where");
+  const Tensor a = a_in.to(dt), b = b_in.to(dt);
+  Tensor out = empty(shape, dt, a.device());
+  if (out.numel() > 0)
+    where_kernel.get(out.device())(out, cond.expand(shape), a.detach().expand(shape), b.detach().expand(shape));
+  if (autograd::any_requires_grad({&a, &b})) {
+    const Shape sa = a.shape(), sb = b.shape();
+    const Tensor c = cond;
+    auto node = std::make_shared<autograd::ShapeNode>("WhereBackward", [=](std::vector<Tensor>& g) {
+      const Tensor zero = zeros_like(g[0]);
+      return std::vector<Tensor>{sum_to(where(c, g[0], zero), sa), sum_to(where(c, zero, g[0]), sb)};
+    });
+    autograd::connect(node, {a, b}, {out});
+  }
+  return out;
+}
+
+// ---- unary ---------------------------------------------------------------------------------------
+namespace autograd {
+class UnaryBackward final : public Node {
+ public:
+  std::string name() const override { return std::string(unary_name(op)) + "Backward"; }
+  std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
+    const Tensor x = x_.unpack(this), y = y_.unpack(this);
+    const bool piecewise_linear = op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Relu ||
+                                  op == UnaryOp::Relu6 || op == UnaryOp::Clamp;
+    GRAFT_CHECK(!(GradMode::enabled() && x.requires_grad() && !piecewise_linear), name(),
+                "second derivative (create_graph through ", unary_name(op), " in its input) is not implemented");
+    Tensor dfdx = empty(x.shape(), x.dtype(), x.device());
+    unary_backward_kernel.get(x.device())(dfdx, x.detach(), y, op, p0, p1);
+    return {mul(grads[0], dfdx)};
+  }
+  void release_saved() override {
+    x_.release();
+    y_.release();
+  }
+  UnaryOp op = UnaryOp::Neg;
+  double p0 = 0, p1 = 0;
+  SavedTensor x_, y_;
+};
+}  // namespace autograd
+
+inline Tensor unary(const Tensor& x_in, UnaryOp op, double p0 = 0.0, double p1 = 0.0) {
+  const char* name = unary_name(op);
+  GRAFT_CHECK(x_in.defined(), name, "undefined tensor argument");
+  GRAFT_CHECK(is_floating(x_in.dtype()), name, "expected a floating-point tensor, got ", dtype_name(x_in.dtype()));
+  const Tensor x = x_in.contiguous();
+  Tensor out = empty(x.shape(), x.dtype(), x.device());
+  if (out.numel() > 0) unary_kernel.get(x.device())(out, x, op, p0, p1);
+  if (autograd::any_requires_grad({&x})) {
+    auto node = std::make_shared<autograd::UnaryBackward>();
+    node->op = op;
+    node->p0 = p0;
+    node->p1 = p1;
+    node->x_ = x;
+    node->y_ = autograd::SavedTensor(out, true);
+    autograd::connect(node, {x}, {out});
+  }
+  return out;
+}
+
+inline Tensor neg(const Tensor& x) { return unary(x, UnaryOp::Neg); }
+inline Tensor operator-(const Tensor& x) { return neg(x); }
+inline Tensor abs(const Tensor& x) { return unary(x, UnaryOp::Abs); }
+inline Tensor exp(const Tensor& x) { return unary(x, UnaryOp::Exp); }
+inline Tensor log(const Tensor& x) { return unary(x, UnaryOp::Log); }
+inline Tensor sqrt(const Tensor& x) { return unary(x, UnaryOp::Sqrt); }
+inline Tensor rsqrt(const Tensor& x) { return unary(x, UnaryOp::Rsqrt); }
+inline Tensor tanh(const Tensor& x) { return unary(x, UnaryOp::Tanh); }
+inline Tensor sigmoid(const Tensor& x) { return unary(x, UnaryOp::Sigmoid); }
+inline Tensor relu(const Tensor& x) { return unary(x, UnaryOp::Relu); }
+inline Tensor relu6(const Tensor& x) { return unary(x, UnaryOp::Relu6); }
+// approximate: "none" (erf, PyTorch's default) or "tanh"
+inline Tensor gelu(const Tensor& x, const std::string& approximate = "none") {
+  GRAFT_CHECK(approximate == "none" || approximate == "tanh", "gelu",
+              "approximate must be \"none\" or \"tanh\", got \"", approximate, "\"");
+  return unary(x, approximate == "none" ? UnaryOp::GeluErf : UnaryOp::GeluTanh);
+}
+inline Tensor silu(const Tensor& x) { return unary(x, UnaryOp::Silu); }
+inline Tensor hardswish(const Tensor& x) { return unary(x, UnaryOp::Hardswish); }
+inline Tensor pow(const Tensor& x, double p) { return unary(x, UnaryOp::PowScalar, p); }
+inline Tensor clamp(const Tensor& x, double lo, double hi) {
+  GRAFT_CHECK(lo <= hi, "clamp", "min (", lo, ") must not exceed max (", hi, ")");
+  return unary(x, UnaryOp::Clamp, lo, hi);
+}
+
+GRAFT_REGISTER_OP(add, true);
+GRAFT_REGISTER_OP(sub, true);
+GRAFT_REGISTER_OP(mul, true);
+GRAFT_REGISTER_OP(div, true);
+GRAFT_REGISTER_OP(pow, true);
+GRAFT_REGISTER_OP(maximum, true);
+GRAFT_REGISTER_OP(minimum, true);
+GRAFT_REGISTER_OP(where, true);
+GRAFT_REGISTER_OP(compare, false);
+GRAFT_REGISTER_OP(neg, true);
+GRAFT_REGISTER_OP(abs, true);
+GRAFT_REGISTER_OP(exp, true);
+GRAFT_REGISTER_OP(log, true);
+GRAFT_REGISTER_OP(sqrt, true);
+GRAFT_REGISTER_OP(rsqrt, true);
+GRAFT_REGISTER_OP(tanh, true);
+GRAFT_REGISTER_OP(sigmoid, true);
+GRAFT_REGISTER_OP(relu, true);
+GRAFT_REGISTER_OP(relu6, true);
+GRAFT_REGISTER_OP(gelu, true);
+GRAFT_REGISTER_OP(gelu_tanh, true);
+GRAFT_REGISTER_OP(silu, true);
+GRAFT_REGISTER_OP(hardswish, true);
+GRAFT_REGISTER_OP(pow_scalar, true);
+GRAFT_REGISTER_OP(clamp, true);
+
+// ---- in place (optimizers) -----------------------------------------------------------------------
+inline Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  check_inplace(*this, "add_");
+  NoGradGuard ng;
+  const Tensor o = alpha == 1.0 ? other : mul(other, alpha);
+  copy_into(*this, add(this->detach(), o.to(dtype())));
+  storage()->bump_version();
+  return *this;
+}
+inline Tensor& Tensor::mul_(double s) {
+  check_inplace(*this, "mul_");
+  NoGradGuard ng;
+  copy_into(*this, mul(this->detach(), s));
+  storage()->bump_version();
+  return *this;
+}
+
+}  // namespace graft
