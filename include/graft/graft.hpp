@@ -32,6 +32,7 @@
 #include "graft/autograd/grad_mode.hpp"
 #include "graft/autograd/node.hpp"
 #include "graft/autograd/function.hpp"
+#include "graft/core/print.hpp"
 #include "graft/ops/creation.hpp"
 #include "graft/ops/copy.hpp"
 #include "graft/ops/view.hpp"

@@ -1,0 +1,215 @@
+// graft/ops/matmul.hpp - matrix products: matmul (torch.matmul semantics) and linear, plus the one
+// strided reference GEMM that conv2d reuses.
+//
+// Shapes (torch.matmul):
+//   a [K]          b [K]          -> []                 dot product
+//   a [M, K]       b [K, N]       -> [M, N]
+//   a [K]          b [*, K, N]    -> [*, N]             a is promoted to [1, K], the 1 removed after
+//   a [*, M, K]    b [K]          -> [*, M]             b is promoted to [K, 1], the 1 removed after
+//   a [*a, M, K]   b [*b, K, N]   -> [broadcast(*a, *b), M, N]
+// linear: x [*, in], weight [out, in], bias [out] -> [*, out]   (y = x weight^T + bias)
+//
+// Backward: da = g b^T, db = a^T g, written with matmul itself (so they are differentiable again
+// for create_graph) and reduced over broadcast batch dims with sum_to. The transposes are views:
+// the kernel takes row and column strides, so no copy is made.
+#pragma once
+#include <algorithm>
+#include <vector>
+
+#include "graft/autograd/node.hpp"
+#include "graft/core/dispatch.hpp"
+#include "graft/core/parallel.hpp"
+#include "graft/ops/reduce.hpp"
+#include "graft/ops/view.hpp"
+
+namespace graft {
+
+namespace kernels::cpu {
+
+// c[i, j] (+)= sum_p a[i, p] * b[p, j]   for i < m, j < n, p < k
+//   a[i, p] = a[i * a_rs + p * a_cs]      any strides (transposed views included)
+//   b[p, j] = b[p * b_rs + j * b_cs]
+//   c[i, j] = c[i * ldc + j]              rows of c are contiguous
+// accumulate == false overwrites c. Serial: callers parallelize over rows or batches.
+template <class T>
+inline void gemm_reference(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
+                           int64_t b_rs, int64_t b_cs, T* c, int64_t ldc, bool accumulate) {
+  if (!accumulate)
+    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
+  if (b_cs != 1 && b_rs == 1 && a_cs == 1) {
+    // b is a transposed view (b^T rows contiguous): dot products over contiguous p.
+    for (int64_t i = 0; i < m; ++i) {
+      const T* a_row = a + i * a_rs;  // [k]
+      for (int64_t j = 0; j < n; ++j) {
+        const T* b_col = b + j * b_cs;  // [k]
+        T acc = T(0);
+        for (int64_t p = 0; p < k; ++p) acc += a_row[p] * b_col[p];
+        c[i * ldc + j] += acc;
+      }
+    }
+    return;
+  }
+  // i-p-j order: the innermost loop streams a row of b into a row of c. Columns are blocked so the
+  // [k, kColBlock] panel of b stays in cache while every row of c in [0, m) uses it.
+  constexpr int64_t kColBlock = 512;
+  for (int64_t j0 = 0; j0 < n; j0 += kColBlock) {
+    const int64_t j1 = std::min(n, j0 + kColBlock);
+    for (int64_t i = 0; i < m; ++i) {
+      T* c_row = c + i * ldc;  // [n]
+      for (int64_t p = 0; p < k; ++p) {
+        const T a_ip = a[i * a_rs + p * a_cs];
+        const T* b_row = b + p * b_rs;  // [n] with stride b_cs
+        if (b_cs == 1) {
+          for (int64_t j = j0; j < j1; ++j) c_row[j] += a_ip * b_row[j];
+        } else {
+          for (int64_t j = j0; j < j1; ++j) c_row[j] += a_ip * b_row[j * b_cs];
+        }
+      }
+    }
+  }
+}
+
+// out[*batch, M, N] = a[*batch, M, K] @ b[*batch, K, N].
+//   out contiguous; a and b of out's dtype, already expanded to the batch shape (stride 0 on
+//   broadcast batch dims), any strides. Parallel over the (batch x M) rows.
+inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) {
+  GRAFT_DISPATCH_FLOAT(out.dtype(), "matmul", T, [&] {
+    const int r = out.dim();
+    const int64_t M = out.size(r - 2), N = out.size(r - 1), K = a.size(r - 1);
+    Shape batch;
+    for (int d = 0; d < r - 2; ++d) batch.push_back(out.size(d));
+    Shape a_bst, b_bst;  // batch strides of a and b
+    for (int d = 0; d < r - 2; ++d) {
+      a_bst.push_back(a.stride(d));
+      b_bst.push_back(b.stride(d));
+    }
+    const int64_t B = batch.numel();
+    std::vector<int64_t> a_off(size_t(B)), b_off(size_t(B));  // element offset of each batch
+    for_each_offset2(batch, a_bst, b_bst, [&](int64_t i, int64_t oa, int64_t ob) {
+      a_off[size_t(i)] = oa;
+      b_off[size_t(i)] = ob;
+    });
+    const T* pa = a.data<T>();
+    const T* pb = b.data<T>();
+    T* po = out.data<T>();
+    const int64_t a_rs = a.stride(r - 2), a_cs = a.stride(r - 1);
+    const int64_t b_rs = b.stride(r - 2), b_cs = b.stride(r - 1);
+    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, K * N));
+    parallel_for(0, B * M, grain, [&](int64_t lo, int64_t hi) {
+      // [lo, hi) indexes the rows of all batches; split it at batch boundaries.
+      for (int64_t row = lo; row < hi;) {
+        const int64_t bi = row / M, i0 = row % M;
+        const int64_t i1 = std::min(M, i0 + (hi - row));
+        gemm_reference<T>(i1 - i0, N, K, pa + a_off[size_t(bi)] + i0 * a_rs, a_rs, a_cs, pb + b_off[size_t(bi)],
+                          b_rs, b_cs, po + (bi * M + i0) * N, N, /*accumulate=*/false);
+        row += i1 - i0;
+      }
+    });
+  });
+}
+
+}  // namespace kernels::cpu
+
+using MatmulKernel = void (*)(const Tensor& out, const Tensor& a, const Tensor& b);
+inline KernelSlot<MatmulKernel> matmul_kernel{"matmul", &kernels::cpu::matmul_forward};
+
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+namespace autograd {
+// out = a @ b with a [*a, M, K], b [*b, K, N] (both rank >= 2).
+class MatmulBackward final : public Node {
+ public:
+  std::string name() const override { return "MatmulBackward"; }
+  std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
+    const Tensor& g = grads[0];  // [*batch, M, N]
+    Tensor da, db;
+    if (needs_input_grad(0)) da = sum_to(matmul(g, b_.unpack(this).transpose(-1, -2)), a_shape);
+    if (needs_input_grad(1)) db = sum_to(matmul(a_.unpack(this).transpose(-1, -2), g), b_shape);
+    return {da, db};
+  }
+  void release_saved() override {
+    a_.release();
+    b_.release();
+  }
+  SavedTensor a_, b_;  // a is kept only when b needs a gradient, and b only when a does
+  Shape a_shape, b_shape;
+};
+}  // namespace autograd
+
+namespace detail_matmul {
+// The batched product of operands of rank >= 2; records MatmulBackward.
+inline Tensor matmul_nd(const Tensor& a, const Tensor& b) {
+  const int ra = a.dim(), rb = b.dim();
+  const int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1);
+  GRAFT_ASSERT(b.size(-2) == K);  // matmul checked it, naming the user's shapes
+  Shape a_batch, b_batch;
+  for (int d = 0; d < ra - 2; ++d) a_batch.push_back(a.size(d));
+  for (int d = 0; d < rb - 2; ++d) b_batch.push_back(b.size(d));
+  Shape out_shape = broadcast_shapes(a_batch, b_batch, "matmul");
+  Shape a_full = out_shape, b_full = out_shape;
+  out_shape.push_back(M);
+  out_shape.push_back(N);
+  a_full.push_back(M);
+  a_full.push_back(K);
+  b_full.push_back(K);
+  b_full.push_back(N);
+  Tensor out = empty(out_shape, a.dtype(), a.device());
+  if (out.numel() > 0) matmul_kernel.get(a.device())(out, a.detach().expand(a_full), b.detach().expand(b_full));
+  if (autograd::any_requires_grad({&a, &b})) {
+    auto node = std::make_shared<autograd::MatmulBackward>();
+    node->a_shape = a.shape();
+    node->b_shape = b.shape();
+    if (b.requires_grad()) node->a_ = a;
+    if (a.requires_grad()) node->b_ = b;
+    autograd::connect(node, {a, b}, {out});
+  }
+  return out;
+}
+}  // namespace detail_matmul
+
+// torch.matmul (see the shape table at the top). a and b: same floating dtype, same device.
+inline Tensor matmul(const Tensor& a, const Tensor& b) {
+  GRAFT_CHECK(a.defined() && b.defined(), "matmul", "undefined tensor argument");
+  GRAFT_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul", "both arguments need at least 1 dim, got shapes ", a.shape(),
+              " and ", b.shape());
+  GRAFT_CHECK(a.dtype() == b.dtype(), "matmul", "expected equal dtypes, got ", dtype_name(a.dtype()), " and ",
+              dtype_name(b.dtype()));
+  GRAFT_CHECK(is_floating(a.dtype()), "matmul", "expected a floating-point tensor, got ", dtype_name(a.dtype()));
+  GRAFT_CHECK(a.device() == b.device(), "matmul", "tensors on different devices: ", a.device(), " and ",
+              b.device());
+  const int64_t K = a.size(-1);
+  const int64_t Kb = b.dim() == 1 ? b.size(0) : b.size(-2);
+  GRAFT_CHECK(K == Kb, "matmul", "shapes ", a.shape(), " and ", b.shape(), " cannot be multiplied (inner dims ", K,
+              " and ", Kb, " differ)");
+  if (a.dim() == 1 && b.dim() == 1) return detail_matmul::matmul_nd(a.unsqueeze(0), b.unsqueeze(1)).reshape(Shape{});
+  if (a.dim() == 1) return detail_matmul::matmul_nd(a.unsqueeze(0), b).squeeze(-2);
+  if (b.dim() == 1) return detail_matmul::matmul_nd(a, b.unsqueeze(1)).squeeze(-1);
+  if (a.dim() > 2 && b.dim() == 2) {
+    // [*, M, K] @ [K, N]: fold the batch into the rows (one GEMM; db = a^T g is then [K, N] directly
+    // instead of a batch of [K, N] products summed afterwards).
+    Shape out_shape = a.shape();
+    out_shape[out_shape.rank() - 1] = b.size(1);
+    int64_t rows = 1;
+    for (int d = 0; d + 1 < a.dim(); ++d) rows *= a.size(d);
+    return detail_matmul::matmul_nd(a.reshape({rows, K}), b).reshape(out_shape);
+  }
+  return detail_matmul::matmul_nd(a, b);
+}
+
+// y = x weight^T + bias: x [*, in], weight [out, in], bias [out] or undefined -> y [*, out].
+inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor()) {
+  GRAFT_CHECK(x.defined() && weight.defined(), "linear", "undefined input or weight");
+  GRAFT_CHECK(weight.dim() == 2, "linear", "weight must be 2-D [out, in], got shape ", weight.shape());
+  GRAFT_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear", "input of shape ", x.shape(),
+              " does not match weight of shape ", weight.shape(), " (expected last dim ", weight.size(1), ")");
+  Tensor y = matmul(x, weight.t());
+  if (!bias.defined()) return y;
+  GRAFT_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear", "bias must have shape [",
+              weight.size(0), "], got ", bias.shape());
+  return y + bias;
+}
+
+GRAFT_REGISTER_OP(matmul, true);
+GRAFT_REGISTER_OP(linear, true);
+
+}  // namespace graft
