@@ -33,12 +33,12 @@ struct Conv2dParams {
 namespace detail_conv {
 // All sizes of one convolution, from the input and weight shapes.
 struct Geometry {
-  int64_t N, C, H, W;      // input
-  int64_t O, KH, KW;       // weight [O, Cg, KH, KW]
-  int64_t OH, OW;          // output
-  int64_t G, Cg, Og;       // groups, input and output channels per group
-  int64_t R, L;            // rows (Cg KH KW) and columns (OH OW) of cols
-  bool pointwise;          // 1x1 kernel, stride 1, no padding: cols is the input itself
+  int64_t N, C, H, W;  // input
+  int64_t O, KH, KW;   // weight [O, Cg, KH, KW]
+  int64_t OH, OW;      // output
+  int64_t G, Cg, Og;   // groups, input and output channels per group
+  int64_t R, L;        // rows (Cg KH KW) and columns (OH OW) of cols
+  bool pointwise;      // 1x1 kernel, stride 1, no padding: cols is the input itself
 };
 
 inline int64_t conv_out_size(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil) {
@@ -53,8 +53,8 @@ inline Geometry geometry(const Shape& x, const Shape& w, const Conv2dParams& p) 
   g.OW = conv_out_size(g.W, g.KW, p.stride[1], p.padding[1], p.dilation[1]);
   g.G = p.groups, g.Cg = g.C / g.G, g.Og = g.O / g.G;
   g.R = g.Cg * g.KH * g.KW, g.L = g.OH * g.OW;
-  g.pointwise = g.KH == 1 && g.KW == 1 && p.stride[0] == 1 && p.stride[1] == 1 && p.padding[0] == 0 &&
-                p.padding[1] == 0;
+  g.pointwise =
+      g.KH == 1 && g.KW == 1 && p.stride[0] == 1 && p.stride[1] == 1 && p.padding[0] == 0 && p.padding[1] == 0;
   return g;
 }
 }  // namespace detail_conv
@@ -152,13 +152,13 @@ inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tenso
       const T* pw = weight.data<T>();
       T* pdx = dx.data<T>();
       parallel_for(0, g.N * g.G, 1, [&](int64_t lo, int64_t hi) {
-        std::vector<T> dcols(size_t(g.R * g.L));  // [R, L]
+        std::vector<T> dcols(size_t(g.pointwise ? 0 : g.R * g.L));  // [R, L]
         for (int64_t t = lo; t < hi; ++t) {
           const int64_t n = t / g.G, grp = t % g.G;
-          const T* w_g = pw + grp * g.Og * g.R;                        // [Og, R]
-          const T* dout_ng = pdout + (n * g.O + grp * g.Og) * g.L;     // [Og, L]
-          T* dx_ng = pdx + (n * g.C + grp * g.Cg) * g.H * g.W;         // [Cg, H, W]
-          if (g.pointwise) {  // dx_ng [Cg, L] = w_g^T [Cg, Og] @ dout_ng [Og, L]
+          const T* w_g = pw + grp * g.Og * g.R;                     // [Og, R]
+          const T* dout_ng = pdout + (n * g.O + grp * g.Og) * g.L;  // [Og, L]
+          T* dx_ng = pdx + (n * g.C + grp * g.Cg) * g.H * g.W;      // [Cg, H, W]
+          if (g.pointwise) {  // dx_ng [Cg, L] = w_g^T [Cg, Og] @ dout_ng [Og, L]: no col2im
             gemm_reference<T>(g.R, g.L, g.Og, w_g, 1, g.R, dout_ng, g.L, 1, dx_ng, g.L, /*accumulate=*/false);
             continue;
           }
@@ -170,7 +170,8 @@ inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tenso
     }
     if (!dweight.defined() && !dbias.defined()) return;
     const int64_t tasks = std::max<int64_t>(1, std::min<int64_t>(g.N, get_num_threads()));
-    std::vector<std::vector<T>> dw_part(size_t(tasks)), db_part(size_t(tasks));  // [O, R] and [O] per task
+    std::vector<std::vector<T>> dw_part(static_cast<size_t>(tasks));  // [O, R] per task
+    std::vector<std::vector<T>> db_part(static_cast<size_t>(tasks));  // [O] per task
     const T* px = dweight.defined() ? x.data<T>() : nullptr;
     parallel_for(0, tasks, 1, [&](int64_t lo, int64_t hi) {
       std::vector<T> cols(size_t(dweight.defined() && !g.pointwise ? g.R * g.L : 0));  // [R, L]
@@ -218,9 +219,9 @@ inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tenso
 
 using Conv2dKernel = void (*)(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                               const Conv2dParams& p);
-using Conv2dBackwardKernel = void (*)(const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
-                                      const Tensor& dout, const Tensor& x, const Tensor& weight,
-                                      const Shape& x_shape, const Shape& w_shape, const Conv2dParams& p);
+using Conv2dBackwardKernel = void (*)(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
+                                      const Tensor& x, const Tensor& weight, const Shape& x_shape, const Shape& w_shape,
+                                      const Conv2dParams& p);
 inline KernelSlot<Conv2dKernel> conv2d_kernel{"conv2d", &kernels::cpu::conv2d_forward};
 inline KernelSlot<Conv2dBackwardKernel> conv2d_backward_kernel{"conv2d_backward", &kernels::cpu::conv2d_backward};
 
@@ -230,9 +231,9 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, std::ar
 namespace detail_conv {
 // {dx, dweight, dbias} of conv2d for the requested ones (the others undefined). Differentiable in
 // dout, x and weight: records Conv2dDoubleBackward when grad mode is on (create_graph).
-inline std::vector<Tensor> conv2d_grad(const Tensor& dout, const Tensor& x, const Tensor& weight,
-                                       const Shape& x_shape, const Shape& w_shape, bool need_dx, bool need_dw,
-                                       bool need_db, const Conv2dParams& p);
+inline std::vector<Tensor> conv2d_grad(const Tensor& dout, const Tensor& x, const Tensor& weight, const Shape& x_shape,
+                                       const Shape& w_shape, bool need_dx, bool need_dw, bool need_db,
+                                       const Conv2dParams& p);
 }  // namespace detail_conv
 
 namespace autograd {
@@ -240,8 +241,8 @@ class Conv2dBackward final : public Node {
  public:
   std::string name() const override { return "Conv2dBackward"; }
   std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
-    return detail_conv::conv2d_grad(grads[0], x_.unpack(this), w_.unpack(this), x_shape, w_shape,
-                                    needs_input_grad(0), needs_input_grad(1), needs_input_grad(2), p);
+    return detail_conv::conv2d_grad(grads[0], x_.unpack(this), w_.unpack(this), x_shape, w_shape, needs_input_grad(0),
+                                    needs_input_grad(1), needs_input_grad(2), p);
   }
   void release_saved() override {
     x_.release();
@@ -300,8 +301,8 @@ inline std::vector<Tensor> conv2d_grad(const Tensor& dout_in, const Tensor& x_in
   Tensor dx = need_dx ? empty(x_shape, dt, dev) : Tensor();
   Tensor dw = need_dw ? zeros(w_shape, dt, dev) : Tensor();
   Tensor db = need_db ? zeros(Shape{w_shape[0]}, dt, dev) : Tensor();
-  conv2d_backward_kernel.get(dev)(dx, dw, db, dout.detach(), x.defined() ? x.detach() : x,
-                                  w.defined() ? w.detach() : w, x_shape, w_shape, p);
+  conv2d_backward_kernel.get(dev)(dx, dw, db, dout.detach(), x.defined() ? x.detach() : x, w.defined() ? w.detach() : w,
+                                  x_shape, w_shape, p);
   if (autograd::any_requires_grad({&dout, &x, &w})) {
     auto node = std::make_shared<autograd::Conv2dDoubleBackward>();
     node->dout_ = dout;
@@ -329,8 +330,8 @@ inline Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& 
   GRAFT_CHECK(weight_in.dim() == 4, "conv2d", "weight must be 4-D [O, C/groups, KH, KW], got shape ",
               weight_in.shape());
   GRAFT_CHECK(is_floating(x_in.dtype()), "conv2d", "expected a floating-point input, got ", dtype_name(x_in.dtype()));
-  GRAFT_CHECK(weight_in.dtype() == x_in.dtype() && (!bias_in.defined() || bias_in.dtype() == x_in.dtype()),
-              "conv2d", "input, weight and bias must share a dtype, got ", dtype_name(x_in.dtype()), ", ",
+  GRAFT_CHECK(weight_in.dtype() == x_in.dtype() && (!bias_in.defined() || bias_in.dtype() == x_in.dtype()), "conv2d",
+              "input, weight and bias must share a dtype, got ", dtype_name(x_in.dtype()), ", ",
               dtype_name(weight_in.dtype()), bias_in.defined() ? std::string(", ") + dtype_name(bias_in.dtype()) : "");
   GRAFT_CHECK(weight_in.device() == x_in.device() && (!bias_in.defined() || bias_in.device() == x_in.device()),
               "conv2d", "input, weight and bias must be on one device");
@@ -340,11 +341,11 @@ inline Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& 
               ") are not divisible by groups = ", groups);
   GRAFT_CHECK(O % groups == 0, "conv2d", "output channels O = ", O, " (weight shape ", weight_in.shape(),
               ") are not divisible by groups = ", groups);
-  GRAFT_CHECK(weight_in.size(1) * groups == C, "conv2d", "weight of shape ", weight_in.shape(), " with groups = ",
-              groups, " expects an input with ", weight_in.size(1) * groups, " channels, got input of shape ",
-              x_in.shape(), " (", C, " channels)");
-  GRAFT_CHECK(!bias_in.defined() || (bias_in.dim() == 1 && bias_in.size(0) == O), "conv2d",
-              "bias must have shape [", O, "], got ", bias_in.defined() ? bias_in.shape() : Shape{});
+  GRAFT_CHECK(weight_in.size(1) * groups == C, "conv2d", "weight of shape ", weight_in.shape(),
+              " with groups = ", groups, " expects an input with ", weight_in.size(1) * groups,
+              " channels, got input of shape ", x_in.shape(), " (", C, " channels)");
+  GRAFT_CHECK(!bias_in.defined() || (bias_in.dim() == 1 && bias_in.size(0) == O), "conv2d", "bias must have shape [", O,
+              "], got ", bias_in.defined() ? bias_in.shape() : Shape{});
   for (int i = 0; i < 2; ++i) {
     GRAFT_CHECK(stride[size_t(i)] > 0 && dilation[size_t(i)] > 0 && padding[size_t(i)] >= 0, "conv2d",
                 "stride and dilation must be positive and padding non-negative, got stride {", stride[0], ", ",

@@ -69,6 +69,16 @@ inline void check_first_order(const autograd::Node* node, const Tensor& dout) {
               "second derivative (create_graph with a gradient that requires grad) is not implemented");
 }
 
+// True when `from` broadcasts to `to` without changing `to`.
+inline bool broadcasts_to(const Shape& from, const Shape& to) {
+  if (from.rank() > to.rank()) return false;
+  for (int i = 0; i < from.rank(); ++i) {
+    const int64_t f = from[from.rank() - 1 - i], t = to[to.rank() - 1 - i];
+    if (f != t && f != 1) return false;
+  }
+  return true;
+}
+
 // Product of the extents before and after dim d.
 inline int64_t outer_size(const Shape& s, int d) {
   int64_t n = 1;

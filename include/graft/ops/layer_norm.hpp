@@ -12,7 +12,7 @@
 #pragma once
 #include <cmath>
 
-#include "graft/ops/reduce.hpp"
+#include "graft/ops/minmax.hpp"  // chunk_rows
 
 namespace graft {
 
@@ -28,7 +28,7 @@ inline void layer_norm_forward(const Tensor& out, const Tensor& mean, const Tens
     const T* px = x.data<T>();
     const T* pw = weight.defined() ? weight.data<T>() : nullptr;
     const T* pb = bias.defined() ? bias.data<T>() : nullptr;
-    parallel_for(0, M, std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, N)), [&](int64_t lo, int64_t hi) {
+    parallel_for(0, M, chunk_rows(N), [&](int64_t lo, int64_t hi) {
       for (int64_t m = lo; m < hi; ++m) {
         const T* row = px + m * N;  // [N]
         T* orow = po + m * N;       // [N]
@@ -62,7 +62,7 @@ inline void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const T
     const T* pw = weight.defined() ? weight.data<T>() : nullptr;
     const T* pmean = mean.data<T>();
     const T* prstd = rstd.data<T>();
-    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, N));
+    const int64_t grain = chunk_rows(N);
     if (dx.defined()) {
       T* pdx = dx.data<T>();
       parallel_for(0, M, grain, [&](int64_t lo, int64_t hi) {
@@ -90,7 +90,7 @@ inline void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const T
       // Columns are independent: each thread owns a range of j and walks all rows.
       T* pdw = dweight.defined() ? dweight.data<T>() : nullptr;
       T* pdb = dbias.defined() ? dbias.data<T>() : nullptr;
-      parallel_for(0, N, std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, M)), [&](int64_t lo, int64_t hi) {
+      parallel_for(0, N, chunk_rows(M), [&](int64_t lo, int64_t hi) {
         for (int64_t j = lo; j < hi; ++j) {
           double dw = 0, db = 0;
           for (int64_t m = 0; m < M; ++m) {

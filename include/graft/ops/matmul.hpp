@@ -37,13 +37,21 @@ inline void gemm_reference(int64_t m, int64_t n, int64_t k, const T* a, int64_t 
   if (!accumulate)
     for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
   if (b_cs != 1 && b_rs == 1 && a_cs == 1) {
-    // b is a transposed view (b^T rows contiguous): dot products over contiguous p.
+    // b is a transposed view (b^T rows contiguous): dot products over contiguous p, in kLanes
+    // independent partial sums so the compiler can vectorize them (a single running sum cannot be
+    // reordered without -ffast-math).
+    constexpr int64_t kLanes = 8;
     for (int64_t i = 0; i < m; ++i) {
       const T* a_row = a + i * a_rs;  // [k]
       for (int64_t j = 0; j < n; ++j) {
         const T* b_col = b + j * b_cs;  // [k]
+        T lane[kLanes] = {};
+        int64_t p = 0;
+        for (; p + kLanes <= k; p += kLanes)
+          for (int64_t q = 0; q < kLanes; ++q) lane[q] += a_row[p + q] * b_col[p + q];
         T acc = T(0);
-        for (int64_t p = 0; p < k; ++p) acc += a_row[p] * b_col[p];
+        for (; p < k; ++p) acc += a_row[p] * b_col[p];
+        for (int64_t q = 0; q < kLanes; ++q) acc += lane[q];
         c[i * ldc + j] += acc;
       }
     }
@@ -84,7 +92,7 @@ inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) 
       b_bst.push_back(b.stride(d));
     }
     const int64_t B = batch.numel();
-    std::vector<int64_t> a_off(size_t(B)), b_off(size_t(B));  // element offset of each batch
+    std::vector<int64_t> a_off(static_cast<size_t>(B)), b_off(static_cast<size_t>(B));  // element offset of each batch
     for_each_offset2(batch, a_bst, b_bst, [&](int64_t i, int64_t oa, int64_t ob) {
       a_off[size_t(i)] = oa;
       b_off[size_t(i)] = ob;
@@ -100,8 +108,8 @@ inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) 
       for (int64_t row = lo; row < hi;) {
         const int64_t bi = row / M, i0 = row % M;
         const int64_t i1 = std::min(M, i0 + (hi - row));
-        gemm_reference<T>(i1 - i0, N, K, pa + a_off[size_t(bi)] + i0 * a_rs, a_rs, a_cs, pb + b_off[size_t(bi)],
-                          b_rs, b_cs, po + (bi * M + i0) * N, N, /*accumulate=*/false);
+        gemm_reference<T>(i1 - i0, N, K, pa + a_off[size_t(bi)] + i0 * a_rs, a_rs, a_cs, pb + b_off[size_t(bi)], b_rs,
+                          b_cs, po + (bi * M + i0) * N, N, /*accumulate=*/false);
         row += i1 - i0;
       }
     });
@@ -175,12 +183,16 @@ inline Tensor matmul(const Tensor& a, const Tensor& b) {
   GRAFT_CHECK(a.dtype() == b.dtype(), "matmul", "expected equal dtypes, got ", dtype_name(a.dtype()), " and ",
               dtype_name(b.dtype()));
   GRAFT_CHECK(is_floating(a.dtype()), "matmul", "expected a floating-point tensor, got ", dtype_name(a.dtype()));
-  GRAFT_CHECK(a.device() == b.device(), "matmul", "tensors on different devices: ", a.device(), " and ",
-              b.device());
+  GRAFT_CHECK(a.device() == b.device(), "matmul", "tensors on different devices: ", a.device(), " and ", b.device());
   const int64_t K = a.size(-1);
   const int64_t Kb = b.dim() == 1 ? b.size(0) : b.size(-2);
   GRAFT_CHECK(K == Kb, "matmul", "shapes ", a.shape(), " and ", b.shape(), " cannot be multiplied (inner dims ", K,
               " and ", Kb, " differ)");
+  for (int i = 3; i <= std::min(a.dim(), b.dim()); ++i) {  // batch dims, from the right
+    const int64_t da = a.size(-i), db = b.size(-i);
+    GRAFT_CHECK(da == db || da == 1 || db == 1, "matmul", "shapes ", a.shape(), " and ", b.shape(),
+                " have batch dims that cannot be broadcast (", da, " vs ", db, ")");
+  }
   if (a.dim() == 1 && b.dim() == 1) return detail_matmul::matmul_nd(a.unsqueeze(0), b.unsqueeze(1)).reshape(Shape{});
   if (a.dim() == 1) return detail_matmul::matmul_nd(a.unsqueeze(0), b).squeeze(-2);
   if (b.dim() == 1) return detail_matmul::matmul_nd(a, b.unsqueeze(1)).squeeze(-1);
@@ -204,8 +216,8 @@ inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias =
               " does not match weight of shape ", weight.shape(), " (expected last dim ", weight.size(1), ")");
   Tensor y = matmul(x, weight.t());
   if (!bias.defined()) return y;
-  GRAFT_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear", "bias must have shape [",
-              weight.size(0), "], got ", bias.shape());
+  GRAFT_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear", "bias must have shape [", weight.size(0),
+              "], got ", bias.shape());
   return y + bias;
 }
 

@@ -18,7 +18,8 @@
 
 namespace graft {
 
-// Layout helpers shared by the row-wise reductions and normalizations (var, softmax).
+// Layout helpers shared by the row-wise reductions and normalizations (var, softmax, layer_norm,
+// batch_norm).
 namespace detail_rows {
 // x [d0, ..., dn-1] seen as [outer, n, inner] around dim d; a 0-d tensor is [1, 1, 1].
 struct DimSplit {
@@ -80,6 +81,12 @@ inline Tensor from_rows(const Tensor& rows, const Shape& x_shape, const std::vec
 
 namespace kernels::cpu {
 
+// Rows per parallel_for chunk for rows of `row_length` elements: about 16K elements per chunk,
+// so small inputs stay on the calling thread.
+inline int64_t chunk_rows(int64_t row_length) {
+  return std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, row_length));
+}
+
 // True when candidate a replaces the current best b: a NaN beats any number, and once a NaN is
 // held nothing replaces it; otherwise a strictly greater (smaller for min) value wins, so the
 // first occurrence of the extreme is kept.
@@ -100,7 +107,7 @@ inline void max_dim_forward(const Tensor& values, const Tensor& indices, const T
     T* pv = values.defined() ? values.data<T>() : nullptr;
     int64_t* pi = indices.data<int64_t>();
     const int64_t rows = outer * inner;
-    parallel_for(0, rows, std::max<int64_t>(1, (int64_t(1) << 14) / n), [&](int64_t lo, int64_t hi) {
+    parallel_for(0, rows, chunk_rows(n), [&](int64_t lo, int64_t hi) {
       for (int64_t r = lo; r < hi; ++r) {
         const T* row = px + (r / inner) * n * inner + r % inner;  // row[k * inner], k < n
         T best = row[0];
@@ -127,7 +134,7 @@ inline void max_dim_backward(const Tensor& dx, const Tensor& dvalues, const Tens
     T* pdx = dx.data<T>();
     const T* pdv = dvalues.data<T>();
     const int64_t* pi = indices.data<int64_t>();
-    parallel_for(0, outer, std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, n * inner)), [&](int64_t lo, int64_t hi) {
+    parallel_for(0, outer, chunk_rows(n * inner), [&](int64_t lo, int64_t hi) {
       for (int64_t o = lo; o < hi; ++o) {
         T* block = pdx + o * n * inner;  // [n, inner]
         std::fill(block, block + n * inner, T(0));
@@ -142,7 +149,7 @@ inline void amax_forward(const Tensor& out, const Tensor& x, int64_t M, int64_t 
   GRAFT_DISPATCH_FLOAT(x.dtype(), is_max ? "amax" : "amin", T, [&] {
     const T* px = x.data<T>();
     T* po = out.data<T>();
-    parallel_for(0, M, std::max<int64_t>(1, (int64_t(1) << 14) / K), [&](int64_t lo, int64_t hi) {
+    parallel_for(0, M, chunk_rows(K), [&](int64_t lo, int64_t hi) {
       for (int64_t m = lo; m < hi; ++m) {
         const T* row = px + m * K;
         T best = row[0];
@@ -163,7 +170,7 @@ inline void amax_backward(const Tensor& dx, const Tensor& dout, const Tensor& x,
     const T* pdo = dout.data<T>();
     const T* px = x.data<T>();
     const T* po = out.data<T>();
-    parallel_for(0, M, std::max<int64_t>(1, (int64_t(1) << 14) / K), [&](int64_t lo, int64_t hi) {
+    parallel_for(0, M, chunk_rows(K), [&](int64_t lo, int64_t hi) {
       for (int64_t m = lo; m < hi; ++m) {
         const T* row = px + m * K;
         const T best = po[m];
@@ -292,8 +299,12 @@ inline std::pair<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim 
   return detail_minmax::extreme_dim(x, dim, keepdim, false, true, "min");
 }
 // The maximum of all elements, as a 0-d tensor.
-inline Tensor max(const Tensor& x) { return detail_minmax::extreme_dims(x, {}, false, true, "max", "MaxAllBackward"); }
-inline Tensor min(const Tensor& x) { return detail_minmax::extreme_dims(x, {}, false, false, "min", "MinAllBackward"); }
+inline Tensor max(const Tensor& x) {
+  return detail_minmax::extreme_dims(x, {}, false, true, "max", "MaxAllBackward");
+}
+inline Tensor min(const Tensor& x) {
+  return detail_minmax::extreme_dims(x, {}, false, false, "min", "MinAllBackward");
+}
 
 // The maximum over `dims` (empty = all dims).
 inline Tensor amax(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false) {

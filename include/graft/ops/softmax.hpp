@@ -16,10 +16,9 @@ namespace kernels::cpu {
 // Calls f(base) for each row base = o * n * inner + i of an [outer, n, inner] block, in parallel.
 template <class F>
 inline void for_each_softmax_row(int64_t outer, int64_t n, int64_t inner, F&& f) {
-  parallel_for(0, outer * inner, std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, n)),
-               [&](int64_t lo, int64_t hi) {
-                 for (int64_t r = lo; r < hi; ++r) f((r / inner) * n * inner + r % inner);
-               });
+  parallel_for(0, outer * inner, chunk_rows(n), [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) f((r / inner) * n * inner + r % inner);
+  });
 }
 
 // y = softmax(x) along n. x, y contiguous [outer, n, inner]; sums accumulate in double.
@@ -136,7 +135,8 @@ inline Tensor softmax_impl(const Tensor& x_in, int64_t dim, bool log) {
   const Tensor x = x_in.contiguous();
   const detail_rows::DimSplit split = detail_rows::split_at(x.shape(), d);
   Tensor y = empty(x.shape(), x.dtype(), x.device());
-  if (y.numel() > 0) (log ? log_softmax_kernel : softmax_kernel).get(x.device())(y, x.detach(), split.outer, split.n, split.inner);
+  const auto& slot = log ? log_softmax_kernel : softmax_kernel;
+  if (y.numel() > 0) slot.get(x.device())(y, x.detach(), split.outer, split.n, split.inner);
   if (autograd::any_requires_grad({&x})) {
     auto node = std::make_shared<autograd::SoftmaxBackward>();
     node->log = log;

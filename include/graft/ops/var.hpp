@@ -19,7 +19,7 @@ inline void var_forward(const Tensor& out, const Tensor& x, int64_t M, int64_t K
     const T* px = x.data<T>();
     T* po = out.data<T>();
     const double divisor = double(std::max<int64_t>(0, K - correction));
-    parallel_for(0, M, std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, K)), [&](int64_t lo, int64_t hi) {
+    parallel_for(0, M, chunk_rows(K), [&](int64_t lo, int64_t hi) {
       for (int64_t m = lo; m < hi; ++m) {
         const T* row = px + m * K;
         double mean = 0;
@@ -42,7 +42,7 @@ inline void var_backward(const Tensor& dx, const Tensor& dout, const Tensor& x, 
     const T* pdo = dout.data<T>();
     const T* px = x.data<T>();
     const double divisor = double(std::max<int64_t>(0, K - correction));
-    parallel_for(0, M, std::max<int64_t>(1, (int64_t(1) << 14) / std::max<int64_t>(1, K)), [&](int64_t lo, int64_t hi) {
+    parallel_for(0, M, chunk_rows(K), [&](int64_t lo, int64_t hi) {
       for (int64_t m = lo; m < hi; ++m) {
         const T* row = px + m * K;
         double mean = 0;

@@ -1,0 +1,134 @@
+// bench_ops: Graft's CPU reference kernels against the baseline measured in the same run.
+//
+//   cmake -S . -B build-bench -DGRAFT_BUILD_BENCH=ON && cmake --build build-bench --target bench_ops
+//   ./build-bench/bench/bench_ops            (GRAFT_NUM_THREADS and OPENBLAS_NUM_THREADS set threads)
+//
+// Each benchmark checks its result against the baseline before timing (and aborts on mismatch).
+// Counters: GFLOP/s or GB/s, and the thread count. The reference kernels are plain loops: these
+// numbers are the "before" column of the fast-kernel issue.
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "graft/graft.hpp"
+
+#ifdef GRAFT_BENCH_OPENBLAS
+#include <cblas.h>
+#endif
+
+using namespace graft;
+
+namespace {
+
+void require_close(const Tensor& a, const Tensor& b, double rtol, const char* what) {
+  const auto x = a.to_vector(), y = b.to_vector();
+  for (size_t i = 0; i < x.size(); ++i)
+    if (!(std::abs(x[i] - y[i]) <= 1e-4 + rtol * std::abs(y[i]))) {
+      std::fprintf(stderr, "%s: result mismatch at %zu: %g vs %g\n", what, i, x[i], y[i]);
+      std::abort();
+    }
+}
+
+#ifdef GRAFT_BENCH_OPENBLAS
+Tensor blas_matmul(const Tensor& a, const Tensor& b) {
+  const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
+  Tensor c = empty({m, n});
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(n), int(k), 1.0f, a.data<float>(), int(k),
+              b.data<float>(), int(n), 0.0f, c.data<float>(), int(n));
+  return c;
+}
+#endif
+
+void BM_matmul_graft(benchmark::State& st) {
+  const int64_t n = st.range(0);
+  Generator g(1);
+  Tensor a = randn({n, n}, DType::Float32, g), b = randn({n, n}, DType::Float32, g);
+#ifdef GRAFT_BENCH_OPENBLAS
+  require_close(matmul(a, b), blas_matmul(a, b), 1e-3, "matmul");
+#endif
+  for (auto _ : st) benchmark::DoNotOptimize(matmul(a, b).data_ptr());
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(n * n * n), benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::kIs1000);
+  st.counters["threads"] = get_num_threads();
+}
+BENCHMARK(BM_matmul_graft)->Arg(128)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond);
+
+#ifdef GRAFT_BENCH_OPENBLAS
+void BM_matmul_openblas(benchmark::State& st) {
+  const int64_t n = st.range(0);
+  Generator g(1);
+  Tensor a = randn({n, n}, DType::Float32, g), b = randn({n, n}, DType::Float32, g);
+  for (auto _ : st) benchmark::DoNotOptimize(blas_matmul(a, b).data_ptr());
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(n * n * n), benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_matmul_openblas)->Arg(128)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond);
+#endif
+
+// Elementwise add with broadcasting, against memcpy of the same bytes (the bandwidth ceiling).
+void BM_add_graft(benchmark::State& st) {
+  const int64_t n = st.range(0);
+  Tensor a = randn({n}), b = randn({n});
+  for (auto _ : st) benchmark::DoNotOptimize((a + b).data_ptr());
+  st.SetBytesProcessed(int64_t(st.iterations()) * n * 12);
+  st.counters["threads"] = get_num_threads();
+}
+BENCHMARK(BM_add_graft)->Arg(1 << 16)->Arg(1 << 22);
+
+void BM_copy_baseline(benchmark::State& st) {
+  const int64_t n = st.range(0);
+  std::vector<float> a(size_t(n) * 2, 1.0f), c(size_t(n));
+  for (auto _ : st) {
+    std::memcpy(c.data(), a.data(), size_t(n) * 4);
+    benchmark::DoNotOptimize(c.data());
+  }
+  st.SetBytesProcessed(int64_t(st.iterations()) * n * 8);
+}
+BENCHMARK(BM_copy_baseline)->Arg(1 << 16)->Arg(1 << 22);
+
+// conv2d 3x3 on a ResNet-like layer against im2col + OpenBLAS sgemm.
+void BM_conv2d_graft(benchmark::State& st) {
+  const int64_t c = st.range(0), hw = st.range(1);
+  Generator g(2);
+  Tensor x = randn({1, c, hw, hw}, DType::Float32, g), w = randn({c, c, 3, 3}, DType::Float32, g);
+  for (auto _ : st) benchmark::DoNotOptimize(conv2d(x, w, Tensor(), {1, 1}, {1, 1}).data_ptr());
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(c * c * 9 * hw * hw), benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::kIs1000);
+  st.counters["threads"] = get_num_threads();
+}
+BENCHMARK(BM_conv2d_graft)->Args({64, 28})->Unit(benchmark::kMillisecond);
+
+#ifdef GRAFT_BENCH_OPENBLAS
+Tensor im2col_conv(const Tensor& x, const Tensor& w) {  // stride 1, pad 1, 3x3, batch 1
+  const int64_t c = x.size(1), h = x.size(2), wd = x.size(3), o = w.size(0);
+  Tensor cols = zeros({c * 9, h * wd});
+  const float* px = x.data<float>();
+  float* pc = cols.data<float>();
+  for (int64_t ci = 0; ci < c; ++ci)
+    for (int64_t kh = 0; kh < 3; ++kh)
+      for (int64_t kw = 0; kw < 3; ++kw)
+        for (int64_t i = 0; i < h; ++i)
+          for (int64_t j = 0; j < wd; ++j) {
+            const int64_t ii = i + kh - 1, jj = j + kw - 1;
+            if (ii >= 0 && ii < h && jj >= 0 && jj < wd)
+              pc[((ci * 3 + kh) * 3 + kw) * h * wd + i * wd + j] = px[(ci * h + ii) * wd + jj];
+          }
+  return blas_matmul(w.reshape({o, c * 9}).contiguous(), cols).reshape({1, o, h, wd});
+}
+void BM_conv2d_im2col_openblas(benchmark::State& st) {
+  const int64_t c = st.range(0), hw = st.range(1);
+  Generator g(2);
+  Tensor x = randn({1, c, hw, hw}, DType::Float32, g), w = randn({c, c, 3, 3}, DType::Float32, g);
+  require_close(conv2d(x, w, Tensor(), {1, 1}, {1, 1}), im2col_conv(x, w), 1e-3, "conv2d");
+  for (auto _ : st) benchmark::DoNotOptimize(im2col_conv(x, w).data_ptr());
+  st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(c * c * 9 * hw * hw), benchmark::Counter::kIsIterationInvariantRate,
+                                              benchmark::Counter::kIs1000);
+}
+BENCHMARK(BM_conv2d_im2col_openblas)->Args({64, 28})->Unit(benchmark::kMillisecond);
+#endif
+
+}  // namespace
+
+BENCHMARK_MAIN();
