@@ -187,6 +187,6 @@ inline void require_error(const std::function<void()>& fn, const std::vector<std
 // GRADCHECK_CASE("op", "what"): a Catch2 test case that counts as the gradient check of "op" (a
 // name in graft::op_registry()). The coverage test fails for any differentiable op without one.
 #define GRADCHECK_CASE(OP, WHAT)                                                                   \
-  static const bool GRAFT_CAT(graft_gradcheck_reg_, __LINE__) =                                   \
+  static const bool GRAFT_CAT(graft_gradcheck_reg_, __COUNTER__) =                                   \
       ::graft_test::gradcheck_registry().insert(OP).second;                                        \
   TEST_CASE("gradcheck " OP ": " WHAT, "[gradcheck]")
