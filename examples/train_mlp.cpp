@@ -3,8 +3,8 @@
 //
 //   ./train_mlp [--epochs N] [--hidden H] [--lr LR] [--seed S]
 //
-// Two interleaved spirals of 1000 points each (noise 0.2); 80% train, 20% held out. A plain
-// linear classifier reaches about 50-65% here; the MLP should pass 95% held-out accuracy.
+// Two interleaved spirals of 1000 points each (Gaussian noise, sigma 0.06); 80% train, 20% held
+// out. The classes are not linearly separable; the MLP should pass 95% held-out accuracy.
 #include <graft/graft.hpp>
 
 #include <chrono>
@@ -55,7 +55,7 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-// Two spirals: class c's points at angle t in [0, 3 pi], radius t, rotated by pi * c, plus noise.
+// Two spirals: class c's points at angle t in [0, 3 pi], radius 2 t / (3 pi), rotated by pi * c.
 void make_spirals(int64_t per_class, Generator& g, Tensor& x, Tensor& y) {
   std::vector<float> xs;
   std::vector<int64_t> ys;
@@ -64,8 +64,8 @@ void make_spirals(int64_t per_class, Generator& g, Tensor& x, Tensor& y) {
       const double t = 3.0 * M_PI * std::sqrt(g.uniform());
       const double r = t / (3.0 * M_PI) * 2.0;
       const double a = t + M_PI * c;
-      xs.push_back(float(r * std::cos(a) + 0.2 * 0.3 * g.normal()));
-      xs.push_back(float(r * std::sin(a) + 0.2 * 0.3 * g.normal()));
+      xs.push_back(float(r * std::cos(a) + 0.06 * g.normal()));
+      xs.push_back(float(r * std::sin(a) + 0.06 * g.normal()));
       ys.push_back(c);
     }
   // shuffle

@@ -11,6 +11,14 @@
 
 #include "graft/core/error.hpp"
 
+// Functions shared by CPU code and CUDA kernels (the scalar math of elementwise ops) are marked
+// GRAFT_HOST_DEVICE, so both backends compute with the same definition.
+#if defined(__CUDACC__)
+#define GRAFT_HOST_DEVICE __host__ __device__
+#else
+#define GRAFT_HOST_DEVICE
+#endif
+
 namespace graft {
 
 enum class DType : uint8_t { Float32, Float64, BFloat16, Float16, Int32, Int64, Bool };

@@ -248,7 +248,7 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
                                        detail_attention::leading_dims(v.shape()), op);
   const int64_t B = batch.numel();
   const DType dt = q.dtype();
-  const double sc = scale ? *scale : 1.0 / std::sqrt(double(E));
+  const double sc = scale.value_or(1.0 / std::sqrt(double(E)));
   const Tensor qc = q.detach().expand(with_last2(batch, L, E)).contiguous().reshape({B, L, E});
   const Tensor kc = k.detach().expand(with_last2(batch, S, E)).contiguous().reshape({B, S, E});
   const Tensor vc = v.detach().expand(with_last2(batch, S, Ev)).contiguous().reshape({B, S, Ev});

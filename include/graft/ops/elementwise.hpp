@@ -47,6 +47,95 @@ inline const char* unary_name(UnaryOp op) {
   return "unary";
 }
 
+namespace kernels {
+
+using std::erf, std::exp, std::log, std::pow, std::sqrt, std::tanh;
+
+// Scalar math shared with the CUDA kernels (GRAFT_HOST_DEVICE): unqualified exp/log/... resolve to
+// <cmath> on the host and to CUDA's device overloads under nvcc.
+template <class T>
+GRAFT_HOST_DEVICE inline T clamp_scalar(T x, T lo, T hi) {
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+
+template <class T>
+GRAFT_HOST_DEVICE inline T binary_scalar(BinaryOp op, T a, T b) {
+  switch (op) {
+    case BinaryOp::Add: return a + b;
+    case BinaryOp::Sub: return a - b;
+    case BinaryOp::Mul: return a * b;
+    case BinaryOp::Div: return a / b;
+    case BinaryOp::Pow: return pow(a, b);
+    case BinaryOp::Maximum: return (a != a || a > b) ? a : b;  // NaN propagates
+    case BinaryOp::Minimum: return (a != a || a < b) ? a : b;
+  }
+  return a;
+}
+
+constexpr double kSqrt2 = 1.4142135623730951;
+constexpr double kSqrt2OverPi = 0.7978845608028654;
+constexpr double kInvSqrt2Pi = 0.3989422804014327;
+
+template <class T>
+GRAFT_HOST_DEVICE inline T unary_scalar(UnaryOp op, T x, T p0, T p1) {
+  switch (op) {
+    case UnaryOp::Neg: return -x;
+    case UnaryOp::Abs: return (x < T(0) ? -x : (x == T(0) ? T(0) : x));
+    case UnaryOp::Exp: return exp(x);
+    case UnaryOp::Log: return log(x);
+    case UnaryOp::Sqrt: return sqrt(x);
+    case UnaryOp::Rsqrt: return T(1) / sqrt(x);
+    case UnaryOp::Tanh: return tanh(x);
+    case UnaryOp::Sigmoid: return T(1) / (T(1) + exp(-x));
+    case UnaryOp::Relu: return x > T(0) ? x : (x != x ? x : T(0));
+    case UnaryOp::Relu6: return x != x ? x : clamp_scalar(x, T(0), T(6));
+    case UnaryOp::GeluErf: return T(0.5) * x * (T(1) + erf(x / T(kSqrt2)));
+    case UnaryOp::GeluTanh:
+      return T(0.5) * x * (T(1) + tanh(T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x)));
+    case UnaryOp::Silu: return x / (T(1) + exp(-x));
+    case UnaryOp::Hardswish: return x * clamp_scalar(x + T(3), T(0), T(6)) / T(6);
+    case UnaryOp::PowScalar: return pow(x, p0);
+    case UnaryOp::Clamp: return x != x ? x : clamp_scalar(x, p0, p1);
+  }
+  return x;
+}
+
+// f'(x), given x and y = f(x). Conventions at kinks follow PyTorch (relu'(0) = 0, clamp passes
+// the gradient on the closed interval, relu6 on the open one).
+template <class T>
+GRAFT_HOST_DEVICE inline T unary_derivative(UnaryOp op, T x, T y, T p0, T p1) {
+  switch (op) {
+    case UnaryOp::Neg: return T(-1);
+    case UnaryOp::Abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
+    case UnaryOp::Exp: return y;
+    case UnaryOp::Log: return T(1) / x;
+    case UnaryOp::Sqrt: return T(0.5) / y;
+    case UnaryOp::Rsqrt: return T(-0.5) * y * y * y;
+    case UnaryOp::Tanh: return T(1) - y * y;
+    case UnaryOp::Sigmoid: return y * (T(1) - y);
+    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
+    case UnaryOp::Relu6: return (x > T(0) && x < T(6)) ? T(1) : T(0);
+    case UnaryOp::GeluErf:
+      return T(0.5) * (T(1) + erf(x / T(kSqrt2))) + x * T(kInvSqrt2Pi) * exp(T(-0.5) * x * x);
+    case UnaryOp::GeluTanh: {
+      const T inner = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
+      const T t = tanh(inner);
+      return T(0.5) * (T(1) + t) +
+             T(0.5) * x * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
+    }
+    case UnaryOp::Silu: {
+      const T s = T(1) / (T(1) + exp(-x));
+      return s * (T(1) + x * (T(1) - s));
+    }
+    case UnaryOp::Hardswish: return x < T(-3) ? T(0) : (x <= T(3) ? x / T(3) + T(0.5) : T(1));
+    case UnaryOp::PowScalar: return p0 == T(0) ? T(0) : p0 * pow(x, p0 - T(1));
+    case UnaryOp::Clamp: return (x >= p0 && x <= p1) ? T(1) : T(0);
+  }
+  return T(0);
+}
+
+}  // namespace kernels
+
 namespace kernels::cpu {
 
 // Calls f(i, oa, ob) with the offsets of element i of out's shape in two strided operands.
@@ -69,20 +158,6 @@ inline void for_each_offset2(const Shape& shape, const Shape& sa, const Shape& s
       idx[d] = 0;
     }
   }
-}
-
-template <class T>
-inline T binary_scalar(BinaryOp op, T a, T b) {
-  switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
-    case BinaryOp::Pow: return std::pow(a, b);
-    case BinaryOp::Maximum: return (a != a || a > b) ? a : b;  // NaN propagates
-    case BinaryOp::Minimum: return (a != a || a < b) ? a : b;
-  }
-  return a;
 }
 
 // out = a (op) b. a and b are already broadcast to out's shape (stride 0 on broadcast dims) and
@@ -143,68 +218,6 @@ inline void where_forward(const Tensor& out, const Tensor& cond, const Tensor& a
     for_each_offset2(out.shape(), a.strides(), b.strides(),
                      [&](int64_t i, int64_t ia, int64_t ib) { o[i] = pc[oc[size_t(i)]] ? pa[ia] : pb[ib]; });
   });
-}
-
-constexpr double kSqrt2 = 1.4142135623730951;
-constexpr double kSqrt2OverPi = 0.7978845608028654;
-constexpr double kInvSqrt2Pi = 0.3989422804014327;
-
-template <class T>
-inline T unary_scalar(UnaryOp op, T x, T p0, T p1) {
-  switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Abs: return std::abs(x);
-    case UnaryOp::Exp: return std::exp(x);
-    case UnaryOp::Log: return std::log(x);
-    case UnaryOp::Sqrt: return std::sqrt(x);
-    case UnaryOp::Rsqrt: return T(1) / std::sqrt(x);
-    case UnaryOp::Tanh: return std::tanh(x);
-    case UnaryOp::Sigmoid: return T(1) / (T(1) + std::exp(-x));
-    case UnaryOp::Relu: return x > T(0) ? x : (x != x ? x : T(0));
-    case UnaryOp::Relu6: return x != x ? x : std::min(std::max(x, T(0)), T(6));
-    case UnaryOp::GeluErf: return T(0.5) * x * (T(1) + std::erf(x / T(kSqrt2)));
-    case UnaryOp::GeluTanh:
-      return T(0.5) * x * (T(1) + std::tanh(T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x)));
-    case UnaryOp::Silu: return x / (T(1) + std::exp(-x));
-    case UnaryOp::Hardswish: return x * std::min(std::max(x + T(3), T(0)), T(6)) / T(6);
-    case UnaryOp::PowScalar: return std::pow(x, p0);
-    case UnaryOp::Clamp: return x != x ? x : std::min(std::max(x, p0), p1);
-  }
-  return x;
-}
-
-// f'(x), given x and y = f(x). Conventions at kinks follow PyTorch (relu'(0) = 0, clamp passes
-// the gradient on the closed interval, relu6 on the open one).
-template <class T>
-inline T unary_derivative(UnaryOp op, T x, T y, T p0, T p1) {
-  switch (op) {
-    case UnaryOp::Neg: return T(-1);
-    case UnaryOp::Abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
-    case UnaryOp::Exp: return y;
-    case UnaryOp::Log: return T(1) / x;
-    case UnaryOp::Sqrt: return T(0.5) / y;
-    case UnaryOp::Rsqrt: return T(-0.5) * y * y * y;
-    case UnaryOp::Tanh: return T(1) - y * y;
-    case UnaryOp::Sigmoid: return y * (T(1) - y);
-    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
-    case UnaryOp::Relu6: return (x > T(0) && x < T(6)) ? T(1) : T(0);
-    case UnaryOp::GeluErf:
-      return T(0.5) * (T(1) + std::erf(x / T(kSqrt2))) + x * T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
-    case UnaryOp::GeluTanh: {
-      const T inner = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
-      const T t = std::tanh(inner);
-      return T(0.5) * (T(1) + t) +
-             T(0.5) * x * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
-    }
-    case UnaryOp::Silu: {
-      const T s = T(1) / (T(1) + std::exp(-x));
-      return s * (T(1) + x * (T(1) - s));
-    }
-    case UnaryOp::Hardswish: return x < T(-3) ? T(0) : (x <= T(3) ? x / T(3) + T(0.5) : T(1));
-    case UnaryOp::PowScalar: return p0 == T(0) ? T(0) : p0 * std::pow(x, p0 - T(1));
-    case UnaryOp::Clamp: return (x >= p0 && x <= p1) ? T(1) : T(0);
-  }
-  return T(0);
 }
 
 // out = f(x); x contiguous, same dtype as out.

@@ -1,6 +1,7 @@
 // graft/kernels/cuda/elementwise.cuh - CUDA twins of the elementwise reference kernels in
-// graft/ops/elementwise.hpp and graft/ops/copy.hpp. Same arguments, same math (the scalar
-// functions unary_scalar/unary_derivative/binary_scalar are shared, compiled for the device).
+// graft/ops/elementwise.hpp and graft/ops/copy.hpp. Same arguments, same math: the scalar
+// functions graft::kernels::{binary_scalar, unary_scalar, unary_derivative} are GRAFT_HOST_DEVICE
+// and compiled for both.
 // Grid-stride loops over the output's row-major index; operands carry their own strides.
 #pragma once
 #include "graft/kernels/cuda/common.cuh"
@@ -9,92 +10,23 @@
 
 namespace graft::kernels::cuda {
 
-template <class T>
-__device__ inline T binary_device(BinaryOp op, T a, T b) {
-  switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
-    case BinaryOp::Pow: return ::pow(a, b);
-    case BinaryOp::Maximum: return (a != a || a > b) ? a : b;
-    case BinaryOp::Minimum: return (a != a || a < b) ? a : b;
-  }
-  return a;
-}
-
-template <class T>
-__device__ inline T unary_device(UnaryOp op, T x, T p0, T p1) {
-  switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Abs: return ::fabs(x);
-    case UnaryOp::Exp: return ::exp(x);
-    case UnaryOp::Log: return ::log(x);
-    case UnaryOp::Sqrt: return ::sqrt(x);
-    case UnaryOp::Rsqrt: return T(1) / ::sqrt(x);
-    case UnaryOp::Tanh: return ::tanh(x);
-    case UnaryOp::Sigmoid: return T(1) / (T(1) + ::exp(-x));
-    case UnaryOp::Relu: return x > T(0) ? x : (x != x ? x : T(0));
-    case UnaryOp::Relu6: return x != x ? x : ::fmin(::fmax(x, T(0)), T(6));
-    case UnaryOp::GeluErf: return T(0.5) * x * (T(1) + ::erf(x / T(1.4142135623730951)));
-    case UnaryOp::GeluTanh:
-      return T(0.5) * x * (T(1) + ::tanh(T(0.7978845608028654) * (x + T(0.044715) * x * x * x)));
-    case UnaryOp::Silu: return x / (T(1) + ::exp(-x));
-    case UnaryOp::Hardswish: return x * ::fmin(::fmax(x + T(3), T(0)), T(6)) / T(6);
-    case UnaryOp::PowScalar: return ::pow(x, p0);
-    case UnaryOp::Clamp: return x != x ? x : ::fmin(::fmax(x, p0), p1);
-  }
-  return x;
-}
-
-template <class T>
-__device__ inline T unary_derivative_device(UnaryOp op, T x, T y, T p0, T p1) {
-  switch (op) {
-    case UnaryOp::Neg: return T(-1);
-    case UnaryOp::Abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
-    case UnaryOp::Exp: return y;
-    case UnaryOp::Log: return T(1) / x;
-    case UnaryOp::Sqrt: return T(0.5) / y;
-    case UnaryOp::Rsqrt: return T(-0.5) * y * y * y;
-    case UnaryOp::Tanh: return T(1) - y * y;
-    case UnaryOp::Sigmoid: return y * (T(1) - y);
-    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
-    case UnaryOp::Relu6: return (x > T(0) && x < T(6)) ? T(1) : T(0);
-    case UnaryOp::GeluErf:
-      return T(0.5) * (T(1) + ::erf(x / T(1.4142135623730951))) + x * T(0.3989422804014327) * ::exp(T(-0.5) * x * x);
-    case UnaryOp::GeluTanh: {
-      const T k = T(0.7978845608028654);
-      const T t = ::tanh(k * (x + T(0.044715) * x * x * x));
-      return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * k * (T(1) + T(3 * 0.044715) * x * x);
-    }
-    case UnaryOp::Silu: {
-      const T s = T(1) / (T(1) + ::exp(-x));
-      return s * (T(1) + x * (T(1) - s));
-    }
-    case UnaryOp::Hardswish: return x < T(-3) ? T(0) : (x <= T(3) ? x / T(3) + T(0.5) : T(1));
-    case UnaryOp::PowScalar: return p0 == T(0) ? T(0) : p0 * ::pow(x, p0 - T(1));
-    case UnaryOp::Clamp: return (x >= p0 && x <= p1) ? T(1) : T(0);
-  }
-  return T(0);
-}
-
 // out[i] = a[i] (op) b[i]; out contiguous [n], a/b broadcast strided views of out's shape.
 template <class T>
 __global__ void binary_kernel(T* out, const T* a, Strided sa, const T* b, Strided sb, int64_t n, BinaryOp op) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = binary_device<T>(op, a[strided_offset(sa, i)], b[strided_offset(sb, i)]);
+    out[i] = ::graft::kernels::binary_scalar<T>(op, a[strided_offset(sa, i)], b[strided_offset(sb, i)]);
 }
 
 template <class T>
 __global__ void unary_kernel(T* out, const T* x, int64_t n, UnaryOp op, T p0, T p1) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    out[i] = unary_device<T>(op, x[i], p0, p1);
+    out[i] = ::graft::kernels::unary_scalar<T>(op, x[i], p0, p1);
 }
 
 template <class T>
 __global__ void unary_backward_kernel(T* dfdx, const T* x, const T* y, int64_t n, UnaryOp op, T p0, T p1) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
-    dfdx[i] = unary_derivative_device<T>(op, x[i], y[i], p0, p1);
+    dfdx[i] = ::graft::kernels::unary_derivative<T>(op, x[i], y[i], p0, p1);
 }
 
 // dst (contiguous) = convert(src strided)
