@@ -154,3 +154,20 @@ TEST_CASE("dtype conversions round-trip", "[tensor]") {
   REQUIRE(Float16(1e-7f) != Float16(0.0f));  // subnormal half
   REQUIRE(float(BFloat16(1.0f + 1.0f / 256)) == 1.0f);  // ties to even
 }
+
+TEST_CASE("every differentiable op has a gradient check", "[coverage]") {
+  // GRADCHECK_CASE registers its op name at static initialization, so this sees every file's cases.
+  const auto& checked = gradcheck_registry();
+  int64_t differentiable = 0;
+  for (const auto& [name, info] : op_registry()) {
+    if (!info.differentiable) continue;
+    ++differentiable;
+    INFO("op without a GRADCHECK_CASE: " << name);
+    CHECK(checked.count(name) == 1);
+  }
+  for (const auto& name : checked) {
+    INFO("GRADCHECK_CASE names an op that is not registered: " << name);
+    CHECK(op_registry().count(name) == 1);
+  }
+  REQUIRE(differentiable >= 60);
+}
