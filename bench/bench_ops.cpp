@@ -53,7 +53,7 @@ void BM_matmul_graft(benchmark::State& st) {
                                               benchmark::Counter::kIs1000);
   st.counters["threads"] = get_num_threads();
 }
-BENCHMARK(BM_matmul_graft)->Arg(128)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_matmul_graft)->Arg(128)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 #ifdef GRAFT_BENCH_OPENBLAS
 void BM_matmul_openblas(benchmark::State& st) {
@@ -64,7 +64,7 @@ void BM_matmul_openblas(benchmark::State& st) {
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(n * n * n), benchmark::Counter::kIsIterationInvariantRate,
                                               benchmark::Counter::kIs1000);
 }
-BENCHMARK(BM_matmul_openblas)->Arg(128)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_matmul_openblas)->Arg(128)->Arg(256)->Arg(512)->Unit(benchmark::kMillisecond)->UseRealTime();
 #endif
 
 // Elementwise add with broadcasting, against memcpy of the same bytes (the bandwidth ceiling).
@@ -75,18 +75,18 @@ void BM_add_graft(benchmark::State& st) {
   st.SetBytesProcessed(int64_t(st.iterations()) * n * 12);
   st.counters["threads"] = get_num_threads();
 }
-BENCHMARK(BM_add_graft)->Arg(1 << 16)->Arg(1 << 22);
+BENCHMARK(BM_add_graft)->Arg(1 << 16)->Arg(1 << 22)->UseRealTime();
 
 void BM_copy_baseline(benchmark::State& st) {
   const int64_t n = st.range(0);
-  std::vector<float> a(size_t(n) * 2, 1.0f), c(size_t(n));
+  std::vector<float> a(static_cast<size_t>(n) * 2, 1.0f), c(static_cast<size_t>(n));
   for (auto _ : st) {
     std::memcpy(c.data(), a.data(), size_t(n) * 4);
     benchmark::DoNotOptimize(c.data());
   }
   st.SetBytesProcessed(int64_t(st.iterations()) * n * 8);
 }
-BENCHMARK(BM_copy_baseline)->Arg(1 << 16)->Arg(1 << 22);
+BENCHMARK(BM_copy_baseline)->Arg(1 << 16)->Arg(1 << 22)->UseRealTime();
 
 // conv2d 3x3 on a ResNet-like layer against im2col + OpenBLAS sgemm.
 void BM_conv2d_graft(benchmark::State& st) {
@@ -98,7 +98,7 @@ void BM_conv2d_graft(benchmark::State& st) {
                                               benchmark::Counter::kIs1000);
   st.counters["threads"] = get_num_threads();
 }
-BENCHMARK(BM_conv2d_graft)->Args({64, 28})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_conv2d_graft)->Args({64, 28})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 #ifdef GRAFT_BENCH_OPENBLAS
 Tensor im2col_conv(const Tensor& x, const Tensor& w) {  // stride 1, pad 1, 3x3, batch 1
@@ -126,7 +126,7 @@ void BM_conv2d_im2col_openblas(benchmark::State& st) {
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(c * c * 9 * hw * hw), benchmark::Counter::kIsIterationInvariantRate,
                                               benchmark::Counter::kIs1000);
 }
-BENCHMARK(BM_conv2d_im2col_openblas)->Args({64, 28})->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_conv2d_im2col_openblas)->Args({64, 28})->Unit(benchmark::kMillisecond)->UseRealTime();
 #endif
 
 }  // namespace
