@@ -1,0 +1,297 @@
+// graft/nn/layers.hpp - the basic layers, with PyTorch's parameter names, default initialization and
+// forward semantics (torch.nn.*). Each is a Module composed at run time; hold them by shared_ptr.
+//
+//   Linear(in, out, bias)              weight [out, in], bias [out]; x [*, in] -> [*, out]
+//   Conv2d(in, out, k, Conv2dOptions)  weight [out, in/groups, kh, kw], bias [out]; NCHW
+//   BatchNorm2d(C, BatchNormOptions)   weight, bias [C]; buffers running_mean, running_var [C],
+//                                      num_batches_tracked (int64 scalar)
+//   LayerNorm(shape, eps, affine)      weight, bias [shape]
+//   Embedding(V, D, padding_idx)       weight [V, D]; forward takes int64/int32 indices
+//   Dropout, pools, activations, Identity, Flatten: no parameters
+//   Sequential ("0", "1", ...), ModuleList
+// Default initialization as torch 1.13 (through graft::init and default_generator()):
+//   Linear/Conv2d weight kaiming_uniform_(a = sqrt(5)), bias U(-1/sqrt(fan_in), 1/sqrt(fan_in));
+//   BatchNorm/LayerNorm weight 1, bias 0; Embedding N(0, 1) with the padding row zeroed.
+#pragma once
+#include <array>
+#include <cmath>
+#include <initializer_list>
+#include <optional>
+#include <string>
+
+#include "graft/nn/module.hpp"
+
+namespace graft::nn {
+
+namespace detail_layers {
+// torch's reset_parameters for Linear and Conv2d.
+inline void init_weight_and_bias(const Tensor& weight, const Tensor& bias) {
+  NoGradGuard no_grad;
+  init::kaiming_uniform_(weight, std::sqrt(5.0));
+  if (bias.defined()) {
+    const int64_t fan_in = init::fan_in_and_fan_out(weight).first;
+    const double bound = fan_in > 0 ? 1.0 / std::sqrt(double(fan_in)) : 0.0;
+    init::uniform_(bias, -bound, bound);
+  }
+}
+}  // namespace detail_layers
+
+// ---- Linear ------------------------------------------------------------------------------------
+class Linear : public Module {
+ public:
+  Linear(int64_t in, int64_t out, bool with_bias = true) : Module("Linear"), in_features(in), out_features(out) {
+    GRAFT_CHECK(in >= 0 && out >= 0, "Linear", "negative size: in_features ", in, ", out_features ", out);
+    weight = register_parameter("weight", empty({out, in}));
+    if (with_bias) bias = register_parameter("bias", empty({out}));
+    detail_layers::init_weight_and_bias(weight, bias);
+  }
+  // x [*, in] -> [*, out]
+  Tensor forward(const Tensor& x) override {
+    GRAFT_CHECK(x.dim() >= 1 && x.size(-1) == in_features, "Linear", "expected input [*, ", in_features,
+                "], got shape ", x.shape());
+    return linear(x, weight, bias);
+  }
+  int64_t in_features, out_features;
+  Tensor weight, bias;  // [out, in], [out] or undefined
+};
+
+// ---- Conv2d ------------------------------------------------------------------------------------
+struct Conv2dOptions {
+  std::array<int64_t, 2> stride{1, 1};
+  std::array<int64_t, 2> padding{0, 0};
+  std::array<int64_t, 2> dilation{1, 1};
+  int64_t groups = 1;
+  bool bias = true;
+};
+
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in, int64_t out, std::array<int64_t, 2> kernel, Conv2dOptions opts = {})
+      : Module("Conv2d"), in_channels(in), out_channels(out), kernel_size(kernel), options(opts) {
+    GRAFT_CHECK(opts.groups >= 1 && in % opts.groups == 0 && out % opts.groups == 0, "Conv2d", "groups ",
+                opts.groups, " must divide in_channels ", in, " and out_channels ", out);
+    weight = register_parameter("weight", empty({out, in / opts.groups, kernel[0], kernel[1]}));
+    if (opts.bias) bias = register_parameter("bias", empty({out}));
+    detail_layers::init_weight_and_bias(weight, bias);
+  }
+  Conv2d(int64_t in, int64_t out, int64_t kernel, Conv2dOptions opts = {}) : Conv2d(in, out, {kernel, kernel}, opts) {}
+  // x [N, C, H, W] -> [N, O, OH, OW]
+  Tensor forward(const Tensor& x) override {
+    return conv2d(x, weight, bias, options.stride, options.padding, options.dilation, options.groups);
+  }
+  int64_t in_channels, out_channels;
+  std::array<int64_t, 2> kernel_size;
+  Conv2dOptions options;
+  Tensor weight, bias;
+};
+
+// ---- normalization -----------------------------------------------------------------------------
+struct BatchNormOptions {
+  double eps = 1e-5;
+  std::optional<double> momentum = 0.1;  // nullopt: cumulative average (factor 1 / num_batches_tracked)
+  bool affine = true;
+  bool track_running_stats = true;
+};
+
+// torch.nn.BatchNorm2d. Training with tracked stats: num_batches_tracked += 1, batch statistics
+// normalize, running stats updated with momentum (unbiased variance). Eval with tracked stats: the
+// running stats normalize. Without tracked stats, batch statistics always.
+class BatchNorm2d : public Module {
+ public:
+  explicit BatchNorm2d(int64_t channels, BatchNormOptions opts = {})
+      : Module("BatchNorm2d"), num_features(channels), options(opts) {
+    if (opts.affine) {
+      weight = register_parameter("weight", ones({channels}));
+      bias = register_parameter("bias", zeros({channels}));
+    }
+    if (opts.track_running_stats) {
+      running_mean = register_buffer("running_mean", zeros({channels}));
+      running_var = register_buffer("running_var", ones({channels}));
+      num_batches_tracked = register_buffer("num_batches_tracked", zeros(Shape{}, DType::Int64));
+    }
+  }
+  // x [N, C, H, W] -> same
+  Tensor forward(const Tensor& x) override {
+    GRAFT_CHECK(x.dim() == 4 && x.size(1) == num_features, "BatchNorm2d", "expected input [N, ", num_features,
+                ", H, W], got shape ", x.shape());
+    double factor = options.momentum.value_or(0.0);
+    if (is_training() && options.track_running_stats) {
+      const int64_t n = num_batches_tracked.item<int64_t>() + 1;
+      num_batches_tracked.fill_(double(n));
+      if (!options.momentum) factor = 1.0 / double(n);
+    }
+    const bool use_batch_stats = is_training() || !options.track_running_stats;
+    // In eval without tracked stats there are no running stats to pass or update.
+    const bool pass_running = options.track_running_stats;
+    return batch_norm(x, pass_running ? running_mean : Tensor(), pass_running ? running_var : Tensor(), weight,
+                      bias, use_batch_stats, factor, options.eps);
+  }
+  int64_t num_features;
+  BatchNormOptions options;
+  Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+};
+
+class LayerNorm : public Module {
+ public:
+  explicit LayerNorm(Shape shape, double epsilon = 1e-5, bool elementwise_affine = true)
+      : Module("LayerNorm"), normalized_shape(shape), eps(epsilon) {
+    if (elementwise_affine) {
+      weight = register_parameter("weight", ones(shape));
+      bias = register_parameter("bias", zeros(shape));
+    }
+  }
+  explicit LayerNorm(int64_t dim, double epsilon = 1e-5, bool elementwise_affine = true)
+      : LayerNorm(Shape{dim}, epsilon, elementwise_affine) {}
+  Tensor forward(const Tensor& x) override { return layer_norm(x, normalized_shape, weight, bias, eps); }
+  Shape normalized_shape;
+  double eps;
+  Tensor weight, bias;
+};
+
+// ---- Dropout, Embedding ------------------------------------------------------------------------
+class Dropout : public Module {
+ public:
+  explicit Dropout(double prob = 0.5) : Module("Dropout"), p(prob) {
+    GRAFT_CHECK(prob >= 0.0 && prob <= 1.0, "Dropout", "p must be in [0, 1], got ", prob);
+  }
+  Tensor forward(const Tensor& x) override { return dropout(x, p, is_training()); }
+  double p;
+};
+
+class Embedding : public Module {
+ public:
+  Embedding(int64_t count, int64_t dim, std::optional<int64_t> pad = std::nullopt)
+      : Module("Embedding"), num_embeddings(count), embedding_dim(dim) {
+    if (pad) {
+      GRAFT_CHECK(*pad >= -count && *pad < count, "Embedding", "padding_idx ", *pad, " out of range for ", count,
+                  " embeddings");
+      padding_idx = *pad < 0 ? *pad + count : *pad;
+    }
+    weight = register_parameter("weight", empty({count, dim}));
+    NoGradGuard no_grad;
+    init::normal_(weight, 0.0, 1.0);
+    if (padding_idx) weight.select(0, *padding_idx).zero_();
+  }
+  // indices [*] (int64 or int32) -> [*, D]; the padding row gets no gradient.
+  Tensor forward(const Tensor& indices) override { return embedding(indices, weight, padding_idx); }
+  int64_t num_embeddings, embedding_dim;
+  std::optional<int64_t> padding_idx;
+  Tensor weight;
+};
+
+// ---- pooling -----------------------------------------------------------------------------------
+class MaxPool2d : public Module {
+ public:
+  explicit MaxPool2d(std::array<int64_t, 2> kernel, std::array<int64_t, 2> step = {0, 0},
+                     std::array<int64_t, 2> pad = {0, 0}, std::array<int64_t, 2> dil = {1, 1}, bool ceil = false)
+      : Module("MaxPool2d"), kernel_size(kernel), stride(step), padding(pad), dilation(dil), ceil_mode(ceil) {}
+  Tensor forward(const Tensor& x) override { return max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode); }
+  std::array<int64_t, 2> kernel_size, stride, padding, dilation;  // stride {0, 0}: = kernel_size
+  bool ceil_mode;
+};
+
+class AvgPool2d : public Module {
+ public:
+  explicit AvgPool2d(std::array<int64_t, 2> kernel, std::array<int64_t, 2> step = {0, 0},
+                     std::array<int64_t, 2> pad = {0, 0}, bool ceil = false, bool include_pad = true)
+      : Module("AvgPool2d"), kernel_size(kernel), stride(step), padding(pad), ceil_mode(ceil),
+        count_include_pad(include_pad) {}
+  Tensor forward(const Tensor& x) override {
+    return avg_pool2d(x, kernel_size, stride, padding, ceil_mode, count_include_pad);
+  }
+  std::array<int64_t, 2> kernel_size, stride, padding;
+  bool ceil_mode, count_include_pad;
+};
+
+class AdaptiveAvgPool2d : public Module {
+ public:
+  explicit AdaptiveAvgPool2d(std::array<int64_t, 2> size) : Module("AdaptiveAvgPool2d"), output_size(size) {}
+  Tensor forward(const Tensor& x) override { return adaptive_avg_pool2d(x, output_size); }
+  std::array<int64_t, 2> output_size;
+};
+
+// ---- activations and shape layers --------------------------------------------------------------
+class ReLU : public Module {
+ public:
+  ReLU() : Module("ReLU") {}
+  Tensor forward(const Tensor& x) override { return relu(x); }
+};
+class ReLU6 : public Module {
+ public:
+  ReLU6() : Module("ReLU6") {}
+  Tensor forward(const Tensor& x) override { return relu6(x); }
+};
+class GELU : public Module {
+ public:
+  explicit GELU(std::string approx = "none") : Module("GELU"), approximate(std::move(approx)) {
+    GRAFT_CHECK(approximate == "none" || approximate == "tanh", "GELU", "approximate must be 'none' or 'tanh', got '",
+                approximate, "'");
+  }
+  Tensor forward(const Tensor& x) override { return gelu(x, approximate); }
+  std::string approximate;
+};
+class SiLU : public Module {
+ public:
+  SiLU() : Module("SiLU") {}
+  Tensor forward(const Tensor& x) override { return silu(x); }
+};
+class Hardswish : public Module {
+ public:
+  Hardswish() : Module("Hardswish") {}
+  Tensor forward(const Tensor& x) override { return hardswish(x); }
+};
+class Identity : public Module {
+ public:
+  Identity() : Module("Identity") {}
+  Tensor forward(const Tensor& x) override { return x; }
+};
+class Flatten : public Module {
+ public:
+  explicit Flatten(int64_t start = 1, int64_t end = -1) : Module("Flatten"), start_dim(start), end_dim(end) {}
+  Tensor forward(const Tensor& x) override { return x.flatten(start_dim, end_dim); }
+  int64_t start_dim, end_dim;
+};
+
+// ---- containers --------------------------------------------------------------------------------
+// Children named "0", "1", ... in order; forward applies them in turn.
+class Sequential : public Module {
+ public:
+  Sequential() : Module("Sequential") {}
+  Sequential(std::initializer_list<ModulePtr> modules) : Module("Sequential") {
+    for (const ModulePtr& m : modules) push_back(m);
+  }
+  void push_back(ModulePtr m) { register_module(std::to_string(size_), std::move(m)), ++size_; }
+  size_t size() const { return size_; }
+  ModulePtr operator[](size_t i) const {
+    GRAFT_CHECK(i < size_, "Sequential", "index ", i, " out of range for ", size_, " modules");
+    return child(std::to_string(i));
+  }
+  Tensor forward(const Tensor& x) override {
+    Tensor y = x;
+    for (const ModulePtr& m : children()) y = m->forward(y);
+    return y;
+  }
+
+ private:
+  size_t size_ = 0;
+};
+
+// Children named "0", "1", ...; no forward (the owner decides how to call them).
+class ModuleList : public Module {
+ public:
+  ModuleList() : Module("ModuleList") {}
+  ModuleList(std::initializer_list<ModulePtr> modules) : Module("ModuleList") {
+    for (const ModulePtr& m : modules) push_back(m);
+  }
+  void push_back(ModulePtr m) { register_module(std::to_string(size_), std::move(m)), ++size_; }
+  size_t size() const { return size_; }
+  ModulePtr operator[](size_t i) const {
+    GRAFT_CHECK(i < size_, "ModuleList", "index ", i, " out of range for ", size_, " modules");
+    return child(std::to_string(i));
+  }
+
+ private:
+  size_t size_ = 0;
+};
+
+}  // namespace graft::nn

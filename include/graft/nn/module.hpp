@@ -1,0 +1,347 @@
+// graft/nn/module.hpp - nn::Module: the run-time composition of layers, with PyTorch's semantics.
+//
+// A Module owns, in registration order:
+//   parameters  trainable tensors (requires_grad), e.g. "weight", "bias"
+//   buffers     state that is not trained, e.g. BatchNorm's "running_mean"; persistent buffers go
+//               into state_dict(), non-persistent ones do not
+//   children    sub-modules held by std::shared_ptr, e.g. "layer1", "0"
+// Dotted names are exactly PyTorch's: a parameter "weight" of child "conv1" of child "0" of child
+// "layer1" is "layer1.0.conv1.weight".
+//
+// Orders (all as PyTorch):
+//   named_modules()     pre-order: this module ("") first, then each child's subtree
+//   named_parameters()  for each module in named_modules() order, its own parameters; a tensor shared
+//                       by two modules appears once (first name)
+//   state_dict()        recursively: own parameters, own persistent buffers, then each child
+// load_state_dict(sd, strict) copies by name under NoGradGuard (dtype converted, handles unchanged, so
+// an optimizer holding the parameters keeps working). strict: missing, unexpected or shape-mismatched
+// keys throw graft::Error listing every one (with both shapes) before anything is copied. Non-strict:
+// copies what matches and returns a LoadReport naming the rest.
+//
+// Layers keep Tensor handles to their parameters as members; to(DType) converts each tensor in place
+// (its TensorImpl gets the new storage and dtype), so those handles stay valid, as param.data = ... in
+// PyTorch. Integer buffers (num_batches_tracked) keep their dtype, as Module.to(dtype) in PyTorch.
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "graft/graft.hpp"
+
+namespace graft::nn {
+
+// An ordered state dict: (dotted name, tensor) in PyTorch's order.
+using StateDict = std::vector<std::pair<std::string, Tensor>>;
+
+struct ShapeMismatch {
+  std::string name;
+  Shape expected;  // the module's
+  Shape actual;    // the state dict's
+};
+
+struct LoadReport {
+  std::vector<std::string> missing;     // in the module, not in the state dict (module order)
+  std::vector<std::string> unexpected;  // in the state dict, not in the module (state dict order)
+  std::vector<ShapeMismatch> mismatched;
+  bool ok() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
+  std::string str() const {
+    std::string s;
+    auto list = [&](const char* what, const std::vector<std::string>& names) {
+      if (names.empty()) return;
+      if (!s.empty()) s += "; ";
+      s += what;
+      for (size_t i = 0; i < names.size(); ++i) s += (i ? ", '" : " '") + names[i] + "'";
+    };
+    list("missing keys:", missing);
+    list("unexpected keys:", unexpected);
+    for (const auto& m : mismatched) {
+      if (!s.empty()) s += "; ";
+      s += detail::concat("size mismatch for '", m.name, "': expected shape ", m.expected, ", got ", m.actual);
+    }
+    return s;
+  }
+};
+
+class Module;
+using ModulePtr = std::shared_ptr<Module>;
+
+class Module {
+ public:
+  explicit Module(std::string type_name = "Module") : type_name_(std::move(type_name)) {}
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // The class name, as PyTorch prints it ("Linear", "Sequential").
+  const std::string& type_name() const { return type_name_; }
+
+  // x -> y for modules with one input; others define their own methods and throw here.
+  virtual Tensor forward(const Tensor& x) {
+    (void)x;
+    throw Error(detail::concat(type_name_, ": forward(const Tensor&) is not defined for this module"));
+  }
+  Tensor operator()(const Tensor& x) { return forward(x); }
+
+  // ---- registration ------------------------------------------------------------------------------
+  // An undefined tensor registers nothing (PyTorch's `bias=None`). Returns the stored handle.
+  Tensor register_parameter(const std::string& name, Tensor t, bool requires_grad = true) {
+    check_new_name(name);
+    if (!t.defined()) return t;
+    if (t.requires_grad() != requires_grad) t.set_requires_grad(requires_grad);
+    params_.emplace_back(name, t);
+    return t;
+  }
+  Tensor register_buffer(const std::string& name, Tensor t, bool persistent = true) {
+    check_new_name(name);
+    if (!t.defined()) return t;
+    buffers_.push_back({name, t, persistent});
+    return t;
+  }
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    check_new_name(name);
+    GRAFT_CHECK(m != nullptr, "Module", "register_module('", name, "') on ", type_name_, ": null module");
+    GRAFT_CHECK(static_cast<const Module*>(m.get()) != this, "Module", "register_module('", name, "') on ",
+                type_name_, ": a module cannot be its own child");
+    children_.emplace_back(name, m);
+    return m;
+  }
+  // Replaces a registered child (e.g. a new classifier head); the name must exist.
+  void replace_module(const std::string& name, ModulePtr m) {
+    GRAFT_CHECK(m != nullptr, "Module", "replace_module('", name, "') on ", type_name_, ": null module");
+    for (auto& [n, c] : children_)
+      if (n == name) {
+        c = std::move(m);
+        return;
+      }
+    throw Error(detail::concat("Module: ", type_name_, " has no child '", name, "' to replace"));
+  }
+
+  // ---- traversal ---------------------------------------------------------------------------------
+  std::vector<std::pair<std::string, ModulePtr>> named_children() const { return children_; }
+  std::vector<ModulePtr> children() const {
+    std::vector<ModulePtr> out;
+    for (const auto& [n, c] : children_) out.push_back(c);
+    return out;
+  }
+  // Pre-order; this module is first with name "" (as a raw pointer: it may not be owned by a
+  // shared_ptr), then every descendant with its dotted name. A module reachable twice appears once.
+  std::vector<std::pair<std::string, Module*>> named_modules() {
+    std::vector<std::pair<std::string, Module*>> out;
+    std::set<const Module*> seen;
+    collect_modules(out, seen, "");
+    return out;
+  }
+  ModulePtr child(const std::string& name) const {
+    for (const auto& [n, c] : children_)
+      if (n == name) return c;
+    throw Error(detail::concat("Module: ", type_name_, " has no child '", name, "'"));
+  }
+  // Own parameter or buffer by local name (undefined if absent).
+  Tensor find_tensor(const std::string& name) const {
+    for (const auto& [n, t] : params_)
+      if (n == name) return t;
+    for (const auto& b : buffers_)
+      if (b.name == name) return b.tensor;
+    return Tensor();
+  }
+
+  std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true) {
+    std::vector<std::pair<std::string, Tensor>> out;
+    std::set<const TensorImpl*> seen;
+    for_each_module(recurse, [&](const std::string& prefix, Module& m) {
+      for (const auto& [n, t] : m.params_)
+        if (seen.insert(t.impl()).second) out.emplace_back(prefix + n, t);
+    });
+    return out;
+  }
+  std::vector<Tensor> parameters(bool recurse = true) {
+    std::vector<Tensor> out;
+    for (auto& [n, t] : named_parameters(recurse)) out.push_back(t);
+    return out;
+  }
+  std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) {
+    std::vector<std::pair<std::string, Tensor>> out;
+    std::set<const TensorImpl*> seen;
+    for_each_module(recurse, [&](const std::string& prefix, Module& m) {
+      for (const auto& b : m.buffers_)
+        if (seen.insert(b.tensor.impl()).second) out.emplace_back(prefix + b.name, b.tensor);
+    });
+    return out;
+  }
+  std::vector<Tensor> buffers(bool recurse = true) {
+    std::vector<Tensor> out;
+    for (auto& [n, t] : named_buffers(recurse)) out.push_back(t);
+    return out;
+  }
+
+  // Calls fn(dotted_name, module) for every module in named_modules() order (this one is "").
+  void apply(const std::function<void(const std::string&, Module&)>& fn) {
+    for (auto& [name, m] : named_modules()) fn(name, *m);
+  }
+
+  // ---- modes -------------------------------------------------------------------------------------
+  Module& train(bool on = true) {
+    apply([on](const std::string&, Module& m) { m.training_ = on; });
+    return *this;
+  }
+  Module& eval() { return train(false); }
+  bool is_training() const { return training_; }
+
+  // Drops every parameter's .grad (set_to_none=True).
+  void zero_grad() {
+    for (const Tensor& p : parameters()) p.zero_grad();
+  }
+  // Elements in parameters(); trainable_only counts those with requires_grad.
+  int64_t num_parameters(bool trainable_only = false) {
+    int64_t n = 0;
+    for (const Tensor& p : parameters())
+      if (!trainable_only || p.requires_grad()) n += p.numel();
+    return n;
+  }
+  // Sets requires_grad on every parameter (freezing a backbone: model.child("backbone")->requires_grad_(false)).
+  Module& requires_grad_(bool on = true) {
+    for (Tensor& p : parameters()) p.set_requires_grad(on);
+    return *this;
+  }
+
+  // Converts every floating parameter and buffer (and existing .grad) to dt, in place (see the top).
+  Module& to(DType dt) {
+    GRAFT_CHECK(is_floating(dt), "Module", "to(", dtype_name(dt), ") on ", type_name_,
+                ": expected a floating dtype (integer buffers keep theirs)");
+    convert_tensors([dt](const Tensor& t) { return is_floating(t.dtype()) ? t.to(dt) : Tensor(); });
+    return *this;
+  }
+  Module& to(Device d) {
+    convert_tensors([d](const Tensor& t) { return t.device() == d ? Tensor() : t.to(d); });
+    return *this;
+  }
+
+  // ---- state dict ------------------------------------------------------------------------------
+  StateDict state_dict() {
+    StateDict out;
+    collect_state(out, "");
+    return out;
+  }
+
+  LoadReport load_state_dict(const StateDict& sd, bool strict = true) {
+    std::unordered_map<std::string, const Tensor*> given;
+    for (const auto& [k, t] : sd) {
+      GRAFT_CHECK(t.defined(), "load_state_dict", "state dict entry '", k, "' is an undefined tensor");
+      given[k] = &t;
+    }
+    const StateDict own = state_dict();
+    std::set<std::string> own_names;
+    LoadReport report;
+    std::vector<std::pair<Tensor, const Tensor*>> to_copy;
+    for (const auto& [k, t] : own) {
+      own_names.insert(k);
+      auto it = given.find(k);
+      if (it == given.end()) {
+        report.missing.push_back(k);
+      } else if (it->second->shape() != t.shape()) {
+        report.mismatched.push_back({k, t.shape(), it->second->shape()});
+      } else {
+        to_copy.emplace_back(t, it->second);
+      }
+    }
+    for (const auto& [k, t] : sd)
+      if (!own_names.count(k)) report.unexpected.push_back(k);
+    GRAFT_CHECK(!strict || report.ok(), "load_state_dict",
+                "error(s) loading state dict into ", type_name_, ": ", report.str());
+    NoGradGuard no_grad;
+    for (auto& [dst, src] : to_copy) dst.copy_(*src);
+    return report;
+  }
+  template <class Map>
+  LoadReport load_state_dict_map(const Map& m, bool strict = true) {
+    StateDict sd(m.begin(), m.end());
+    return load_state_dict(sd, strict);
+  }
+  LoadReport load_state_dict(const std::map<std::string, Tensor>& m, bool strict = true) {
+    return load_state_dict_map(m, strict);
+  }
+  LoadReport load_state_dict(const std::unordered_map<std::string, Tensor>& m, bool strict = true) {
+    return load_state_dict_map(m, strict);
+  }
+
+ protected:
+  void set_type_name(std::string n) { type_name_ = std::move(n); }
+
+ private:
+  struct Buffer {
+    std::string name;
+    Tensor tensor;
+    bool persistent;
+  };
+
+  void check_new_name(const std::string& name) const {
+    GRAFT_CHECK(!name.empty() && name.find('.') == std::string::npos, "Module", "bad name '", name, "' in ",
+                type_name_, ": names are non-empty and have no '.'");
+    bool taken = false;
+    for (const auto& [n, t] : params_) taken = taken || n == name;
+    for (const auto& b : buffers_) taken = taken || b.name == name;
+    for (const auto& [n, c] : children_) taken = taken || n == name;
+    GRAFT_CHECK(!taken, "Module", "name '", name, "' is already registered in ", type_name_);
+  }
+
+  void collect_modules(std::vector<std::pair<std::string, Module*>>& out, std::set<const Module*>& seen,
+                       const std::string& name) {
+    if (!seen.insert(this).second) return;
+    out.emplace_back(name, this);
+    for (auto& [n, c] : children_) c->collect_modules(out, seen, name.empty() ? n : name + "." + n);
+  }
+  // fn(prefix, module), prefix "" or "a.b." (with the trailing dot).
+  template <class F>
+  void for_each_module(bool recurse, F&& fn) {
+    if (!recurse) {
+      fn(std::string(), *this);
+      return;
+    }
+    for (auto& [name, m] : named_modules()) fn(name.empty() ? name : name + ".", *m);
+  }
+  void collect_state(StateDict& out, const std::string& prefix) {
+    for (const auto& [n, t] : params_) out.emplace_back(prefix + n, t);
+    for (const auto& b : buffers_)
+      if (b.persistent) out.emplace_back(prefix + b.name, b.tensor);
+    for (auto& [n, c] : children_) c->collect_state(out, prefix + n + ".");
+  }
+  // convert(t) returns the converted tensor, or an undefined one to leave t alone.
+  void convert_tensors(const std::function<Tensor(const Tensor&)>& convert) {
+    std::set<const TensorImpl*> done;
+    auto in_place = [&](const Tensor& t) {
+      if (!done.insert(t.impl()).second) return;
+      NoGradGuard no_grad;
+      const Tensor c = convert(t.detach());
+      if (!c.defined()) return;
+      const Tensor cc = c.contiguous();
+      TensorImpl* impl = t.impl();
+      impl->storage = cc.storage();
+      impl->shape = cc.shape();
+      impl->strides = cc.strides();
+      impl->offset = cc.offset();
+      impl->dtype = cc.dtype();
+      if (impl->grad.defined()) {
+        const Tensor g = convert(impl->grad.detach());
+        if (g.defined()) impl->grad = g;
+      }
+    };
+    apply([&](const std::string&, Module& m) {
+      for (const auto& [n, t] : m.params_) in_place(t);
+      for (const auto& b : m.buffers_) in_place(b.tensor);
+    });
+  }
+
+  std::string type_name_;
+  bool training_ = true;
+  std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<Buffer> buffers_;
+  std::vector<std::pair<std::string, ModulePtr>> children_;
+};
+
+}  // namespace graft::nn
