@@ -1,5 +1,6 @@
 // tests/fuzz/fuzz_safetensors.cpp - libFuzzer target for the safetensors reader (and through it the
 // JSON parser).
+// corpus: tests/data/safetensors
 //
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ikernels \
 //       tests/fuzz/fuzz_safetensors.cpp -o fuzz_safetensors
