@@ -1,5 +1,6 @@
 // tests/fuzz/fuzz_pickle.cpp - libFuzzer target: the pickle VM and the state_dict search over its
 // result (no zip: storages are never materialized).
+// corpus: tests/data/pickle
 //
 // Build and run (seed corpus: the data.pkl of each committed checkpoint, extracted once):
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ikernels \

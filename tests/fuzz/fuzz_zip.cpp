@@ -1,5 +1,6 @@
 // tests/fuzz/fuzz_zip.cpp - libFuzzer target: the zip reader and the whole checkpoint loader.
 //
+// corpus: tests/data/torch
 // Build and run (seed corpus: the committed checkpoints, good and crafted):
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Ikernels \
 //       tests/fuzz/fuzz_zip.cpp -o fuzz_zip
