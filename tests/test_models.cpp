@@ -1,0 +1,252 @@
+// tests/test_models.cpp - ResNet (torchvision names) and ViT (timm names) against PyTorch 1.13.
+//
+// Committed data (tests/data/models/models_golden.bin, written by tools/gen_model_goldens.py):
+//   keys_<model>      torchvision's / the timm reference's state_dict keys and shapes, in order
+//   vit_small_config  a 2-block ViT (dim 32, 32x32 input): state dict, input, features, logits
+// Big data, generated on demand: `/usr/bin/python3 tools/gen_model_goldens.py DIR` writes
+// <model>.safetensors and <model>_golden.bin for resnet18, resnet50 and vit_tiny_patch16_224;
+// the "[models][big]" cases read them from $GRAFT_MODEL_DATA and FAIL, saying how to make them,
+// when the variable is unset or a file is missing.
+#include <cstdlib>
+#include <filesystem>
+
+#include "golden.hpp"
+#include "harness.hpp"
+#include "graft/io/safetensors.hpp"
+#include "graft/models/resnet.hpp"
+#include "graft/models/vit.hpp"
+#include "graft/nn.hpp"
+
+namespace {
+
+using namespace graft;
+using graft_test::GoldenCase;
+using graft_test::kTolF32;
+
+const graft_test::GoldenFile& models_golden_file() {
+  static const graft_test::GoldenFile file =
+      graft_test::read_golden(GRAFT_TEST_DATA_DIR "/models/models_golden.bin");
+  return file;
+}
+const GoldenCase& models_golden_case(const std::string& name) {
+  for (const auto& c : models_golden_file().cases)
+    if (c.name == name) return c;
+  throw Error("test_models: no golden case '" + name + "'");
+}
+
+// Checks a module's state_dict keys, order and shapes against a keys_<model> case.
+void models_require_same_keys(nn::Module& m, const std::string& case_name) {
+  const GoldenCase& c = models_golden_case(case_name);
+  const nn::StateDict sd = m.state_dict();
+  std::vector<std::string> ours, theirs;
+  for (const auto& [k, t] : sd) ours.push_back(k);
+  for (const auto& [k, t] : c.tensors) theirs.push_back(k);
+  REQUIRE(ours == theirs);
+  for (size_t i = 0; i < sd.size(); ++i) {
+    const std::vector<double> dims = c.tensors[i].second.to_vector();
+    std::vector<int64_t> expected(dims.begin(), dims.end());
+    std::vector<int64_t> actual(sd[i].second.shape().begin(), sd[i].second.shape().end());
+    INFO("key " << sd[i].first);
+    REQUIRE(actual == expected);
+  }
+}
+
+// The case's keys that start with prefix, prefix removed.
+nn::StateDict models_prefixed(const GoldenCase& c, const std::string& prefix) {
+  nn::StateDict out;
+  for (const auto& [k, t] : c.tensors)
+    if (k.rfind(prefix, 0) == 0) out.emplace_back(k.substr(prefix.size()), t);
+  return out;
+}
+
+models::ViTConfig models_small_vit_config() {
+  models::ViTConfig cfg;
+  cfg.img_size = 32;
+  cfg.patch_size = 16;
+  cfg.num_classes = 10;
+  cfg.embed_dim = 32;
+  cfg.depth = 2;
+  cfg.num_heads = 2;
+  return cfg;
+}
+
+// $GRAFT_MODEL_DATA/<file>, or a test failure that says how to generate it.
+std::string models_big_file(const std::string& file) {
+  const char* dir = std::getenv("GRAFT_MODEL_DATA");
+  const std::string how = "generate the model files with `/usr/bin/python3 tools/gen_model_goldens.py DIR` and set "
+                          "GRAFT_MODEL_DATA=DIR";
+  if (dir == nullptr || *dir == '\0') FAIL("GRAFT_MODEL_DATA is not set: " << how);
+  const std::string path = std::string(dir) + "/" + file;
+  if (!std::filesystem::exists(path)) FAIL("missing model file " << path << ": " << how);
+  return path;
+}
+
+// Loads <name>.safetensors into model strictly and compares features and logits on the golden input.
+template <class Model>
+void models_check_big_parity(Model& model, const std::string& name) {
+  const std::string weights = models_big_file(name + ".safetensors");
+  const std::string golden = models_big_file(name + "_golden.bin");
+  const auto sd = io::load_safetensors(weights);
+  const nn::LoadReport report = model.load_state_dict(sd);
+  REQUIRE(report.ok());
+  model.eval();
+  const graft_test::GoldenFile file = graft_test::read_golden(golden);
+  REQUIRE(file.cases.size() == 1);
+  const GoldenCase& c = file.cases[0];
+  REQUIRE(c.name == name);
+  NoGradGuard no_grad;
+  const Tensor features = model.forward_features(c.at("x"));
+  GRAFT_REQUIRE_CLOSE(features, c.at("features"), kTolF32);
+  const Tensor out = model.classifier().forward(features);
+  GRAFT_REQUIRE_CLOSE(out, c.at("out"), kTolF32);
+}
+
+}  // namespace
+
+TEST_CASE("models: ResNet state_dict keys and shapes equal torchvision's", "[models]") {
+  auto r18 = models::resnet18();
+  models_require_same_keys(*r18, "keys_resnet18");
+  auto r50 = models::resnet50();
+  models_require_same_keys(*r50, "keys_resnet50");
+  CHECK(r50->num_parameters() == 25557032);  // torchvision's count
+  CHECK(r18->num_parameters() == 11689512);
+  CHECK(r50->state_dict()[0].first == "conv1.weight");
+  CHECK(r50->child("layer2")->child("0")->child("downsample")->child("0")->find_tensor("weight").shape() ==
+        Shape({512, 256, 1, 1}));
+  // Bottleneck puts the stride on the 3x3 conv (torchvision's v1.5).
+  auto b = std::dynamic_pointer_cast<models::Bottleneck>(r50->child("layer3")->child("0"));
+  REQUIRE(b != nullptr);
+  CHECK(b->conv1->options.stride == std::array<int64_t, 2>{1, 1});
+  CHECK(b->conv2->options.stride == std::array<int64_t, 2>{2, 2});
+}
+
+TEST_CASE("models: ResNet-34 and ResNet-101 have torchvision's parameter counts", "[models]") {
+  CHECK(models::resnet34()->num_parameters() == 21797672);
+  CHECK(models::resnet101()->num_parameters() == 44549160);
+  CHECK(models::resnet34(10)->num_parameters() == 21797672 - 1000 * 513 + 10 * 513);
+}
+
+TEST_CASE("models: ViT state_dict keys and shapes equal timm's", "[models]") {
+  auto tiny = models::vit_tiny_patch16_224();
+  models_require_same_keys(*tiny, "keys_vit_tiny_patch16_224");
+  CHECK(models::vit_small_patch16_224()->num_parameters() == 22050664);  // timm's count
+  CHECK(models::vit_base_patch16_224()->num_parameters() == 86567656);
+}
+
+TEST_CASE("models: small ViT matches the timm reference (features and logits)", "[models][golden]") {
+  const GoldenCase& c = models_golden_case("vit_small_config");
+  models::VisionTransformer vit(models_small_vit_config());
+  vit.load_state_dict(models_prefixed(c, "sd."));
+  vit.eval();
+  NoGradGuard no_grad;
+  const Tensor features = vit.forward_features(c.at("x"));
+  CHECK(features.shape() == Shape({2, 32}));
+  GRAFT_REQUIRE_CLOSE(features, c.at("features"), kTolF32);
+  GRAFT_REQUIRE_CLOSE(vit.forward(c.at("x")), c.at("out"), kTolF32);
+}
+
+TEST_CASE("models: reset_classifier changes the head and keeps the rest", "[models]") {
+  SECTION("ResNet-18") {
+    auto model = models::resnet18();
+    model->eval();
+    const nn::StateDict before = model->state_dict();
+    model->reset_classifier(7);
+    const nn::StateDict after = model->state_dict();
+    REQUIRE(after.size() == before.size());
+    for (size_t i = 0; i < after.size(); ++i) {
+      REQUIRE(after[i].first == before[i].first);
+      if (after[i].first.rfind("fc.", 0) == 0) continue;
+      CHECK(after[i].second.impl() == before[i].second.impl());
+    }
+    CHECK(model->classifier().find_tensor("weight").shape() == Shape({7, 512}));
+    CHECK(model->classifier().find_tensor("bias").shape() == Shape({7}));
+    const Tensor x = graft_test::rand_in({2, 3, 32, 32}, -1.0, 1.0, 3, DType::Float32);
+    NoGradGuard no_grad;
+    const Tensor features = model->forward_features(x);
+    CHECK(features.shape() == Shape({2, 512}));
+    CHECK(model->forward(x).shape() == Shape({2, 7}));
+    model->reset_classifier(0);
+    CHECK(model->classifier().type_name() == "Identity");
+    GRAFT_REQUIRE_CLOSE(model->forward(x), features, kTolF32);
+    CHECK(model->state_dict().size() == before.size() - 2);
+  }
+  SECTION("ViT") {
+    const GoldenCase& c = models_golden_case("vit_small_config");
+    models::VisionTransformer vit(models_small_vit_config());
+    vit.load_state_dict(models_prefixed(c, "sd."));
+    vit.eval();
+    vit.reset_classifier(3);
+    CHECK(vit.classifier().find_tensor("weight").shape() == Shape({3, 32}));
+    NoGradGuard no_grad;
+    CHECK(vit.forward(c.at("x")).shape() == Shape({2, 3}));
+    // The backbone is untouched: features still match the reference.
+    GRAFT_REQUIRE_CLOSE(vit.forward_features(c.at("x")), c.at("features"), kTolF32);
+    vit.reset_classifier(0);
+    GRAFT_REQUIRE_CLOSE(vit.forward(c.at("x")), c.at("features"), kTolF32);
+  }
+}
+
+TEST_CASE("models: bad configurations and inputs throw naming the problem", "[models]") {
+  graft_test::require_error([] { models::ResNet(models::ResNetBlock::Basic, {1, 1, 1}); },
+                            {"ResNet", "expected 4 stage sizes", "got 3"});
+  graft_test::require_error([] { models::ResNet(models::ResNetBlock::Basic, {1, 0, 1, 1}); },
+                            {"ResNet", "layer2", "at least one block"});
+  graft_test::require_error(
+      [] {
+        auto m = models::resnet18();
+        m->forward_features(zeros({1, 1, 32, 32}));
+      },
+      {"ResNet", "expected input [B, 3, H, W]", "[1, 1, 32, 32]"});
+  graft_test::require_error([] { models::resnet18()->reset_classifier(-1); }, {"ResNet", "num_classes", "-1"});
+  graft_test::require_error(
+      [] {
+        models::ViTConfig cfg = models_small_vit_config();
+        cfg.num_heads = 5;
+        models::VisionTransformer v(cfg);
+      },
+      {"ViT", "embed_dim 32", "num_heads 5"});
+  graft_test::require_error(
+      [] {
+        models::VisionTransformer v(models_small_vit_config());
+        v.forward(zeros({1, 3, 48, 48}));
+      },
+      {"PatchEmbed", "expected input [B, C, 32, 32]"});
+}
+
+TEST_CASE("models: ResNet-18 matches torchvision at 224x224", "[models][big]") {
+  auto model = models::resnet18();
+  models_check_big_parity(*model, "resnet18");
+}
+
+TEST_CASE("models: ResNet-50 matches torchvision at 224x224", "[models][big]") {
+  auto model = models::resnet50();
+  models_check_big_parity(*model, "resnet50");
+}
+
+TEST_CASE("models: ViT-Ti/16 matches the timm reference at 224x224", "[models][big]") {
+  auto model = models::vit_tiny_patch16_224();
+  models_check_big_parity(*model, "vit_tiny_patch16_224");
+}
+
+TEST_CASE("models: gradients reach every ViT parameter, and none reach a frozen backbone", "[models]") {
+  const GoldenCase& c = models_golden_case("vit_small_config");
+  models::VisionTransformer vit(models_small_vit_config());
+  vit.load_state_dict(models_prefixed(c, "sd."));
+  vit.train();
+  SECTION("full fine-tuning") {
+    sum(vit.forward(c.at("x"))).backward();
+    for (const auto& [name, p] : vit.named_parameters()) {
+      INFO(name);
+      CHECK(p.grad().defined());
+    }
+  }
+  SECTION("linear probe") {
+    vit.requires_grad_(false);
+    vit.reset_classifier(3);
+    sum(vit.forward(c.at("x"))).backward();
+    for (const auto& [name, p] : vit.named_parameters()) {
+      INFO(name);
+      CHECK(p.grad().defined() == (name.rfind("head.", 0) == 0));
+    }
+  }
+}
