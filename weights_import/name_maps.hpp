@@ -1,0 +1,333 @@
+// weights_import/name_maps.hpp - the per-family name tables and the conversion logic behind
+// graft-convert (weights_import/convert.cpp), kept here as inline functions so tests call it directly.
+//
+//   graft::convert::ConvertOptions o;
+//   o.family = "torchvision-resnet"; o.arch = "resnet18";
+//   o.in_path = "resnet18.pth"; o.out_path = "resnet18_gray10.safetensors";
+//   o.num_classes = 10; o.in_chans = 1;
+//   graft::convert::ConvertReport r = graft::convert::convert_file(o);   // throws graft::Error
+//   std::cout << r.str();
+//
+// The steps, in order (as llama.cpp's tensor name map, but the tables are short: torchvision's and
+// timm's names already equal Graft's, so a table is the explicit list of names a family accepts):
+//   1. strip wrapper prefixes: "module." (DataParallel / DDP) and "model." (Lightning, EMA wrappers),
+//      repeatedly, in any order;
+//   2. keep a key only if it matches one of the family's patterns ({N} = one or more digits);
+//      other keys are reported as dropped;
+//   3. the head (fc.* / head.*) is dropped and re-initialized when --num-classes differs from the
+//      checkpoint's (the model's fresh Linear, torch's default init; 0 = Identity);
+//   4. the first conv (conv1.weight / patch_embed.proj.weight) is adapted to --in-chans as timm's
+//      adapt_input_conv: 1 channel sums over RGB; C > 3 repeats the RGB weights cyclically
+//      (channel c takes RGB channel c % 3) and scales by 3 / C;
+//   5. the model loads non-strict; anything missing, unexpected or mis-shaped other than the
+//      replaced head is an error naming the keys.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "graft/graft.hpp"
+#include "graft/io/safetensors.hpp"
+#include "graft/io/torch_checkpoint.hpp"
+#include "graft/models/resnet.hpp"
+#include "graft/models/vit.hpp"
+#include "graft/nn.hpp"
+
+namespace graft::convert {
+
+inline constexpr const char* kGraftVersion = "0.1.0";
+
+// One model family: its accepted key patterns, the first conv and the head.
+struct FamilyTable {
+  std::string family;
+  std::vector<std::string> archs;
+  std::vector<std::string> patterns;  // literal text, "{N}" matches one or more decimal digits
+  std::string first_conv;             // the weight adapted to in_chans
+  std::string head_prefix;            // "fc." / "head."
+};
+
+namespace detail_convert {
+inline std::vector<std::string> with_suffixes(const std::string& stem, const std::vector<std::string>& suffixes) {
+  std::vector<std::string> out;
+  for (const auto& s : suffixes) out.push_back(stem + "." + s);
+  return out;
+}
+inline void append(std::vector<std::string>& dst, const std::vector<std::string>& src) {
+  dst.insert(dst.end(), src.begin(), src.end());
+}
+inline const std::vector<std::string> kBatchNorm = {"weight", "bias", "running_mean", "running_var",
+                                                    "num_batches_tracked"};
+inline const std::vector<std::string> kAffine = {"weight", "bias"};
+
+inline FamilyTable make_resnet_table() {
+  FamilyTable t{"torchvision-resnet", {"resnet18", "resnet34", "resnet50", "resnet101"}, {}, "conv1.weight", "fc."};
+  t.patterns.push_back("conv1.weight");
+  append(t.patterns, with_suffixes("bn1", kBatchNorm));
+  t.patterns.push_back("layer{N}.{N}.conv{N}.weight");
+  append(t.patterns, with_suffixes("layer{N}.{N}.bn{N}", kBatchNorm));
+  t.patterns.push_back("layer{N}.{N}.downsample.0.weight");
+  append(t.patterns, with_suffixes("layer{N}.{N}.downsample.1", kBatchNorm));
+  append(t.patterns, with_suffixes("fc", kAffine));
+  return t;
+}
+
+inline FamilyTable make_vit_table() {
+  FamilyTable t{"timm-vit",
+                {"vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224"},
+                {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"},
+                "patch_embed.proj.weight",
+                "head."};
+  for (const char* m : {"norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"})
+    append(t.patterns, with_suffixes(std::string("blocks.{N}.") + m, kAffine));
+  append(t.patterns, with_suffixes("norm", kAffine));
+  append(t.patterns, with_suffixes("head", kAffine));
+  return t;
+}
+
+inline std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
+  return s;
+}
+}  // namespace detail_convert
+
+inline const std::vector<FamilyTable>& family_tables() {
+  static const std::vector<FamilyTable> tables = {detail_convert::make_resnet_table(),
+                                                  detail_convert::make_vit_table()};
+  return tables;
+}
+
+inline const FamilyTable& family_table(const std::string& family) {
+  std::vector<std::string> known;
+  for (const auto& t : family_tables()) {
+    if (t.family == family) return t;
+    known.push_back(t.family);
+  }
+  throw Error(detail::concat("graft-convert: unknown family '", family, "' (known: ", detail_convert::join(known),
+                             ")"));
+}
+
+// Does `name` match `pattern` ("{N}" = one or more digits, everything else literal)?
+inline bool match_pattern(std::string_view pattern, std::string_view name) {
+  size_t p = 0, n = 0;
+  while (p < pattern.size()) {
+    if (pattern.compare(p, 3, "{N}") == 0) {
+      const size_t start = n;
+      while (n < name.size() && name[n] >= '0' && name[n] <= '9') ++n;
+      if (n == start) return false;
+      p += 3;
+    } else {
+      if (n >= name.size() || name[n] != pattern[p]) return false;
+      ++p;
+      ++n;
+    }
+  }
+  return n == name.size();
+}
+
+// Strips "module." and "model." wrapper prefixes (repeatedly: "module.model.x" -> "x").
+inline std::string strip_wrapper_prefixes(std::string name) {
+  for (;;) {
+    if (name.rfind("module.", 0) == 0) name.erase(0, 7);
+    else if (name.rfind("model.", 0) == 0) name.erase(0, 6);
+    else return name;
+  }
+}
+
+// The Graft name of a checkpoint key, or "" when the family does not accept it.
+inline std::string map_name(const FamilyTable& table, const std::string& key) {
+  const std::string name = strip_wrapper_prefixes(key);
+  for (const auto& p : table.patterns)
+    if (match_pattern(p, name)) return name;
+  return "";
+}
+
+// timm.models.helpers.adapt_input_conv: w [O, I, kh, kw] trained on RGB (I == 3) -> [O, in_chans, kh, kw].
+// 1 channel: the sum over RGB. C > 3 (or 2): channel c copies RGB channel c % 3, all scaled by 3 / C.
+// Computed in float32 and returned in w's dtype. `key` names the tensor in errors.
+inline Tensor adapt_input_conv(const Tensor& w, int64_t in_chans, const std::string& key) {
+  GRAFT_CHECK(w.dim() == 4, "graft-convert", "'", key, "': expected a 4-D conv weight, got shape ", w.shape());
+  GRAFT_CHECK(in_chans >= 1, "graft-convert", "in_chans must be >= 1, got ", in_chans);
+  const int64_t I = w.size(1);
+  if (in_chans == I) return w;
+  GRAFT_CHECK(I == 3, "graft-convert", "'", key, "': can only adapt a 3-channel (RGB) conv to ", in_chans,
+              " channels, the checkpoint's has ", I, " (shape ", w.shape(), ")");
+  NoGradGuard no_grad;
+  const Tensor wf = w.to(DType::Float32);
+  Tensor out;
+  if (in_chans == 1) {
+    out = sum(wf, {1}, true);  // [O, 1, kh, kw]
+  } else {
+    std::vector<Tensor> chans;
+    for (int64_t c = 0; c < in_chans; ++c) chans.push_back(wf.slice(1, c % 3, c % 3 + 1));
+    out = mul(cat(chans, 1), 3.0 / double(in_chans));
+  }
+  return out.to(w.dtype()).contiguous();
+}
+
+// The Graft model for (family, arch) with the given head size and input channels.
+inline nn::ModulePtr make_model(const std::string& family, const std::string& arch, int64_t num_classes,
+                                int64_t in_chans) {
+  const FamilyTable& table = family_table(family);
+  bool known = false;
+  for (const auto& a : table.archs) known = known || a == arch;
+  GRAFT_CHECK(known, "graft-convert", "unknown arch '", arch, "' for family '", family,
+              "' (known: ", detail_convert::join(table.archs), ")");
+  using namespace graft::models;
+  if (arch == "resnet18") return std::make_shared<ResNet>(ResNetBlock::Basic, std::vector<int64_t>{2, 2, 2, 2}, num_classes, in_chans);
+  if (arch == "resnet34") return std::make_shared<ResNet>(ResNetBlock::Basic, std::vector<int64_t>{3, 4, 6, 3}, num_classes, in_chans);
+  if (arch == "resnet50") return std::make_shared<ResNet>(ResNetBlock::Bottleneck, std::vector<int64_t>{3, 4, 6, 3}, num_classes, in_chans);
+  if (arch == "resnet101") return std::make_shared<ResNet>(ResNetBlock::Bottleneck, std::vector<int64_t>{3, 4, 23, 3}, num_classes, in_chans);
+  if (arch == "vit_tiny_patch16_224") return std::make_shared<VisionTransformer>(ViTConfig{224, 16, in_chans, num_classes, 192, 12, 3, 4.0});
+  if (arch == "vit_small_patch16_224") return std::make_shared<VisionTransformer>(ViTConfig{224, 16, in_chans, num_classes, 384, 12, 6, 4.0});
+  return std::make_shared<VisionTransformer>(ViTConfig{224, 16, in_chans, num_classes, 768, 12, 12, 4.0});
+}
+
+struct ConvertOptions {
+  std::string family;
+  std::string arch;
+  std::string in_path;
+  std::string out_path;
+  int64_t num_classes = -1;  // -1: keep the checkpoint's
+  int64_t in_chans = -1;     // -1: keep the checkpoint's
+};
+
+struct ConvertReport {
+  std::vector<std::pair<std::string, std::string>> mapped;  // (checkpoint key, Graft name), loaded
+  std::vector<std::string> dropped;                         // checkpoint keys not loaded, with why
+  std::vector<std::string> adapted;                         // what was adapted, with shapes
+  std::vector<std::string> missing;                         // model keys left at their init (the new head)
+  int64_t source_num_classes = -1, num_classes = -1;
+  int64_t source_in_chans = -1, in_chans = -1;
+  std::string str() const {
+    std::string s;
+    for (const auto& [from, to] : mapped)
+      s += from == to ? detail::concat("mapped   ", to, "\n") : detail::concat("mapped   ", from, " -> ", to, "\n");
+    for (const auto& d : dropped) s += "dropped  " + d + "\n";
+    for (const auto& a : adapted) s += "adapted  " + a + "\n";
+    for (const auto& m : missing) s += "missing  " + m + " (re-initialized head)\n";
+    s += detail::concat("summary  ", mapped.size(), " mapped, ", dropped.size(), " dropped, ", adapted.size(),
+                        " adapted, ", missing.size(), " re-initialized; num_classes ", source_num_classes, " -> ",
+                        num_classes, ", in_chans ", source_in_chans, " -> ", in_chans, "\n");
+    return s;
+  }
+};
+
+// Maps `source` (a checkpoint's named tensors; `source_name` names it in errors) into a fresh Graft
+// model of opts.family / opts.arch and returns it with the report. Throws graft::Error when anything
+// other than the replaced head is missing, unexpected or mis-shaped.
+inline std::pair<nn::ModulePtr, ConvertReport> convert_state_dict(const ConvertOptions& opts,
+                                                                  const nn::StateDict& source,
+                                                                  const std::string& source_name) {
+  const FamilyTable& table = family_table(opts.family);
+  ConvertReport report;
+  // 1-2: names.
+  nn::StateDict mapped;
+  std::map<std::string, std::string> origin;  // Graft name -> checkpoint key
+  for (const auto& [key, t] : source) {
+    const std::string name = map_name(table, key);
+    if (name.empty()) {
+      report.dropped.push_back(key + " (not a " + table.family + " key)");
+      continue;
+    }
+    GRAFT_CHECK(origin.emplace(name, key).second, "graft-convert", source_name, ": keys '", origin[name], "' and '",
+                key, "' both map to '", name, "'");
+    mapped.emplace_back(name, t);
+  }
+  auto find = [&](const std::string& name) -> Tensor* {
+    for (auto& [k, t] : mapped)
+      if (k == name) return &t;
+    return nullptr;
+  };
+  // 3: the head.
+  const std::string head_w = table.head_prefix + "weight";
+  if (Tensor* hw = find(head_w)) {
+    GRAFT_CHECK(hw->dim() == 2, "graft-convert", source_name, ": '", origin[head_w], "' should be 2-D, got shape ",
+                hw->shape());
+    report.source_num_classes = hw->size(0);
+  } else {
+    report.source_num_classes = 0;  // headless checkpoint (features only)
+  }
+  report.num_classes = opts.num_classes >= 0 ? opts.num_classes : report.source_num_classes;
+  const bool replace_head = report.num_classes != report.source_num_classes;
+  if (replace_head) {
+    nn::StateDict kept;
+    for (auto& [k, t] : mapped) {
+      if (k.rfind(table.head_prefix, 0) == 0)
+        report.dropped.push_back(detail::concat(origin[k], " (head of ", report.source_num_classes,
+                                                " classes replaced by ", report.num_classes, ")"));
+      else
+        kept.emplace_back(k, t);
+    }
+    mapped = std::move(kept);
+  }
+  // 4: the first conv. A checkpoint without it is not adapted; step 5 reports it missing.
+  Tensor* conv = find(table.first_conv);
+  if (conv) {
+    GRAFT_CHECK(conv->dim() == 4, "graft-convert", source_name, ": '", origin[table.first_conv],
+                "' should be a 4-D conv weight, got shape ", conv->shape());
+    report.source_in_chans = conv->size(1);
+  }
+  report.in_chans = opts.in_chans >= 1 ? opts.in_chans : (conv ? report.source_in_chans : 3);
+  if (conv && report.in_chans != report.source_in_chans) {
+    const Shape before = conv->shape();
+    *conv = adapt_input_conv(*conv, report.in_chans, source_name + ": " + origin[table.first_conv]);
+    const std::string how = report.in_chans == 1
+                                ? std::string(" (sum over RGB)")
+                                : detail::concat(" (RGB repeated cyclically, scaled by 3/", report.in_chans, ")");
+    report.adapted.push_back(detail::concat(table.first_conv, " ", before, " -> ", conv->shape(), how));
+  }
+  // 5: load.
+  nn::ModulePtr model = make_model(opts.family, opts.arch, report.num_classes, report.in_chans);
+  const nn::LoadReport lr = model->load_state_dict(mapped, /*strict=*/false);
+  nn::LoadReport bad;
+  for (const auto& m : lr.missing) {
+    if (replace_head && m.rfind(table.head_prefix, 0) == 0) report.missing.push_back(m);
+    else bad.missing.push_back(m);
+  }
+  bad.unexpected = lr.unexpected;
+  bad.mismatched = lr.mismatched;
+  GRAFT_CHECK(bad.ok(), "graft-convert", source_name, ": does not fit ", opts.arch, ": ", bad.str());
+  for (const auto& [k, t] : mapped) report.mapped.emplace_back(origin[k], k);
+  return {model, report};
+}
+
+// Reads a checkpoint: .safetensors (in header order, tensors borrowing the memory map), anything else
+// as a PyTorch zip checkpoint.
+inline nn::StateDict read_checkpoint(const std::string& path) {
+  const bool st = path.size() >= 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
+  if (st) {
+    io::SafetensorsFile f(path);
+    nn::StateDict sd;
+    for (const auto& e : f.entries()) sd.emplace_back(e.name, f.tensor(e.name));
+    return sd;
+  }
+  return io::load_torch_checkpoint(path);
+}
+
+inline std::string base_name(const std::string& path) {
+  const size_t slash = path.find_last_of('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+// The whole command: read opts.in_path, convert, write opts.out_path with Graft's metadata.
+inline ConvertReport convert_file(const ConvertOptions& opts) {
+  GRAFT_CHECK(!opts.in_path.empty() && !opts.out_path.empty(), "graft-convert", "--in and --out are required");
+  const nn::StateDict source = read_checkpoint(opts.in_path);
+  auto [model, report] = convert_state_dict(opts, source, opts.in_path);
+  const std::map<std::string, std::string> metadata = {
+      {"format", "graft"},
+      {"graft_version", kGraftVersion},
+      {"architecture", opts.arch},
+      {"num_classes", std::to_string(report.num_classes)},
+      {"in_chans", std::to_string(report.in_chans)},
+      {"source", base_name(opts.in_path)},
+  };
+  io::save_safetensors(opts.out_path, model->state_dict(), metadata);
+  return report;
+}
+
+}  // namespace graft::convert
