@@ -6,6 +6,7 @@
 #pragma once
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -58,6 +59,20 @@ inline std::string close_report(const Tensor& actual, const Tensor& expected, To
     INFO(graft_report_);                                                          \
     REQUIRE(graft_report_.empty());                                               \
   } while (0)
+
+// The largest |actual - expected| (same shapes; NaN if either holds one), for reporting measured
+// differences next to a tolerance check.
+inline double max_abs_diff(const Tensor& actual, const Tensor& expected) {
+  const auto a = actual.to_vector(), e = expected.to_vector();
+  GRAFT_CHECK(a.size() == e.size(), "max_abs_diff", "sizes differ: ", a.size(), " vs ", e.size());
+  double worst = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = std::abs(a[i] - e[i]);
+    if (std::isnan(d)) return d;
+    worst = std::max(worst, d);
+  }
+  return worst;
+}
 
 // Fills a tensor with NaN so an output a kernel forgets to write fails the comparison.
 inline void poison(const Tensor& t) {

@@ -5,21 +5,24 @@ Run with PyTorch 1.13 + torchvision 0.14 (only /usr/bin/python3 has them here):
 
     /usr/bin/python3 tools/gen_model_goldens.py              # committed small goldens only
     /usr/bin/python3 tools/gen_model_goldens.py OUT_DIR      # only the big files, into OUT_DIR
+    /usr/bin/python3 tools/gen_model_goldens.py OUT_DIR --vit-base   # and ViT-B/16 (by hand, 330 MB more)
 
 Deterministic: fixed seeds, one CPU thread. Golden format: tools/gen_goldens.py (reader tests/golden.hpp).
 
 Committed, tests/data/models/models_golden.bin (small, runs without OUT_DIR):
-    case "keys_resnet18", "keys_resnet50", "keys_vit_tiny_patch16_224":
+    case "keys_resnet18", "keys_resnet34", "keys_resnet50", "keys_resnet101", "keys_vit_tiny_patch16_224",
+    "keys_vit_small_patch16_224", "keys_vit_base_patch16_224":
         one int64 1-D tensor per state_dict entry, in torch's order: key = the state_dict key,
         value = that tensor's shape (empty for 0-dim tensors). Built from torchvision.models.resnetXX()
         and from the timm-compatible reference below.
     case "vit_small_config": a ViT with img 32, patch 16, dim 32, depth 2, heads 2, mlp_ratio 4,
         10 classes: "sd.<key>" for its state dict, "x" [2, 3, 32, 32], "features" [2, 32], "out" [2, 10].
 
-Big, into OUT_DIR (set GRAFT_MODEL_DATA=OUT_DIR for the C++ test; ~170 MB):
-    resnet18.safetensors, resnet50.safetensors, vit_tiny_patch16_224.safetensors  (state dicts)
-    resnet18_golden.bin, resnet50_golden.bin, vit_tiny_patch16_224_golden.bin: one case named after
-        the model with "x" [2, 3, 224, 224], "features" and "out" (eval mode).
+Big, into OUT_DIR (set GRAFT_MODEL_DATA=OUT_DIR for the C++ test; ~520 MB, ~850 MB with --vit-base):
+    <model>.safetensors (state dict) and <model>_golden.bin, one case named after the model with "x"
+    [B, 3, 224, 224], "features" and "out" (eval mode), for resnet18, resnet50, vit_tiny_patch16_224
+    (B = 2), resnet34, resnet101, vit_small_patch16_224 (B = 1), and vit_base_patch16_224 (B = 1,
+    only with --vit-base).
 The safetensors files are written by the tiny writer below (spec: u64 LE header length, JSON header
 {name: {dtype, shape, data_offsets}}, raw little-endian data).
 
@@ -212,7 +215,11 @@ def main():
     torch.manual_seed(0)
     cases = [keys_case("keys_resnet18", torchvision.models.resnet18()),
              keys_case("keys_resnet50", torchvision.models.resnet50()),
-             keys_case("keys_vit_tiny_patch16_224", vit(192, 12, 3))]
+             keys_case("keys_vit_tiny_patch16_224", vit(192, 12, 3)),
+             keys_case("keys_resnet34", torchvision.models.resnet34()),
+             keys_case("keys_resnet101", torchvision.models.resnet101()),
+             keys_case("keys_vit_small_patch16_224", vit(384, 12, 6)),
+             keys_case("keys_vit_base_patch16_224", vit(768, 12, 12))]
     torch.manual_seed(1)
     small = vit(32, 2, 2, img=32, classes=10)
     randomize_norms(small)
@@ -226,13 +233,19 @@ def main():
     if len(sys.argv) > 1:
         out_dir = sys.argv[1]
         os.makedirs(out_dir, exist_ok=True)
-        builders = [("resnet18", torchvision.models.resnet18), ("resnet50", torchvision.models.resnet50),
-                    ("vit_tiny_patch16_224", lambda: vit(192, 12, 3))]
-        for i, (name, build) in enumerate(builders):
+        # (name, builder, batch): seeds 100 + index, so adding a model at the end changes no other file.
+        builders = [("resnet18", torchvision.models.resnet18, 2), ("resnet50", torchvision.models.resnet50, 2),
+                    ("vit_tiny_patch16_224", lambda: vit(192, 12, 3), 2),
+                    ("resnet34", torchvision.models.resnet34, 1), ("resnet101", torchvision.models.resnet101, 1),
+                    ("vit_small_patch16_224", lambda: vit(384, 12, 6), 1),
+                    ("vit_base_patch16_224", lambda: vit(768, 12, 12), 1)]
+        for i, (name, build, batch) in enumerate(builders):
+            if name == "vit_base_patch16_224" and "--vit-base" not in sys.argv:
+                continue  # ViT-B/16 (330 MB) is checked by hand, not in CI
             torch.manual_seed(100 + i)
             model = build()
             randomize_norms(model)
-            x = torch.randn(2, 3, 224, 224)
+            x = torch.randn(batch, 3, 224, 224)
             write_safetensors(os.path.join(out_dir, name + ".safetensors"), model.state_dict())
             write_file(os.path.join(out_dir, name + "_golden.bin"), [run_case(name, model, x)])
             o = model(x)

