@@ -54,7 +54,7 @@ TEST_CASE("SGD rejects bad hyperparameters naming the value", "[optim][errors]")
   require_error([&] { optim::SGD({p}, 0.1, -0.5); }, {"SGD", "momentum", "-0.5"});
   require_error([&] { optim::SGD({p}, 0.1, 0.0, 0.0, -1.0); }, {"SGD", "weight_decay", "-1"});
   require_error([&] { optim::SGD({p}, 0.1, 0.0, 0.0, 0.0, true); }, {"SGD", "nesterov", "momentum 0"});
-  require_error([&] { optim::SGD({}, 0.1); }, {"SGD", "empty parameter list"});
+  require_error([&] { optim::SGD(std::vector<Tensor>{}, 0.1); }, {"SGD", "empty parameter list"});
   require_error([&] { optim::SGD({p * 2.0}, 0.1); }, {"SGD", "not a leaf"});
 }
 

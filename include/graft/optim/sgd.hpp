@@ -10,6 +10,9 @@
 // The update runs under NoGradGuard with the in-place ops, so it records no graph and bumps the
 // parameters' version counters (a graph that saved a parameter before the step refuses to backward).
 //
+// Weight decay and lr are per parameter group (optim/optimizer.hpp); momentum, dampening and
+// Nesterov are the optimizer's. State: "momentum_buffer" per parameter.
+//
 // Example:
 //   optim::SGD opt({w, b}, /*lr=*/0.1, /*momentum=*/0.9);
 //   for (...) { opt.zero_grad(); loss(w, b).backward(); opt.step(); }
@@ -21,90 +24,59 @@
 #include "graft/core/tensor.hpp"
 #include "graft/ops/copy.hpp"
 #include "graft/ops/elementwise.hpp"
+#include "graft/optim/optimizer.hpp"
 
 namespace graft::optim {
 
-class SGD {
+class SGD : public Optimizer {
  public:
-  SGD(std::vector<Tensor> params, double lr, double momentum = 0, double dampening = 0, double weight_decay = 0,
+  SGD(std::vector<ParamGroup> groups, double lr, double momentum = 0, double dampening = 0, double weight_decay = 0,
       bool nesterov = false)
-      : params_(std::move(params)),
-        lr_(lr),
+      : Optimizer("SGD", std::move(groups), lr, weight_decay),
         momentum_(momentum),
         dampening_(dampening),
-        weight_decay_(weight_decay),
-        nesterov_(nesterov),
-        momentum_buffers_(params_.size()) {
-    GRAFT_CHECK(!params_.empty(), "SGD", "got an empty parameter list");
-    GRAFT_CHECK(lr >= 0.0, "SGD", "invalid learning rate ", lr, " (expected >= 0)");
+        nesterov_(nesterov) {
     GRAFT_CHECK(momentum >= 0.0, "SGD", "invalid momentum ", momentum, " (expected >= 0)");
-    GRAFT_CHECK(weight_decay >= 0.0, "SGD", "invalid weight_decay ", weight_decay, " (expected >= 0)");
     GRAFT_CHECK(!nesterov || (momentum > 0.0 && dampening == 0.0), "SGD",
                 "nesterov momentum requires momentum > 0 and dampening == 0, got momentum ", momentum,
                 " and dampening ", dampening);
-    for (size_t i = 0; i < params_.size(); ++i) {
-      const Tensor& p = params_[i];
-      GRAFT_CHECK(p.defined(), "SGD", "parameter ", i, " is undefined");
-      GRAFT_CHECK(is_floating(p.dtype()), "SGD", "parameter ", i, " (", p.name(), ") has dtype ",
-                  dtype_name(p.dtype()), ", expected a floating-point tensor");
-      GRAFT_CHECK(p.is_leaf(), "SGD", "parameter ", i, " (", p.name(), ") is not a leaf tensor; "
-                  "optimize the leaves (detach() and set_requires_grad())");
-    }
   }
+  SGD(std::vector<Tensor> params, double lr, double momentum = 0, double dampening = 0, double weight_decay = 0,
+      bool nesterov = false)
+      : SGD(single_group(std::move(params)), lr, momentum, dampening, weight_decay, nesterov) {}
 
-  // One update of every parameter that has a gradient.
-  void step() {
+  void step() override {
     NoGradGuard no_grad;
-    for (size_t i = 0; i < params_.size(); ++i) {
-      Tensor& p = params_[i];
-      if (!p.grad().defined()) continue;
-      Tensor d_p = p.grad();
-      GRAFT_CHECK(d_p.shape() == p.shape(), "SGD", "gradient of parameter ", i, " has shape ", d_p.shape(),
-                  ", expected ", p.shape());
-      if (weight_decay_ != 0.0) d_p = add(d_p, mul(p.detach(), weight_decay_));
-      if (momentum_ != 0.0) {
-        Tensor& buf = momentum_buffers_[i];
-        if (!buf.defined()) {
-          buf = d_p.detach().clone();
-        } else {
-          buf.mul_(momentum_);
-          buf.add_(d_p, 1.0 - dampening_);
+    for (size_t g = 0; g < groups_.size(); ++g) {
+      const ParamGroup& grp = groups_[g];
+      for (size_t i = 0; i < grp.params.size(); ++i) {
+        Tensor p = grp.params[i];
+        if (!p.grad().defined()) continue;
+        Tensor d_p = grad_of(p, g, i);
+        if (grp.weight_decay != 0.0) d_p = add(d_p, mul(p.detach(), grp.weight_decay));
+        if (momentum_ != 0.0) {
+          auto& st = state_[g][i];
+          auto it = st.find("momentum_buffer");
+          if (it == st.end()) {
+            it = st.emplace("momentum_buffer", d_p.detach().clone()).first;
+          } else {
+            it->second.mul_(momentum_);
+            it->second.add_(d_p, 1.0 - dampening_);
+          }
+          d_p = nesterov_ ? add(d_p, mul(it->second, momentum_)) : it->second;
         }
-        d_p = nesterov_ ? add(d_p, mul(buf, momentum_)) : buf;
-      }
-      p.add_(d_p, -lr_);
-    }
-  }
-
-  // Drops every parameter's gradient (PyTorch's set_to_none=True, its default since 2.0); with
-  // set_to_none false, zeroes the gradients in place instead.
-  void zero_grad(bool set_to_none = true) {
-    for (Tensor& p : params_) {
-      if (!p.grad().defined()) continue;
-      if (set_to_none) {
-        p.zero_grad();
-      } else {
-        NoGradGuard no_grad;
-        Tensor g = p.grad();
-        g.zero_();
+        p.add_(d_p, -grp.lr);
       }
     }
   }
 
-  const std::vector<Tensor>& params() const { return params_; }
-  // The momentum buffer of parameter i: undefined before its first step with momentum != 0.
-  const Tensor& momentum_buffer(size_t i) const { return momentum_buffers_.at(i); }
-  double lr() const { return lr_; }
-  void set_lr(double lr) {
-    GRAFT_CHECK(lr >= 0.0, "SGD", "invalid learning rate ", lr, " (expected >= 0)");
-    lr_ = lr;
-  }
+  // The momentum buffer of parameter i (of the first group): undefined before its first step with
+  // momentum != 0.
+  Tensor momentum_buffer(size_t i, size_t group = 0) const { return state(group, i, "momentum_buffer"); }
 
  private:
-  std::vector<Tensor> params_;
-  double lr_, momentum_, dampening_, weight_decay_;
+  double momentum_, dampening_;
   bool nesterov_;
-  std::vector<Tensor> momentum_buffers_;
 };
 
 }  // namespace graft::optim
