@@ -167,3 +167,117 @@ TEST_CASE("transfer: PCGrad projects conflicting gradients onto each other's nor
   GRAFT_REQUIRE_CLOSE(h.grad(), from_vector<double>({0.5}, {1}), kTolF64);
   require_error([&] { pcb.backward({sum(W), sum(W)}, {}); }, {"PCGrad", "shared parameters"});
 }
+
+// ---- freezing --------------------------------------------------------------------------------------
+#include "graft/models/resnet.hpp"
+#include "graft/optim/sgd.hpp"
+
+namespace {
+// conv - bn - relu - pool - flatten - linear, names 0.* 1.* 5.*
+std::shared_ptr<nn::Sequential> transfer_small_cnn() {
+  auto net = std::make_shared<nn::Sequential>();
+  net->push_back(std::make_shared<nn::Conv2d>(2, 4, 3, nn::Conv2dOptions{.padding = {1, 1}}));
+  net->push_back(std::make_shared<nn::BatchNorm2d>(4));
+  net->push_back(std::make_shared<nn::ReLU>());
+  net->push_back(std::make_shared<nn::AdaptiveAvgPool2d>(std::array<int64_t, 2>{1, 1}));
+  net->push_back(std::make_shared<nn::Flatten>());
+  net->push_back(std::make_shared<nn::Linear>(4, 3));
+  return net;
+}
+std::vector<std::pair<std::string, Tensor>> transfer_snapshot(nn::Module& m) {
+  std::vector<std::pair<std::string, Tensor>> out;
+  for (auto& [k, t] : m.state_dict()) out.emplace_back(k, t.clone());
+  return out;
+}
+}  // namespace
+
+TEST_CASE("freeze: by pattern, up to a module, and back", "[transfer][freeze]") {
+  auto r = models::resnet18(10);
+  CHECK(r->freeze_up_to("layer2") == 3 + 12 + 15);  // conv1 + bn1 (3), layer1 (2 blocks x 6), layer2 (12 + downsample 3)
+  for (auto& [name, p] : r->named_parameters()) {
+    INFO(name);
+    const bool early = name.rfind("conv1", 0) == 0 || name.rfind("bn1", 0) == 0 || name.rfind("layer1.", 0) == 0 ||
+                       name.rfind("layer2.", 0) == 0;
+    CHECK(p.requires_grad() == !early);
+  }
+  r->unfreeze();
+  CHECK(r->num_parameters(true) == r->num_parameters());
+  CHECK(r->freeze("layer4.*") == 15);
+  CHECK(r->freeze("*.bn?.bias") == 8 * 2);  // bn1 and bn2 biases of the 8 blocks (not the stem's "bn1.bias")
+  CHECK(r->named_parameters()[2].first == "bn1.bias");
+  CHECK(r->named_parameters()[2].second.requires_grad());  // the stem's bn1.bias: no dot before "bn1"
+  CHECK(r->unfreeze("layer4.1.*") == 6);
+  for (auto& [name, p] : r->named_parameters()) {
+    INFO(name);
+    if (name.rfind("layer4.0.", 0) == 0) CHECK(!p.requires_grad());
+    if (name.rfind("layer4.1.", 0) == 0) CHECK(p.requires_grad());
+  }
+  graft_test::require_error([&] { r->freeze("layer9.*"); }, {"freeze('layer9.*')", "no parameter name matches"});
+  graft_test::require_error([&] { r->freeze_up_to("layer9"); }, {"freeze_up_to('layer9')", "no parameter"});
+}
+
+TEST_CASE("freeze: a frozen backbone stays unchanged through training; the head trains", "[transfer][freeze]") {
+  auto net = transfer_small_cnn();
+  net->freeze_up_to("1");
+  const auto before = transfer_snapshot(*net);
+  optim::SGD opt(net->parameters(), 0.1, 0.9);
+  const Tensor x = graft_test::rand_in({4, 2, 5, 5}, -1, 1, 3, DType::Float32);
+  const Tensor y = from_vector<int64_t>({0, 1, 2, 1}, {4});
+  for (int step = 0; step < 3; ++step) {
+    opt.zero_grad();
+    const Tensor loss = cross_entropy(net->forward(x), y);
+    loss.backward();
+    for (auto& [name, p] : net->named_parameters()) {
+      INFO(name);
+      CHECK(p.grad().defined() == (name.rfind("5.", 0) == 0));  // no gradient computed for frozen ones
+    }
+    opt.step();
+  }
+  const auto after = net->state_dict();
+  for (size_t i = 0; i < after.size(); ++i) {
+    INFO(after[i].first);
+    const bool head = after[i].first.rfind("5.", 0) == 0;
+    const bool bn_stat = after[i].first.find("running") != std::string::npos ||
+                         after[i].first.find("num_batches") != std::string::npos;
+    // Frozen weights keep their values; the running stats of a BatchNorm with frozen WEIGHTS still move
+    // (that is the separate switch, below); the head trains.
+    const bool same = graft_test::max_abs_diff(after[i].second.to(DType::Float64), before[i].second.to(DType::Float64)) == 0.0;
+    CHECK(same == !(head || bn_stat));
+  }
+}
+
+TEST_CASE("freeze: BatchNorm statistics frozen separately from its weights", "[transfer][freeze]") {
+  auto net = transfer_small_cnn();
+  auto bn = std::dynamic_pointer_cast<nn::BatchNorm2d>(net->child("1"));
+  {
+    NoGradGuard ng;
+    bn->running_mean.copy_(from_vector<float>({0.1f, -0.2f, 0.3f, 0.0f}, {4}));
+    bn->running_var.copy_(from_vector<float>({0.5f, 1.5f, 1.0f, 2.0f}, {4}));
+  }
+  const Tensor x = graft_test::rand_in({4, 2, 5, 5}, -1, 1, 4, DType::Float32);
+  net->eval();
+  const Tensor eval_out = net->forward(x);
+  net->train();
+  net->freeze_norm_stats();
+  const auto before = transfer_snapshot(*bn);
+  optim::SGD opt(net->parameters(), 0.1);
+  for (int step = 0; step < 2; ++step) {
+    opt.zero_grad();
+    const Tensor out = net->forward(x);
+    if (step == 0) GRAFT_REQUIRE_CLOSE(out, eval_out, kTolF32);  // training mode normalizes with running stats
+    sum(out).backward();
+    CHECK(bn->weight.grad().defined());  // the weights still train
+    opt.step();
+  }
+  for (const char* name : {"running_mean", "running_var", "num_batches_tracked"}) {
+    INFO(name);
+    const Tensor now = bn->find_tensor(name);
+    for (const auto& [k, t] : before)
+      if (k == name) CHECK(graft_test::max_abs_diff(now.to(DType::Float64), t.to(DType::Float64)) == 0.0);
+  }
+  CHECK(graft_test::max_abs_diff(bn->weight.to(DType::Float64), before[0].second.to(DType::Float64)) > 0.0);
+  // Unfrozen again: training normalizes with batch statistics and updates the running ones.
+  net->freeze_norm_stats(false);
+  net->forward(x);
+  CHECK(bn->num_batches_tracked.item<int64_t>() == 1);
+}

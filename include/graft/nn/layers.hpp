@@ -95,7 +95,9 @@ struct BatchNormOptions {
 
 // torch.nn.BatchNorm2d. Training with tracked stats: num_batches_tracked += 1, batch statistics
 // normalize, running stats updated with momentum (unbiased variance). Eval with tracked stats: the
-// running stats normalize. Without tracked stats, batch statistics always.
+// running stats normalize. Without tracked stats, batch statistics always. Frozen statistics
+// (freeze_norm_stats(), tracked stats only): the running stats normalize in training too and are
+// never updated, while weight and bias still train unless frozen themselves.
 class BatchNorm2d : public Module {
  public:
   explicit BatchNorm2d(int64_t channels, BatchNormOptions opts = {})
@@ -115,6 +117,8 @@ class BatchNorm2d : public Module {
     GRAFT_CHECK(x.dim() == 4 && x.size(1) == num_features, "BatchNorm2d", "expected input [N, ", num_features,
                 ", H, W], got shape ", x.shape());
     double factor = options.momentum.value_or(0.0);
+    if (stats_frozen && options.track_running_stats)  // running stats normalize, nothing is updated
+      return batch_norm(x, running_mean, running_var, weight, bias, /*training=*/false, 0.0, options.eps);
     if (is_training() && options.track_running_stats) {
       const int64_t n = num_batches_tracked.item<int64_t>() + 1;
       num_batches_tracked.fill_(double(n));
@@ -129,6 +133,10 @@ class BatchNorm2d : public Module {
   int64_t num_features;
   BatchNormOptions options;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
+  bool stats_frozen = false;  // set through Module::freeze_norm_stats
+
+ protected:
+  void set_stats_frozen(bool frozen) override { stats_frozen = frozen; }
 };
 
 class LayerNorm : public Module {

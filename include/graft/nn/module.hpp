@@ -210,6 +210,39 @@ class Module {
     return *this;
   }
 
+  // ---- freezing (transfer learning) ----------------------------------------------------------------
+  // Frozen parameters have requires_grad false: backward builds no node for them and computes no
+  // gradient for them (nor for anything that only feeds them). BatchNorm statistics are a separate
+  // switch (freeze_norm_stats), since freezing a BatchNorm's weights does not stop its running stats.
+  Module& freeze() { return requires_grad_(false); }
+  Module& unfreeze() { return requires_grad_(true); }
+  // Parameters whose dotted name matches the glob `pattern` ('*' any run of characters, '?' one):
+  // "layer1.*", "*.bn?.weight", "blocks.1?.*". Returns how many; none matching throws (a typo must
+  // not leave a model silently unfrozen).
+  int64_t freeze(const std::string& pattern) { return set_requires_grad_matching(pattern, false, "freeze"); }
+  int64_t unfreeze(const std::string& pattern) { return set_requires_grad_matching(pattern, true, "unfreeze"); }
+  // Everything up to and including the module `name` (a dotted module name), in named_parameters()
+  // order: resnet->freeze_up_to("layer2") freezes conv1, bn1, layer1 and layer2;
+  // vit->freeze_up_to("blocks.5") freezes cls_token, pos_embed, patch_embed and blocks 0-5.
+  int64_t freeze_up_to(const std::string& name) {
+    auto params = named_parameters();
+    const std::string prefix = name + ".";
+    int64_t last = -1;
+    for (size_t i = 0; i < params.size(); ++i)
+      if (params[i].first.rfind(prefix, 0) == 0) last = int64_t(i);
+    GRAFT_CHECK(last >= 0, "Module", "freeze_up_to('", name, "') on ", type_name_,
+                ": no parameter under a module of that name");
+    for (int64_t i = 0; i <= last; ++i) params[size_t(i)].second.set_requires_grad(false);
+    return last + 1;
+  }
+  // Freezes (or unfreezes) the running statistics of every normalization layer that keeps them
+  // (BatchNorm2d): in training mode too they normalize with the running stats and are not updated.
+  // Independent of freeze(): weights trainable with frozen stats, or frozen weights with updating stats.
+  Module& freeze_norm_stats(bool frozen = true) {
+    apply([frozen](const std::string&, Module& m) { m.set_stats_frozen(frozen); });
+    return *this;
+  }
+
   // Converts every floating parameter and buffer (and existing .grad) to dt, in place (see the top).
   Module& to(DType dt) {
     GRAFT_CHECK(is_floating(dt), "Module", "to(", dtype_name(dt), ") on ", type_name_,
@@ -272,6 +305,8 @@ class Module {
 
  protected:
   void set_type_name(std::string n) { type_name_ = std::move(n); }
+  // The hook freeze_norm_stats calls on every module; layers with running statistics override it.
+  virtual void set_stats_frozen(bool) {}
 
  private:
   struct Buffer {
@@ -279,6 +314,31 @@ class Module {
     Tensor tensor;
     bool persistent;
   };
+
+  // '*' matches any run of characters (dots included), '?' exactly one.
+  static bool glob_match(const std::string& pat, const std::string& s) {
+    size_t p = 0, i = 0, star = std::string::npos, mark = 0;
+    while (i < s.size()) {
+      if (p < pat.size() && (pat[p] == '?' || pat[p] == s[i])) {
+        ++p, ++i;
+      } else if (p < pat.size() && pat[p] == '*') {
+        star = p++, mark = i;
+      } else if (star != std::string::npos) {
+        p = star + 1, i = ++mark;
+      } else {
+        return false;
+      }
+    }
+    while (p < pat.size() && pat[p] == '*') ++p;
+    return p == pat.size();
+  }
+  int64_t set_requires_grad_matching(const std::string& pattern, bool on, const char* what) {
+    int64_t n = 0;
+    for (auto& [name, p] : named_parameters())
+      if (glob_match(pattern, name)) p.set_requires_grad(on), ++n;
+    GRAFT_CHECK(n > 0, "Module", what, "('", pattern, "') on ", type_name_, ": no parameter name matches");
+    return n;
+  }
 
   void check_new_name(const std::string& name) const {
     GRAFT_CHECK(!name.empty() && name.find('.') == std::string::npos, "Module", "bad name '", name, "' in ",
