@@ -158,3 +158,44 @@ TEST_CASE("checkpoint: a process killed mid-save leaves the previous checkpoint 
   }
   std::filesystem::remove(tmp);
 }
+
+// ---- non-finite guards -----------------------------------------------------------------------------
+#include "graft/optim/sgd.hpp"
+#include "graft/train/guard.hpp"
+
+TEST_CASE("guard: a learning rate that diverges stops training naming the step and the tensor", "[train]") {
+  auto net = ckpt_model(5);
+  net->eval();
+  optim::SGD opt(net->parameters(), 1e30);  // absurd: the first update overflows
+  Generator g(1);
+  const Tensor x = mul(randn({5, 6}, DType::Float32, g), 1e10);
+  const Tensor y = randint(0, 3, {5}, DType::Int64, g);
+  int64_t step = 0;
+  std::string message;
+  try {
+    for (; step < 10; ++step) {
+      opt.zero_grad();
+      const Tensor loss = cross_entropy(net->forward(x), y);
+      train::check_finite_loss(loss, step, "cross_entropy");
+      loss.backward();
+      train::check_finite_grads(*net, step);
+      opt.step();
+      train::check_finite_params(*net, step);
+    }
+  } catch (const Error& e) {
+    message = e.what();
+  }
+  INFO(message);
+  CHECK(message.find("training stopped at step " + std::to_string(step)) != std::string::npos);
+  CHECK(step < 3);
+  CHECK((message.find("cross_entropy is") != std::string::npos || message.find("parameter '") != std::string::npos ||
+         message.find("gradient of '") != std::string::npos));
+  // Each guard on its own.
+  require_error([] { train::check_finite_loss(full({}, NAN), 4); }, {"step 4", "loss is nan"});
+  Tensor w = net->state_dict()[0].second;
+  {
+    NoGradGuard ng;
+    w.data<float>()[7] = INFINITY;
+  }
+  require_error([&] { train::check_finite_params(*net, 9); }, {"step 9", "parameter '0.weight'", "[8, 6]", "inf", "element 7"});
+}
