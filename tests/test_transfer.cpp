@@ -281,3 +281,56 @@ TEST_CASE("freeze: BatchNorm statistics frozen separately from its weights", "[t
   net->forward(x);
   CHECK(bn->num_batches_tracked.item<int64_t>() == 1);
 }
+
+// ---- features at named layers, feature cache ---------------------------------------------------------
+#include "graft/models/vit.hpp"
+#include "graft/transfer/feature_cache.hpp"
+
+TEST_CASE("features: named intermediate layers of ResNet and ViT", "[transfer][features]") {
+  auto r = models::resnet18();
+  r->eval();
+  CHECK(r->feature_names() == std::vector<std::string>{"stem", "layer1", "layer2", "layer3", "layer4", "features"});
+  const Tensor x = graft_test::rand_in({1, 3, 64, 64}, -1, 1, 8, DType::Float32);
+  NoGradGuard ng;
+  const auto f = r->forward_intermediates(x, {"layer4", "layer2", "features"});
+  REQUIRE(f.size() == 3);
+  CHECK(f[0].first == "layer4");
+  CHECK(f[0].second.shape() == Shape({1, 512, 2, 2}));
+  CHECK(f[1].second.shape() == Shape({1, 128, 8, 8}));
+  GRAFT_REQUIRE_CLOSE(f[2].second, r->forward_features(x), kTolF32);
+  require_error([&] { r->forward_intermediates(x, {"layer5"}); }, {"ResNet", "no layer named 'layer5'", "layer4"});
+  models::ViTConfig cfg;
+  cfg.img_size = 32;
+  cfg.embed_dim = 32;
+  cfg.depth = 3;
+  cfg.num_heads = 2;
+  models::VisionTransformer vit(cfg);
+  vit.eval();
+  const Tensor xi = graft_test::rand_in({2, 3, 32, 32}, -1, 1, 9, DType::Float32);
+  const auto t = vit.forward_intermediates(xi, {"blocks.1", "features"});
+  CHECK(t[0].second.shape() == Shape({2, 5, 32}));
+  GRAFT_REQUIRE_CLOSE(t[1].second, vit.forward_features(xi), kTolF32);
+  CHECK(vit.feature_names().size() == 1 + 3 + 2);
+}
+
+TEST_CASE("features: the feature cache runs the backbone once for a whole probe", "[transfer][features]") {
+  auto backbone = transfer_small_cnn();
+  backbone->eval();
+  auto features = [&](const Tensor& x) { return backbone->child("4")->forward(backbone->child("3")->forward(
+                                            backbone->child("2")->forward(backbone->child("1")->forward(
+                                                backbone->child("0")->forward(x))))); };
+  transfer::FeatureCache cache(features, 3);
+  const Tensor x = graft_test::rand_in({7, 2, 5, 5}, -1, 1, 10, DType::Float32);
+  for (int epoch = 0; epoch < 5; ++epoch) {
+    const Tensor& f = cache.get("train", x);
+    CHECK(f.shape() == Shape({7, 4}));
+    CHECK(!f.requires_grad());
+  }
+  CHECK(cache.backbone_calls() == 3);  // ceil(7 / 3) batches, once
+  NoGradGuard ng;
+  GRAFT_REQUIRE_CLOSE(cache.get("train", x), features(x), kTolF32);
+  const Tensor other = graft_test::rand_in({7, 2, 5, 5}, -1, 1, 11, DType::Float32);
+  require_error([&] { cache.get("train", other); }, {"FeatureCache", "'train' was cached for other inputs"});
+  cache.get("test", other);
+  CHECK(cache.backbone_calls() == 6);
+}

@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "graft/models/features.hpp"
 #include "graft/nn.hpp"
 
 namespace graft::models {
@@ -154,6 +155,15 @@ class ResNet : public nn::Module {
   // x [B, in_chans, H, W] -> logits [B, num_classes] (features when the classifier is Identity).
   Tensor forward(const Tensor& x) override { return classifier().forward(forward_features(x)); }
 
+  // Named stages (models/features.hpp): "stem" (after the max pool, stride 4), "layer1" .. "layer4"
+  // (strides 4, 8, 16, 32), "features" (pooled, [B, num_features]).
+  std::vector<std::string> feature_names() { return detail_features::names_of(feature_stages()); }
+  NamedFeatures forward_intermediates(const Tensor& x, const std::vector<std::string>& names) {
+    GRAFT_CHECK(x.dim() == 4 && x.size(1) == conv1->in_channels, "ResNet", "expected input [B, ",
+                conv1->in_channels, ", H, W], got shape ", x.shape());
+    return detail_features::run_stages("ResNet", x, feature_stages(), names);
+  }
+
   // The classification head "fc" (a Linear, or Identity after reset_classifier(0)).
   nn::Module& classifier() { return *child("fc"); }
   // Replaces fc with a fresh Linear(num_features, num_classes) (torch's default init); 0 = Identity.
@@ -169,6 +179,14 @@ class ResNet : public nn::Module {
   std::shared_ptr<nn::AdaptiveAvgPool2d> avgpool;
 
  private:
+  std::vector<detail_features::Stage> feature_stages() {
+    std::vector<detail_features::Stage> st;
+    st.emplace_back("stem", [this](const Tensor& x) { return maxpool->forward(relu->forward(bn1->forward(conv1->forward(x)))); });
+    for (int s = 0; s < 4; ++s)
+      st.emplace_back("layer" + std::to_string(s + 1), [this, s](const Tensor& y) { return stages[s]->forward(y); });
+    st.emplace_back("features", [this](const Tensor& y) { return avgpool->forward(y).flatten(1); });
+    return st;
+  }
   nn::ModulePtr make_head(int64_t num_classes) const {
     GRAFT_CHECK(num_classes >= 0, "ResNet", "reset_classifier: num_classes must be >= 0, got ", num_classes);
     if (num_classes == 0) return std::make_shared<nn::Identity>();

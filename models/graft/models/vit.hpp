@@ -25,6 +25,7 @@
 #include <memory>
 #include <string>
 
+#include "graft/models/features.hpp"
 #include "graft/nn.hpp"
 
 namespace graft::models {
@@ -135,6 +136,14 @@ class VisionTransformer : public nn::Module {
   }
   // x [B, C, img, img] -> the normalized class token [B, D].
   Tensor forward_features(const Tensor& x) { return forward_tokens(x).select(1, 0); }
+
+  // Named stages (models/features.hpp): "embed" (class token + patches + position, [B, 1 + N, D]),
+  // "blocks.0" .. "blocks.<depth-1>" ([B, 1 + N, D]), "norm" (all tokens normalized), "features" (the
+  // class token, [B, D]).
+  std::vector<std::string> feature_names() { return detail_features::names_of(feature_stages()); }
+  NamedFeatures forward_intermediates(const Tensor& x, const std::vector<std::string>& names) {
+    return detail_features::run_stages("ViT", x, feature_stages(), names);
+  }
   // x [B, C, img, img] -> logits [B, num_classes] (features when the head is Identity).
   Tensor forward(const Tensor& x) override { return classifier().forward(forward_features(x)); }
 
@@ -156,6 +165,20 @@ class VisionTransformer : public nn::Module {
   std::shared_ptr<nn::LayerNorm> norm;
 
  private:
+  std::vector<detail_features::Stage> feature_stages() {
+    std::vector<detail_features::Stage> st;
+    st.emplace_back("embed", [this](const Tensor& x) {
+      const Tensor patches = patch_embed->forward(x);
+      const Tensor cls = cls_token.expand({patches.size(0), 1, config.embed_dim});
+      return pos_drop->forward(add(cat({cls, patches}, 1), pos_embed));
+    });
+    for (int64_t i = 0; i < config.depth; ++i)
+      st.emplace_back("blocks." + std::to_string(i),
+                      [this, i](const Tensor& t) { return (*blocks)[size_t(i)]->forward(t); });
+    st.emplace_back("norm", [this](const Tensor& t) { return norm->forward(t); });
+    st.emplace_back("features", [](const Tensor& t) { return t.select(1, 0); });
+    return st;
+  }
   nn::ModulePtr make_head(int64_t num_classes) const {
     GRAFT_CHECK(num_classes >= 0, "ViT", "num_classes must be >= 0, got ", num_classes);
     if (num_classes == 0) return std::make_shared<nn::Identity>();
