@@ -1,0 +1,104 @@
+// graft/transfer/dann.hpp - a DANN training step (Ganin et al., "Domain-Adversarial Training of Neural
+// Networks", 2016): labelled source batches and unlabelled target batches, one backbone, a label
+// classifier on source features, and a domain discriminator behind a gradient-reversal layer.
+//
+//   transfer::DomainDiscriminator disc(feature_dim, 256);
+//   optim::SGD opt(concat(backbone params, classifier params, disc params), 0.01, 0.9);
+//   transfer::DannTrainer dann([&](const Tensor& x) { return backbone->forward_features(x); },
+//                              *classifier, disc, opt);
+//   for (step ...) {
+//     const double p = double(step) / total_steps;
+//     optim::GaninAnnealing(total_steps).apply(opt, step);
+//     auto r = dann.step(source_x, source_y, target_x, p);   // r.class_loss, r.domain_loss, r.lambda ...
+//   }
+//
+// One step: f = features(cat(xs, xt)) (one pass, so BatchNorm sees both domains, as Ganin's and
+// TLlib's code do); class_loss = CE(classifier(f_source), ys); lambda = ganin_lambda(p, gamma);
+// domain_loss = BCE-with-logits(disc(grad_reverse(f, lambda)), 1 for source / 0 for target);
+// loss = class_loss + domain_weight * domain_loss; zero_grad, backward, optimizer step.
+// The discriminator descends domain_loss; the backbone gets d class_loss - lambda * domain_weight *
+// d domain_loss, i.e. it ascends the domain loss: features the discriminator cannot tell apart.
+// A non-finite loss stops with the step number (train/guard.hpp).
+#pragma once
+#include <functional>
+
+#include "graft/nn.hpp"
+#include "graft/optim/optimizer.hpp"
+#include "graft/train/guard.hpp"
+#include "graft/transfer/grl.hpp"
+
+namespace graft::transfer {
+
+struct DannStep {
+  double class_loss = 0, domain_loss = 0;
+  double source_accuracy = 0;  // label accuracy on the source batch
+  double domain_accuracy = 0;  // the discriminator's accuracy on both batches
+  double lambda = 0;
+};
+
+class DannTrainer {
+ public:
+  using Features = std::function<Tensor(const Tensor&)>;
+  DannTrainer(Features features, nn::Module& classifier, DomainDiscriminator& discriminator, optim::Optimizer& opt,
+              double domain_weight = 1.0, double gamma = 10.0)
+      : features_(std::move(features)),
+        classifier_(classifier),
+        disc_(discriminator),
+        opt_(opt),
+        domain_weight_(domain_weight),
+        gamma_(gamma) {
+    GRAFT_CHECK(features_ != nullptr, "DannTrainer", "no feature function");
+    GRAFT_CHECK(domain_weight >= 0.0, "DannTrainer", "domain_weight must be >= 0, got ", domain_weight);
+  }
+
+  // xs [Bs, ...] with labels ys [Bs]; xt [Bt, ...] unlabelled; progress p in [0, 1].
+  DannStep step(const Tensor& xs, const Tensor& ys, const Tensor& xt, double progress) {
+    GRAFT_CHECK(xs.dim() >= 1 && xt.dim() == xs.dim(), "DannTrainer", "source ", xs.shape(), " and target ",
+                xt.shape(), " batches must have the same rank");
+    for (int64_t d = 1; d < xs.dim(); ++d)
+      GRAFT_CHECK(xs.size(d) == xt.size(d), "DannTrainer", "source ", xs.shape(), " and target ", xt.shape(),
+                  " inputs differ past the batch dimension");
+    GRAFT_CHECK(ys.dim() == 1 && ys.size(0) == xs.size(0), "DannTrainer", "labels ", ys.shape(),
+                " do not match the source batch ", xs.shape());
+    const int64_t bs = xs.size(0), bt = xt.size(0);
+    DannStep r;
+    r.lambda = ganin_lambda(std::min(1.0, std::max(0.0, progress)), gamma_);
+    const Tensor f = features_(cat({xs, xt}, 0));
+    const Tensor logits = classifier_.forward(f.narrow(0, 0, bs));
+    const Tensor class_loss = cross_entropy(logits, ys);
+    const Tensor domain_logits = disc_.forward(grad_reverse(f, r.lambda));
+    const Tensor domain_target = cat({ones({bs}, domain_logits.dtype()), zeros({bt}, domain_logits.dtype())}, 0);
+    const Tensor domain_loss = binary_cross_entropy_with_logits(domain_logits, domain_target);
+    const Tensor loss = add(class_loss, mul(domain_loss, domain_weight_));
+    train::check_finite_loss(loss, steps_, "DANN loss");
+    opt_.zero_grad();
+    loss.backward();
+    opt_.step();
+    ++steps_;
+    r.class_loss = class_loss.item();
+    r.domain_loss = domain_loss.item();
+    {
+      NoGradGuard ng;
+      const auto pred = argmax(logits, 1).to_vector(), lab = ys.to_vector();
+      int64_t ok = 0;
+      for (size_t i = 0; i < pred.size(); ++i) ok += pred[i] == lab[i];
+      r.source_accuracy = double(ok) / double(bs);
+      const auto dl = domain_logits.to_vector();
+      int64_t dok = 0;
+      for (size_t i = 0; i < dl.size(); ++i) dok += (dl[i] > 0) == (int64_t(i) < bs);
+      r.domain_accuracy = double(dok) / double(bs + bt);
+    }
+    return r;
+  }
+  int64_t steps() const { return steps_; }
+
+ private:
+  Features features_;
+  nn::Module& classifier_;
+  DomainDiscriminator& disc_;
+  optim::Optimizer& opt_;
+  double domain_weight_, gamma_;
+  int64_t steps_ = 0;
+};
+
+}  // namespace graft::transfer
