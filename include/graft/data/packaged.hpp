@@ -39,10 +39,13 @@ inline LabelledImages load_digit_images(const std::string& path, const char* wha
   for (const char* name : {"images", "labels"})
     GRAFT_CHECK(f.contains(name), what, path, ": no tensor \"", name, "\" (is it a file from tools/prepare_data.py?)");
   const Tensor images = f.tensor("images"), labels = f.tensor("labels");
-  GRAFT_CHECK(images.dtype() == DType::Float32 && images.shape() == Shape({count, side, side}), what, path,
+  const bool images_ok = images.dtype() == DType::Float32 && images.dim() == 3 && images.size(0) == count &&
+                         images.size(1) == side && images.size(2) == side;
+  const bool labels_ok = labels.dtype() == DType::Int64 && labels.dim() == 1 && labels.size(0) == count;
+  GRAFT_CHECK(images_ok, what, path,
               ": \"images\" should be float32 [", count, ", ", side, ", ", side, "], got ", dtype_name(images.dtype()),
               " ", images.shape());
-  GRAFT_CHECK(labels.dtype() == DType::Int64 && labels.shape() == Shape({count}), what, path,
+  GRAFT_CHECK(labels_ok, what, path,
               ": \"labels\" should be int64 [", count, "], got ", dtype_name(labels.dtype()), " ", labels.shape());
   const int64_t* l = labels.data<int64_t>();
   for (int64_t i = 0; i < count; ++i)
