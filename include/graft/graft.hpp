@@ -46,6 +46,7 @@
 #include "graft/ops/matmul.hpp"
 #include "graft/ops/conv2d.hpp"
 #include "graft/ops/pool.hpp"
+#include "graft/ops/pad.hpp"
 #include "graft/optim/sgd.hpp"
 #include "graft/ops/index.hpp"
 #include "graft/ops/embedding.hpp"

@@ -18,8 +18,8 @@
 //   collections.OrderedDict()                          -> Kind::Dict (insertion order kept)
 //   torch._utils._rebuild_tensor_v2 / _rebuild_tensor  -> Kind::Tensor (storage, offset, sizes, strides)
 //   torch._utils._rebuild_parameter(_with_state)       -> the Tensor it wraps
-// A persistent id ('storage', torch.<T>Storage, key, location, numel) (BINPERSID) becomes
-// Kind::Storage with its dtype. Every other REDUCE or NEWOBJ becomes an opaque Kind::Object that
+// A persistent id ('storage', torch.<T>Storage, key, location, numel[, None]) (BINPERSID) becomes
+// Kind::Storage with its dtype; a legacy ('module', class, file, source) id becomes the class reference. Every other REDUCE or NEWOBJ becomes an opaque Kind::Object that
 // keeps its callable, its arguments, BUILD's state and any items set on it, so the tensors inside a
 // whole pickled nn.Module (NEWOBJ + BUILD with a __dict__) can still be found.
 //
@@ -104,12 +104,15 @@ class Pickle {
  public:
   const Value* root() const { return root_; }
   const std::string& source() const { return source_; }
+  // Bytes consumed: the offset just past STOP (legacy torch files put several pickles back to back).
+  size_t end_offset() const { return end_; }
 
  private:
   friend class Unpickler;
   std::vector<std::unique_ptr<Value>> arena_;
   Value* root_ = nullptr;
   std::string source_;
+  size_t end_ = 0;
 };
 
 // storage type name (torch.<name>) -> DType; false when Graft has no such dtype.
@@ -148,6 +151,7 @@ class Unpickler {
         }
         case '.': {  // STOP
           result_.root_ = pop();
+          result_.end_ = pos_;
           return std::move(result_);
         }
         case '(':  // MARK
@@ -443,11 +447,19 @@ class Unpickler {
     return o;
   }
 
-  // ('storage', torch.<T>Storage, key, location, numel) -> Kind::Storage
+  // ('storage', torch.<T>Storage, key, location, numel) -> Kind::Storage. Legacy (pre-1.6) files add
+  // a sixth field, view_metadata, which torch >= 1.0 writes as None (anything else is refused).
   Value* persistent_storage(const Value* pid) {
-    if (pid->kind != Kind::Tuple || pid->items.size() != 5 || pid->items[0]->kind != Kind::String ||
-        pid->items[0]->text != "storage")
+    // Legacy files saving a whole module replace each module class by ('module', class, source file,
+    // source text) so torch can warn when the source changed; the class reference is what matters.
+    if (pid->kind == Kind::Tuple && pid->items.size() == 4 && pid->items[0]->kind == Kind::String &&
+        pid->items[0]->text == "module" && pid->items[1]->kind == Kind::Global)
+      return const_cast<Value*>(pid->items[1]);
+    if (pid->kind != Kind::Tuple || (pid->items.size() != 5 && pid->items.size() != 6) ||
+        pid->items[0]->kind != Kind::String || pid->items[0]->text != "storage")
       fail("persistent id is not ('storage', type, key, location, numel)");
+    if (pid->items.size() == 6 && pid->items[5]->kind != Kind::None)
+      fail("legacy persistent id with a storage view (view_metadata is not None) is not supported");
     const auto& it = pid->items;
     if (it[1]->kind != Kind::Global || it[2]->kind != Kind::String || it[3]->kind != Kind::String ||
         it[4]->kind != Kind::Int)
@@ -477,6 +489,7 @@ class Unpickler {
   Pickle result_;
 };
 
+// Unpickles the pickle that starts at bytes[0] (trailing bytes are left alone: see end_offset()).
 inline Pickle unpickle(std::span<const uint8_t> bytes, std::string source) {
   return Unpickler(bytes, std::move(source)).run();
 }

@@ -9,7 +9,8 @@
 // Layout of the archive (torch >= 1.6): <prefix>/data.pkl (the pickle), <prefix>/data/<key> (one raw
 // little-endian storage per key), <prefix>/byteorder (optional, must be "little"), <prefix>/version.
 // The prefix is "archive" in recent torch and the file's stem in torch 1.13; any single directory is
-// accepted. Legacy (non-zip) torch.save files are refused with a message saying so.
+// accepted. Legacy (pre-1.6, non-zip) torch.save files are read too (load_legacy_torch_checkpoint:
+// pickles back to back, then the raw storages).
 //
 // Tensors: each gets the storage's dtype (Float/Double/Half/BFloat16/Int/Long/Bool storages) and the
 // sizes, strides and storage offset _rebuild_tensor_v2 gives; tensors that share a storage in the
@@ -38,6 +39,7 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <fstream>
 #include <iterator>
 #include <map>
@@ -49,6 +51,7 @@
 #include <vector>
 
 #include "graft/graft.hpp"  // Tensor's members are defined across the core and op headers
+#include "graft/io/mmap.hpp"
 #include "graft/io/pickle.hpp"
 #include "graft/io/zip.hpp"
 
@@ -109,9 +112,19 @@ inline const Value* find_model(const Value* root) {
   return find_model(root, 0, visited);
 }
 
+// The raw bytes of one storage: where they are (for messages) and what names them.
+struct StorageBytes {
+  std::span<const uint8_t> data;
+  uint64_t file_offset = 0;
+  std::string entry;  // the zip entry, or "storage <key>" for legacy files
+};
+// key -> its bytes; throws graft::Error naming `tensor` when the storage is missing.
+using StorageLookup = std::function<StorageBytes(const std::string& tensor, const std::string& key)>;
+
 class Loader {
  public:
-  Loader(const ZipArchive& zip, std::string prefix) : zip_(zip), prefix_(std::move(prefix)) {}
+  Loader(std::string source, StorageLookup lookup, std::shared_ptr<void> keep_alive)
+      : source_(std::move(source)), lookup_(std::move(lookup)), keep_alive_(std::move(keep_alive)) {}
 
   void collect(const Value* v, NamedTensors& out) {
     if (is_module(v))
@@ -122,7 +135,7 @@ class Loader {
 
  private:
   [[noreturn]] void fail(const std::string& what) const {
-    throw Error(detail::concat("load_torch_checkpoint: ", zip_.source(), ": ", what));
+    throw Error(detail::concat("load_torch_checkpoint: ", source_, ": ", what));
   }
 
   void emit(const std::string& name, const Value* t, NamedTensors& out) {
@@ -186,10 +199,9 @@ class Loader {
                             " after being loaded with another dtype"));
       return it->second;
     }
-    const std::string entry = prefix_ + "/data/" + s->text;
-    const ZipEntry* e = zip_.find(entry);
-    if (e == nullptr) fail(detail::concat("tensor '", tensor, "': storage entry '", entry, "' is missing"));
-    const auto data = zip_.read(*e);
+    const StorageBytes found = lookup_(tensor, s->text);
+    const std::string& entry = found.entry;
+    const auto data = found.data;
     const uint64_t elem = dtype_size(s->dtype);
     if (data.size() != uint64_t(s->integer) * elem)
       fail(detail::concat("tensor '", tensor, "': entry '", entry, "' holds ", data.size(), " bytes, but the pickle says ",
@@ -197,14 +209,14 @@ class Loader {
     if (s->dtype == DType::Bool)  // any other byte is not a bool (reading it would be undefined)
       for (size_t i = 0; i < data.size(); ++i)
         if (data[i] > 1)
-          fail(detail::concat("tensor '", tensor, "': entry '", entry, "' byte ", i, " (archive byte offset ",
-                              e->data_offset + i, ") is ", int(data[i]), ", not a bool (0 or 1)"));
+          fail(detail::concat("tensor '", tensor, "': entry '", entry, "' byte ", i, " (file byte offset ",
+                              found.file_offset + i, ") is ", int(data[i]), ", not a bool (0 or 1)"));
     // Borrow the archive's bytes (a memory map) when something owns them and they are 64-byte
     // aligned, as torch aligns storages; otherwise copy. Files are little-endian, as is every target.
     std::shared_ptr<Storage> storage;
     const bool aligned = reinterpret_cast<uintptr_t>(data.data()) % CpuCachingAllocator::kAlign == 0;
-    if (zip_.keep_alive() && aligned && !data.empty()) {
-      storage = std::make_shared<Storage>(const_cast<uint8_t*>(data.data()), data.size(), kCPU, zip_.keep_alive());
+    if (keep_alive_ && aligned && !data.empty()) {
+      storage = std::make_shared<Storage>(const_cast<uint8_t*>(data.data()), data.size(), kCPU, keep_alive_);
     } else {
       storage = std::make_shared<Storage>(data.size(), kCPU);
       if (!data.empty()) std::memcpy(storage->data(), data.data(), data.size());
@@ -260,8 +272,9 @@ class Loader {
     return Tensor(std::move(impl));
   }
 
-  const ZipArchive& zip_;
-  std::string prefix_;
+  std::string source_;
+  StorageLookup lookup_;
+  std::shared_ptr<void> keep_alive_;
   std::map<std::string, LoadedStorage> storages_;
   std::set<std::string> names_;
   int64_t modules_visited_ = 0;
@@ -314,40 +327,124 @@ inline NamedTensors load_torch_checkpoint(const ZipArchive& zip) {
               detail_torch::describe_root(p.root()),
               "; expected a dict of tensors, an nn.Module, or a dict holding one under 'state_dict', 'model', ...");
   NamedTensors out;
-  detail_torch::Loader(zip, prefix).collect(model, out);
+  auto lookup = [&zip, &prefix, &src](const std::string& tensor, const std::string& key) {
+    const std::string entry = prefix + "/data/" + key;
+    const ZipEntry* e = zip.find(entry);
+    GRAFT_CHECK(e != nullptr, "load_torch_checkpoint", src, ": tensor '", tensor, "': storage entry '", entry,
+                "' is missing");
+    return detail_torch::StorageBytes{zip.read(*e), e->data_offset, entry};
+  };
+  detail_torch::Loader(src, lookup, zip.keep_alive()).collect(model, out);
   return out;
 }
 
 namespace detail_torch {
-inline void check_not_legacy(std::span<const uint8_t> bytes, const std::string& source) {
-  GRAFT_CHECK(!(bytes.size() >= 4 && bytes[0] == 0x80 && bytes[1] == 0x02 && bytes[2] == 0x8a && bytes[3] == 0x0a),
-              "load_torch_checkpoint", source,
-              ": legacy (pre-1.6, non-zip) torch.save format is not supported; re-save it with a recent torch");
+// The first pickle of every legacy file: the 80-bit magic number 0x1950a86a20f9469cfc6c (protocol 2).
+inline constexpr uint8_t kLegacyMagic[15] = {0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
+                                             0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19, 0x2e};
+inline bool is_legacy(std::span<const uint8_t> bytes) {
+  return bytes.size() >= 4 && bytes[0] == 0x80 && bytes[1] == 0x02 && bytes[2] == 0x8a && bytes[3] == 0x0a;
 }
 }  // namespace detail_torch
 
-// Loads from archive bytes held by the caller (tensors get copies); `source` names them in errors.
+// Legacy (torch < 1.6, or _use_new_zipfile_serialization=False) files: pickles back to back, then
+// the raw storages.
+//   magic number pickle, protocol version pickle (1001), sys_info pickle ({"little_endian": True, ...}),
+//   the object pickle (persistent ids ('storage', type, key, location, numel, None)),
+//   the sorted list of storage keys (a pickle), then per key: int64 numel (little-endian) and
+//   numel * element size bytes.
+// Every length is checked against the file; errors name the file, the byte offset and the storage key.
+inline NamedTensors load_legacy_torch_checkpoint(std::span<const uint8_t> bytes, const std::string& source,
+                                                 std::shared_ptr<void> keep_alive = {}) {
+  using pickle::Kind;
+  const auto fail = [&](uint64_t offset, const std::string& what) {
+    throw Error(detail::concat("load_torch_checkpoint: ", source, ": legacy format, byte offset ", offset, ": ", what));
+  };
+  if (bytes.size() < sizeof detail_torch::kLegacyMagic ||
+      std::memcmp(bytes.data(), detail_torch::kLegacyMagic, sizeof detail_torch::kLegacyMagic) != 0)
+    fail(0, "bad magic number (not a torch.save file)");
+  size_t pos = sizeof detail_torch::kLegacyMagic;
+  auto next_pickle = [&](const char* what) {
+    pickle::Pickle p = pickle::unpickle(bytes.subspan(pos), detail::concat(source, " (", what, " pickle at byte ", pos, ")"));
+    pos += p.end_offset();
+    return p;
+  };
+  const pickle::Pickle version = next_pickle("protocol version");
+  if (version.root()->kind != Kind::Int || version.root()->integer != 1001)
+    fail(pos, "protocol version is not 1001");
+  const pickle::Pickle sys_info = next_pickle("sys_info");
+  if (sys_info.root()->kind == Kind::Dict)
+    if (const pickle::Value* le = sys_info.root()->get("little_endian"))
+      if (le->kind == Kind::Bool && !le->boolean) fail(pos, "the file was written big-endian; only little-endian is supported");
+  const pickle::Pickle main = next_pickle("object");
+  const pickle::Pickle keys = next_pickle("storage keys");
+  if (keys.root()->kind != Kind::List) fail(pos, "the storage key list is not a list");
+  // The storages follow in key order: int64 numel, then the data. Element sizes come from the
+  // persistent ids (collected from the tensors that use each storage).
+  std::map<std::string, std::pair<uint64_t, uint64_t>> where;  // key -> (data offset, bytes)
+  std::map<std::string, DType> key_dtype;
+  std::vector<const pickle::Value*> todo{main.root()};
+  std::set<const pickle::Value*> seen;
+  while (!todo.empty()) {  // every Storage value reachable from the object pickle
+    const pickle::Value* v = todo.back();
+    todo.pop_back();
+    if (v == nullptr || !seen.insert(v).second) continue;
+    if (v->kind == Kind::Storage) key_dtype.emplace(v->text, v->dtype);
+    for (const pickle::Value* c : v->items) todo.push_back(c);
+    for (const auto& [k, c] : v->entries) todo.push_back(k), todo.push_back(c);
+    for (const pickle::Value* c : {v->storage, v->state, v->args, v->callable}) todo.push_back(c);
+  }
+  for (const pickle::Value* k : keys.root()->items) {
+    if (k->kind != Kind::String) fail(pos, "a storage key is not a string");
+    const auto dt = key_dtype.find(k->text);
+    if (dt == key_dtype.end()) fail(pos, detail::concat("storage '", k->text, "' is listed but no tensor uses it"));
+    if (bytes.size() - pos < 8) fail(pos, detail::concat("storage '", k->text, "': the file ends before its size"));
+    int64_t numel = 0;
+    std::memcpy(&numel, bytes.data() + pos, 8);
+    const uint64_t elem = dtype_size(dt->second);
+    if (numel < 0 || uint64_t(numel) > (bytes.size() - pos - 8) / elem)
+      fail(pos, detail::concat("storage '", k->text, "' claims ", numel, " elements of ", elem, " bytes; only ",
+                               bytes.size() - pos - 8, " bytes are left in the file"));
+    where[k->text] = {pos + 8, uint64_t(numel) * elem};
+    pos += 8 + size_t(uint64_t(numel) * elem);
+  }
+  const pickle::Value* model = detail_torch::find_model(main.root());
+  GRAFT_CHECK(model != nullptr, "load_torch_checkpoint", source, ": no state_dict found: the pickle holds a ",
+              detail_torch::describe_root(main.root()),
+              "; expected a dict of tensors, an nn.Module, or a dict holding one under 'state_dict', 'model', ...");
+  auto lookup = [&](const std::string& tensor, const std::string& key) {
+    const auto it = where.find(key);
+    GRAFT_CHECK(it != where.end(), "load_torch_checkpoint", source, ": tensor '", tensor, "': storage '", key,
+                "' is not in the file's storage list");
+    return detail_torch::StorageBytes{bytes.subspan(it->second.first, it->second.second), it->second.first,
+                                      "storage " + key};
+  };
+  NamedTensors out;
+  detail_torch::Loader(source, lookup, std::move(keep_alive)).collect(model, out);
+  return out;
+}
+
+// Loads from checkpoint bytes held by the caller (tensors get copies), zip or legacy; `source` names
+// them in errors.
 inline NamedTensors load_torch_checkpoint(std::span<const uint8_t> bytes, const std::string& source) {
-  detail_torch::check_not_legacy(bytes, source);
+  if (detail_torch::is_legacy(bytes)) return load_legacy_torch_checkpoint(bytes, source);
   return load_torch_checkpoint(ZipArchive(bytes, source));
 }
 
-// Loads the checkpoint file at `path`. The file is memory-mapped (ZipArchive::open); tensors borrow
-// the map where the storage is 64-byte aligned (torch.save aligns them) and keep it alive; writes
-// through them are copy-on-write and never reach the file.
+// Loads the checkpoint file at `path` (zip or legacy). The file is memory-mapped; tensors borrow the
+// map where the storage is 64-byte aligned (torch.save aligns zip storages) and keep it alive;
+// writes through them are copy-on-write and never reach the file.
 inline NamedTensors load_torch_checkpoint(const std::string& path) {
-  ZipArchive zip = [&] {
-    try {
-      return ZipArchive::open(path);
-    } catch (const Error&) {
-      std::ifstream f(path, std::ios::binary);  // a clearer message for the old format
-      char head[4] = {};
-      if (f.read(head, 4))
-        detail_torch::check_not_legacy(std::span<const uint8_t>(reinterpret_cast<uint8_t*>(head), 4), path);
-      throw;
+  {
+    std::ifstream f(path, std::ios::binary);
+    uint8_t head[4] = {};
+    if (f.read(reinterpret_cast<char*>(head), 4) && detail_torch::is_legacy(std::span<const uint8_t>(head, 4))) {
+      auto map = MappedFile::open(path);
+      const std::span<const uint8_t> bytes(map->data(), map->size());
+      return load_legacy_torch_checkpoint(bytes, path, map);
     }
-  }();
-  return load_torch_checkpoint(zip);
+  }
+  return load_torch_checkpoint(ZipArchive::open(path));
 }
 
 }  // namespace graft::io
