@@ -7,6 +7,8 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 #include <cmath>
 #include <functional>
 #include <limits>
@@ -72,6 +74,18 @@ inline double max_abs_diff(const Tensor& actual, const Tensor& expected) {
     worst = std::max(worst, d);
   }
   return worst;
+}
+
+// $GRAFT_MODEL_DATA/<file> (the big generated parity data, see tools/test.sh), or a test failure
+// saying which generator makes it when the variable is unset or the file is missing.
+inline std::string model_data_file(const std::string& file, const std::string& generator) {
+  const char* dir = std::getenv("GRAFT_MODEL_DATA");
+  const std::string how = "generate it with `source tools/pyenv.sh && $GRAFT_PYTHON " + generator +
+                          " DIR` and set GRAFT_MODEL_DATA=DIR (tools/test.sh does both)";
+  if (dir == nullptr || *dir == '\0') FAIL("GRAFT_MODEL_DATA is not set: " << how);
+  const std::string path = std::string(dir) + "/" + file;
+  if (!std::filesystem::exists(path)) FAIL("missing model data file " << path << ": " << how);
+  return path;
 }
 
 // Fills a tensor with NaN so an output a kernel forgets to write fails the comparison.

@@ -51,14 +51,7 @@ std::vector<std::string> bert_golden_strings(const char* key) {
 
 // $GRAFT_MODEL_DATA/all-minilm-l6-v2/<file>, or a test failure saying how to generate it.
 std::string bert_big_file(const std::string& file) {
-  const char* dir = std::getenv("GRAFT_MODEL_DATA");
-  const std::string how =
-      "generate it with `source tools/pyenv.sh && $GRAFT_PYTHON tools/gen_minilm_goldens.py DIR` and set "
-      "GRAFT_MODEL_DATA=DIR";
-  if (dir == nullptr || *dir == '\0') FAIL("GRAFT_MODEL_DATA is not set: " << how);
-  const std::string path = std::string(dir) + "/all-minilm-l6-v2/" + file;
-  if (!fs::exists(path)) FAIL(path << " is missing: " << how);
-  return path;
+  return graft_test::model_data_file("all-minilm-l6-v2/" + file, "tools/gen_minilm_goldens.py");
 }
 
 const text::BertTokenizer& bert_minilm_tokenizer() {

@@ -41,14 +41,7 @@ const GoldenCase& effnet_keys_case(const std::string& name) {
 
 // $GRAFT_MODEL_DATA/<file>, or a test failure that says how to generate it.
 std::string effnet_big_file(const std::string& file) {
-  const char* dir = std::getenv("GRAFT_MODEL_DATA");
-  const std::string how =
-      "generate the files with `source tools/pyenv.sh && $GRAFT_PYTHON tools/gen_efficientnet_goldens.py DIR` and "
-      "set GRAFT_MODEL_DATA=DIR";
-  if (dir == nullptr || *dir == '\0') FAIL("GRAFT_MODEL_DATA is not set: " << how);
-  const std::string path = std::string(dir) + "/" + file;
-  if (!std::filesystem::exists(path)) FAIL("missing model file " << path << ": " << how);
-  return path;
+  return graft_test::model_data_file(file, "tools/gen_efficientnet_goldens.py");
 }
 
 const GoldenCase& effnet_real_case(const std::string& name) {

