@@ -83,6 +83,8 @@ const std::vector<ConvCase> kConvCases = {
     {{1, 2, 9, 8}, {3, 2, 3, 2}, {{1, 1}, {2, 1}, {2, 3}, 1}},  // dilation, uneven padding
     {{2, 4, 6, 5}, {6, 2, 3, 3}, {{1, 2}, {1, 0}, {1, 1}, 2}},  // groups 2
     {{2, 4, 6, 6}, {8, 1, 3, 3}, {{2, 2}, {1, 1}, {1, 1}, 4}},  // depthwise, channel multiplier 2
+    {{1, 3, 9, 7}, {3, 1, 3, 2}, {{2, 1}, {2, 0}, {2, 3}, 3}},  // depthwise: dilation, uneven padding, odd sizes
+    {{2, 2, 5, 5}, {2, 1, 5, 5}, {{1, 1}, {2, 2}, {1, 1}, 2}},  // depthwise 5x5, as EfficientNet's
     {{2, 5, 4, 3}, {3, 5, 1, 1}, {{1, 1}, {0, 0}, {1, 1}, 1}},  // pointwise 1x1 (cols = x)
 };
 }  // namespace

@@ -6,7 +6,8 @@
 //   bias   [O] or undefined
 //   out    [N, O, OH, OW]     OH = (H + 2 ph - dh (KH - 1) - 1) / sh + 1, likewise OW
 //
-// Reference formulation: im2col + GEMM per (image, group).
+// Reference formulation: im2col + GEMM per (image, group); depthwise convolutions (C/groups = 1)
+// take a direct loop over the taps instead (same sums, no im2col buffer).
 //   cols [R, L]  R = (C/groups) KH KW rows (c, kh, kw), L = OH OW columns (oh, ow)
 //   out[n, group]     [Og, L] = weight[group] [Og, R] @ cols [R, L] + bias     Og = O / groups
 //   dweight[group]    [Og, R] += dout[n, group] [Og, L] @ cols^T [L, R]
@@ -16,6 +17,7 @@
 // only dweight. The backward is differentiable again (create_graph): its own backward is written
 // with conv2d and the backward kernel (see Conv2dDoubleBackward).
 #pragma once
+#include <algorithm>
 #include <array>
 #include <vector>
 
@@ -105,6 +107,75 @@ inline void col2im_add(T* dx_ng, const T* dcols, const detail_conv::Geometry& g,
       }
 }
 
+// Depthwise convolutions (Cg = 1: every output channel reads one input channel) skip im2col: a GEMM
+// with one row per tap would do the same arithmetic with far more memory traffic. For a tap (kh, kw)
+// the input column of output column ow is iw = ow sw + iw0; [lo, hi) are the ow with iw in the image.
+inline void depthwise_ow_range(const detail_conv::Geometry& g, const Conv2dParams& p, int64_t kw, int64_t& lo,
+                               int64_t& hi, int64_t& iw0) {
+  const int64_t sw = p.stride[1];
+  iw0 = kw * p.dilation[1] - p.padding[1];
+  lo = iw0 >= 0 ? 0 : (-iw0 + sw - 1) / sw;
+  hi = iw0 > g.W - 1 ? 0 : std::min(g.OW, (g.W - 1 - iw0) / sw + 1);
+  hi = std::max(hi, lo);
+}
+
+// Calls fn(out_row [OW], in_row [W], kh, kw, lo, hi, iw0) for every tap and every output row whose
+// input row is inside the image.
+template <class Fn>
+inline void depthwise_for_each_tap(const detail_conv::Geometry& g, const Conv2dParams& p, Fn&& fn) {
+  for (int64_t kh = 0; kh < g.KH; ++kh)
+    for (int64_t kw = 0; kw < g.KW; ++kw) {
+      int64_t lo, hi, iw0;
+      depthwise_ow_range(g, p, kw, lo, hi, iw0);
+      if (lo >= hi) continue;
+      for (int64_t oh = 0; oh < g.OH; ++oh) {
+        const int64_t ih = oh * p.stride[0] - p.padding[0] + kh * p.dilation[0];
+        if (ih >= 0 && ih < g.H) fn(oh, ih, kh, kw, lo, hi, iw0);
+      }
+    }
+}
+
+// out_plane [OH, OW] = bias + sum over taps of w[kh, kw] * x_plane[ih, iw].
+template <class T>
+inline void depthwise_forward_plane(T* out_plane, const T* x_plane, const T* w, T bias, const detail_conv::Geometry& g,
+                                    const Conv2dParams& p) {
+  std::fill(out_plane, out_plane + g.L, bias);
+  const int64_t sw = p.stride[1];
+  depthwise_for_each_tap(g, p, [&](int64_t oh, int64_t ih, int64_t kh, int64_t kw, int64_t lo, int64_t hi, int64_t iw0) {
+    const T wv = w[kh * g.KW + kw];
+    T* o = out_plane + oh * g.OW;
+    const T* x = x_plane + ih * g.W + iw0;
+    for (int64_t ow = lo; ow < hi; ++ow) o[ow] += wv * x[ow * sw];
+  });
+}
+
+// dx_plane [H, W] += the adjoint of depthwise_forward_plane applied to dout_plane [OH, OW].
+template <class T>
+inline void depthwise_dx_plane(T* dx_plane, const T* dout_plane, const T* w, const detail_conv::Geometry& g,
+                               const Conv2dParams& p) {
+  const int64_t sw = p.stride[1];
+  depthwise_for_each_tap(g, p, [&](int64_t oh, int64_t ih, int64_t kh, int64_t kw, int64_t lo, int64_t hi, int64_t iw0) {
+    const T wv = w[kh * g.KW + kw];
+    const T* d = dout_plane + oh * g.OW;
+    T* dx = dx_plane + ih * g.W + iw0;
+    for (int64_t ow = lo; ow < hi; ++ow) dx[ow * sw] += wv * d[ow];
+  });
+}
+
+// dw [KH, KW] += sum over (oh, ow) of dout_plane[oh, ow] * x_plane[ih, iw].
+template <class T>
+inline void depthwise_dw_plane(T* dw, const T* dout_plane, const T* x_plane, const detail_conv::Geometry& g,
+                               const Conv2dParams& p) {
+  const int64_t sw = p.stride[1];
+  depthwise_for_each_tap(g, p, [&](int64_t oh, int64_t ih, int64_t kh, int64_t kw, int64_t lo, int64_t hi, int64_t iw0) {
+    const T* d = dout_plane + oh * g.OW;
+    const T* x = x_plane + ih * g.W + iw0;
+    T acc = T(0);
+    for (int64_t ow = lo; ow < hi; ++ow) acc += d[ow] * x[ow * sw];
+    dw[kh * g.KW + kw] += acc;
+  });
+}
+
 // out [N, O, OH, OW] = conv2d(x [N, C, H, W], weight [O, Cg, KH, KW]) + bias [O].
 //   x, weight, bias (or undefined) contiguous, out's dtype; out contiguous. Parallel over (n, group).
 inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -115,6 +186,15 @@ inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& wei
     const T* pw = weight.data<T>();
     const T* pb = bias.defined() ? bias.data<T>() : nullptr;
     T* po = out.data<T>();
+    if (g.Cg == 1) {  // depthwise: one plane per (image, output channel), no im2col
+      parallel_for(0, g.N * g.O, 1, [&](int64_t lo, int64_t hi) {
+        for (int64_t t = lo; t < hi; ++t) {
+          const int64_t n = t / g.O, o = t % g.O, c = o / g.Og;
+          depthwise_forward_plane(po + t * g.L, px + (n * g.C + c) * g.H * g.W, pw + o * g.R, pb ? pb[o] : T(0), g, p);
+        }
+      });
+      return;
+    }
     parallel_for(0, g.N * g.G, 1, [&](int64_t lo, int64_t hi) {
       std::vector<T> cols(size_t(g.pointwise ? 0 : g.R * g.L));  // [R, L], one per task
       for (int64_t t = lo; t < hi; ++t) {
@@ -158,6 +238,11 @@ inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tenso
           const T* w_g = pw + grp * g.Og * g.R;                     // [Og, R]
           const T* dout_ng = pdout + (n * g.O + grp * g.Og) * g.L;  // [Og, L]
           T* dx_ng = pdx + (n * g.C + grp * g.Cg) * g.H * g.W;      // [Cg, H, W]
+          if (g.Cg == 1) {  // depthwise: scatter each of the group's Og output planes into one input plane
+            std::fill(dx_ng, dx_ng + g.H * g.W, T(0));
+            for (int64_t o = 0; o < g.Og; ++o) depthwise_dx_plane(dx_ng, dout_ng + o * g.L, w_g + o * g.R, g, p);
+            continue;
+          }
           if (g.pointwise) {  // dx_ng [Cg, L] = w_g^T [Cg, Og] @ dout_ng [Og, L]: no col2im
             gemm_reference<T>(g.R, g.L, g.Og, w_g, 1, g.R, dout_ng, g.L, 1, dx_ng, g.L, /*accumulate=*/false);
             continue;
@@ -174,7 +259,7 @@ inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tenso
     std::vector<std::vector<T>> db_part(static_cast<size_t>(tasks));  // [O] per task
     const T* px = dweight.defined() ? x.data<T>() : nullptr;
     parallel_for(0, tasks, 1, [&](int64_t lo, int64_t hi) {
-      std::vector<T> cols(size_t(dweight.defined() && !g.pointwise ? g.R * g.L : 0));  // [R, L]
+      std::vector<T> cols(size_t(dweight.defined() && !g.pointwise && g.Cg != 1 ? g.R * g.L : 0));  // [R, L]
       for (int64_t task = lo; task < hi; ++task) {
         std::vector<T>& dw = dw_part[size_t(task)];
         std::vector<T>& db = db_part[size_t(task)];
@@ -183,7 +268,11 @@ inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tenso
         for (int64_t n = task * g.N / tasks; n < (task + 1) * g.N / tasks; ++n)
           for (int64_t grp = 0; grp < g.G; ++grp) {
             const T* dout_ng = pdout + (n * g.O + grp * g.Og) * g.L;  // [Og, L]
-            if (dweight.defined()) {
+            if (dweight.defined() && g.Cg == 1) {  // depthwise: direct sums, no im2col
+              const T* x_ng = px + (n * g.C + grp) * g.H * g.W;
+              for (int64_t o = 0; o < g.Og; ++o)
+                depthwise_dw_plane(dw.data() + (grp * g.Og + o) * g.R, dout_ng + o * g.L, x_ng, g, p);
+            } else if (dweight.defined()) {
               const T* cols_ng = px + (n * g.C + grp * g.Cg) * g.H * g.W;
               if (!g.pointwise) {
                 im2col(cols.data(), cols_ng, g, p);
