@@ -153,11 +153,13 @@ TEST_CASE("convert: errors name the arch, file and keys", "[convert]") {
   convert::ConvertOptions bad_family{"keras", "resnet18", "", "", -1, -1};
   require_error([&] { convert::convert_state_dict(bad_family, {}, "r.pth"); }, {"unknown family 'keras'"});
 
-  // ViT weights into resnet18: every key is dropped, so every ResNet key is missing.
+  // ViT weights into resnet18: every key is dropped, so every ResNet key is missing; the message gives
+  // the count and the first few names, and names the family the checkpoint is from.
   auto vit = models::vit_tiny_patch16_224(10);
   convert::ConvertOptions o{"torchvision-resnet", "resnet18", "", "", -1, -1};
   require_error([&] { convert::convert_state_dict(o, vit->state_dict(), "vit.pth"); },
-                {"vit.pth", "resnet18", "missing keys", "'conv1.weight'", "'layer4.1.bn2.running_var'"});
+                {"vit.pth", "resnet18", "missing keys", "'conv1.weight'", "120 in all", "another architecture",
+                 "try --family timm-vit"});
 
   // resnet18 weights into resnet34: missing blocks; resnet34 into resnet18: unexpected blocks.
   convert::ConvertOptions to34{"torchvision-resnet", "resnet34", "", "", -1, -1};

@@ -284,6 +284,35 @@ struct ConvertReport {
   }
 };
 
+// When fewer than half of the model's keys were found: a sentence saying the checkpoint is not of
+// `table`'s family, naming the family that accepts the most of its keys (if any accepts half), so
+// "--family efficientnet-lite" on a ResNet checkpoint says to use --family torchvision-resnet.
+// Empty otherwise.
+inline std::string other_family_hint(const FamilyTable& table, const nn::StateDict& source, const nn::LoadReport& lr) {
+  if (!lr.looks_like_other_architecture()) return "";
+  auto accepted = [&](const FamilyTable& t) {
+    size_t n = 0;
+    for (const auto& [key, tensor] : source)
+      if (!map_name(t, key).empty()) ++n;
+    return n;
+  };
+  std::string s = detail::concat("only ", lr.found, " of the model's ", lr.model_keys, " keys are in the checkpoint (",
+                                 accepted(table), " of its ", source.size(), " keys are ", table.family,
+                                 " keys): it looks like a checkpoint for another architecture, not family '",
+                                 table.family, "'");
+  const FamilyTable* best = nullptr;
+  size_t best_n = 0;
+  for (const FamilyTable& t : family_tables()) {
+    if (t.family == table.family) continue;
+    const size_t n = accepted(t);
+    if (n > best_n) best = &t, best_n = n;
+  }
+  if (best && 2 * best_n >= source.size())
+    s += detail::concat("; ", best_n, " of its ", source.size(), " keys are ", best->family,
+                        " keys: try --family ", best->family, " (archs: ", detail_convert::join(best->archs), ")");
+  return s + "; ";
+}
+
 // Maps `source` (a checkpoint's named tensors; `source_name` names it in errors) into a fresh Graft
 // model of opts.family / opts.arch and returns it with the report. Throws graft::Error when anything
 // other than the replaced head is missing, unexpected or mis-shaped.
@@ -362,7 +391,8 @@ inline std::pair<nn::ModulePtr, ConvertReport> convert_state_dict(const ConvertO
   }
   bad.unexpected = lr.unexpected;
   bad.mismatched = lr.mismatched;
-  GRAFT_CHECK(bad.ok(), "graft-convert", source_name, ": does not fit ", opts.arch, ": ", bad.str());
+  GRAFT_CHECK(bad.ok(), "graft-convert", source_name, ": does not fit ", opts.arch, ": ",
+              other_family_hint(table, source, lr), bad.str());
   for (const auto& [k, t] : mapped) report.mapped.emplace_back(origin[k], k);
   return {model, report};
 }

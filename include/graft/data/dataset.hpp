@@ -105,6 +105,20 @@ inline std::vector<int64_t> dataset_labels(const Dataset& ds) {
   return out;
 }
 
+// Checks that every label of ds is a class index of a num_classes-way head, before training: a label
+// out of [0, num_classes) throws graft::Error naming the label, its dataset index and the valid range
+// (cross_entropy would name only its position in one batch). ImageFolder decodes nothing for this.
+inline void check_labels(const Dataset& ds, int64_t num_classes, const std::string& what = "dataset") {
+  GRAFT_CHECK(num_classes >= 1, "check_labels", "num_classes must be >= 1, got ", num_classes);
+  for (int64_t i = 0; i < ds.size(); ++i) {
+    const int64_t y = ds.label(i);
+    GRAFT_CHECK(y >= 0 && y < num_classes, "check_labels", what, ": label ", y, " at index ", i, " of ", ds.size(),
+                " is out of range for a ", num_classes, "-class head (expected in [0, ", num_classes - 1,
+                "]); ", y < 0 ? std::string("labels are class indices, >= 0")
+                              : detail::concat("a head needs ", y + 1, " classes for it, or fix the labels"));
+  }
+}
+
 // Examples are slices of inputs [N, ...] (views sharing its storage) with labels [N] int64.
 class TensorDataset : public Dataset {
  public:
@@ -220,7 +234,8 @@ class MappedDataset : public Dataset {
 // labels 0..C-1; files with extension .png .jpg .jpeg .bmp (any case), searched recursively inside
 // each class folder, ordered by (folder path, file name) as torchvision's sorted(os.walk(...));
 // other files and files directly in root are ignored. Images are decoded by graft::io::read_image
-// when get() is called (a corrupt file throws graft::Error naming it), then `transform` is applied.
+// when get() is called (a corrupt file throws graft::Error "ImageFolder: could not decode <path>
+// (example i of N, class 'c'): <the decoder's reason>"), then `transform` is applied.
 // Errors at construction: root missing or not a folder, no class folders, a class folder without
 // images (each naming the path).
 class ImageFolder : public Dataset {
@@ -265,7 +280,14 @@ class ImageFolder : public Dataset {
   Example get(int64_t index, Generator& gen) const override {
     check_index(index, "ImageFolder");
     const Sample& s = samples_[size_t(index)];
-    Tensor img = io::read_image(s.path, mode_);
+    Tensor img;
+    try {
+      img = io::read_image(s.path, mode_);
+    } catch (const Error& e) {
+      throw Error(detail::concat("ImageFolder: could not decode ", s.path, " (example ", index, " of ", size(),
+                                 ", class '", classes_[size_t(s.label)], "'): ", e.what(),
+                                 "; remove or replace the file"));
+    }
     if (transform_) {
       NoGradGuard no_grad;
       img = transform_(img, gen).detach();

@@ -16,6 +16,8 @@
 //     shuffle, the order is random_permutation(N, Generator(seed + epoch)); without, 0..N-1.
 //   Example randomness: example i of epoch e is loaded as dataset.get(i, gen) with
 //     gen = Generator(example_seed(seed, e, i)), so batches are identical for any num_workers.
+//   Labels: with num_classes > 0 a label outside [0, num_classes) fails its batch (graft::Error naming
+//     the label, its batch position, dataset index and the range), re-thrown as below.
 //   Batches: consecutive batch_size slices of the order; the last is smaller unless drop_last
 //     drops it; size() counts them. inputs = stack of the example inputs ([B, ...]); examples of
 //     one batch must share shape and dtype (else graft::Error naming both shapes and indices).
@@ -53,6 +55,9 @@ struct LoaderOptions {
   uint64_t seed = 0;
   int num_workers = 0;
   int prefetch = 2;  // batches each worker may load ahead (PyTorch's prefetch_factor)
+  // > 0: every label must be in [0, num_classes), else loading the batch throws graft::Error naming
+  // the label, its position in the batch, its dataset index and the valid range. 0: not checked.
+  int64_t num_classes = 0;
 };
 
 struct Batch {
@@ -63,7 +68,8 @@ struct Batch {
 
 // Loads the examples `indices` of `epoch` (each drawing from Generator(example_seed(seed, epoch,
 // index))) and stacks them into one batch.
-inline Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, uint64_t seed, int64_t epoch) {
+inline Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indices, uint64_t seed, int64_t epoch,
+                        int64_t num_classes = 0) {
   GRAFT_CHECK(!indices.empty(), "DataLoader", "a batch needs at least one example");
   NoGradGuard no_grad;
   std::vector<Tensor> inputs;
@@ -81,6 +87,9 @@ inline Batch load_batch(const Dataset& dataset, const std::vector<int64_t>& indi
     GRAFT_CHECK(k == 0 || ex.input.dtype() == inputs.front().dtype(), "DataLoader", "example ", k,
                 " of the batch (dataset index ", indices[k], ") has dtype ", dtype_name(ex.input.dtype()),
                 " but example 0 (dataset index ", indices[0], ") has ", dtype_name(inputs.front().dtype()));
+    GRAFT_CHECK(num_classes <= 0 || (ex.label >= 0 && ex.label < num_classes), "DataLoader", "label ", ex.label,
+                " of example ", k, " of the batch (dataset index ", indices[k], ") is out of range for ", num_classes,
+                " classes (expected in [0, ", num_classes - 1, "])");
     inputs.push_back(ex.input.detach().contiguous());
     labels.push_back(ex.label);
   }
@@ -118,7 +127,7 @@ class EpochRun {
     if (next_batch_ >= int64_t(plan_.size())) return false;
     const int64_t b = next_batch_++;
     if (workers_.empty()) {
-      out = load_batch(*dataset_, plan_[size_t(b)], opt_.seed, epoch_);
+      out = load_batch(*dataset_, plan_[size_t(b)], opt_.seed, epoch_, opt_.num_classes);
       return true;
     }
     Result r;
@@ -154,7 +163,7 @@ class EpochRun {
       }
       Result r;
       try {
-        r.batch = load_batch(*dataset_, plan_[size_t(b)], opt_.seed, epoch_);
+        r.batch = load_batch(*dataset_, plan_[size_t(b)], opt_.seed, epoch_, opt_.num_classes);
       } catch (...) {
         r.error = std::current_exception();
       }
@@ -232,6 +241,8 @@ class DataLoader {
     GRAFT_CHECK(opt_.batch_size >= 1, "DataLoader", "batch_size must be >= 1, got ", opt_.batch_size);
     GRAFT_CHECK(opt_.num_workers >= 0, "DataLoader", "num_workers must be >= 0, got ", opt_.num_workers);
     GRAFT_CHECK(opt_.prefetch >= 1, "DataLoader", "prefetch must be >= 1, got ", opt_.prefetch);
+    GRAFT_CHECK(opt_.num_classes >= 0, "DataLoader", "num_classes must be >= 0 (0: labels not checked), got ",
+                opt_.num_classes);
   }
 
   // Batches per epoch.

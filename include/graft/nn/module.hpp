@@ -15,13 +15,16 @@
 //   state_dict()        recursively: own parameters, own persistent buffers, then each child
 // load_state_dict(sd, strict) copies by name under NoGradGuard (dtype converted, handles unchanged, so
 // an optimizer holding the parameters keeps working). strict: missing, unexpected or shape-mismatched
-// keys throw graft::Error listing every one (with both shapes) before anything is copied. Non-strict:
+// keys throw graft::Error before anything is copied, with each kind's count and first names (mis-shaped
+// ones with both shapes; LoadReport::str), saying when fewer than half of the module's keys are found
+// (a checkpoint for another architecture) and how to fit a classifier head of another size. Non-strict:
 // copies what matches and returns a LoadReport naming the rest.
 //
 // Layers keep Tensor handles to their parameters as members; to(DType) converts each tensor in place
 // (its TensorImpl gets the new storage and dtype), so those handles stay valid, as param.data = ... in
 // PyTorch. Integer buffers (num_batches_tracked) keep their dtype, as Module.to(dtype) in PyTorch.
 #pragma once
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <memory>
@@ -48,22 +51,73 @@ struct LoadReport {
   std::vector<std::string> missing;     // in the module, not in the state dict (module order)
   std::vector<std::string> unexpected;  // in the state dict, not in the module (state dict order)
   std::vector<ShapeMismatch> mismatched;
+  size_t model_keys = 0;  // keys of the module's state dict (0: not counted, e.g. a report built by hand)
+  size_t found = 0;       // of those, how many the state dict holds (with any shape)
   bool ok() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
-  std::string str() const {
+
+  // Fewer than half of the module's keys are in the state dict: the checkpoint is most likely for
+  // another architecture (or its names need mapping, see weights_import/).
+  bool looks_like_other_architecture() const { return model_keys > 0 && 2 * found < model_keys; }
+
+  // A readable summary: each kind with its count and its first `max_names` names (a checkpoint of
+  // another architecture misses hundreds of keys; the full lists are the vectors above). Mis-shaped
+  // keys give both shapes; a mis-shaped classifier head says how to change the number of classes.
+  std::string str(size_t max_names = 5) const {
     std::string s;
+    auto sep = [&] {
+      if (!s.empty()) s += "; ";
+    };
+    if (looks_like_other_architecture()) {
+      s += detail::concat("only ", found, " of the model's ", model_keys,
+                          " keys are in the state dict: it looks like a checkpoint for another architecture");
+    }
     auto list = [&](const char* what, const std::vector<std::string>& names) {
       if (names.empty()) return;
-      if (!s.empty()) s += "; ";
+      sep();
       s += what;
-      for (size_t i = 0; i < names.size(); ++i) s += (i ? ", '" : " '") + names[i] + "'";
+      const size_t shown = std::min(names.size(), max_names);
+      for (size_t i = 0; i < shown; ++i) s += (i ? ", '" : " '") + names[i] + "'";
+      if (shown < names.size()) s += detail::concat(" (and ", names.size() - shown, " more, ", names.size(), " in all)");
     };
     list("missing keys:", missing);
     list("unexpected keys:", unexpected);
-    for (const auto& m : mismatched) {
-      if (!s.empty()) s += "; ";
+    const size_t shown = std::min(mismatched.size(), max_names);
+    for (size_t i = 0; i < shown; ++i) {
+      const ShapeMismatch& m = mismatched[i];
+      sep();
       s += detail::concat("size mismatch for '", m.name, "': expected shape ", m.expected, ", got ", m.actual);
     }
+    if (shown < mismatched.size())
+      s += detail::concat(" (and ", mismatched.size() - shown, " more size mismatches, ", mismatched.size(),
+                          " in all)");
+    for (const ShapeMismatch& m : mismatched)
+      if (is_classifier_head(m)) {
+        const int64_t want = m.expected[0], have = m.actual[0];
+        s += detail::concat("; '", m.name, "' is the classifier head: the checkpoint has ", have,
+                            " classes, the model ", want, ". Load it into a ", have,
+                            "-class model and call reset_classifier(", want,
+                            "), drop the head's keys and load with strict=false, or convert with graft-convert "
+                            "--num-classes ",
+                            want);
+        break;
+      }
     return s;
+  }
+
+  // A mis-shaped key that is a classification head (name ends in fc / _fc / head / classifier
+  // .weight or .bias) differing only in its number of outputs.
+  static bool is_classifier_head(const ShapeMismatch& m) {
+    if (m.expected.size() == 0 || m.expected.size() != m.actual.size() || m.expected.size() > 2) return false;
+    for (int d = 1; d < m.expected.size(); ++d)
+      if (m.expected[d] != m.actual[d]) return false;
+    const size_t dot = m.name.rfind('.');
+    if (dot == std::string::npos) return false;
+    const std::string leaf = m.name.substr(dot + 1);
+    if (leaf != "weight" && leaf != "bias") return false;
+    const std::string owner = m.name.substr(0, dot);
+    const size_t start = owner.rfind('.') == std::string::npos ? 0 : owner.rfind('.') + 1;
+    const std::string last = owner.substr(start);
+    return last == "fc" || last == "_fc" || last == "head" || last == "classifier";
   }
 };
 
@@ -271,10 +325,12 @@ class Module {
     const StateDict own = state_dict();
     std::set<std::string> own_names;
     LoadReport report;
+    report.model_keys = own.size();
     std::vector<std::pair<Tensor, const Tensor*>> to_copy;
     for (const auto& [k, t] : own) {
       own_names.insert(k);
       auto it = given.find(k);
+      if (it != given.end()) ++report.found;
       if (it == given.end()) {
         report.missing.push_back(k);
       } else if (it->second->shape() != t.shape()) {

@@ -29,6 +29,7 @@ namespace detail_adam {
 class AdamBase : public Optimizer {
  public:
   void step() override {
+    check_hyperparameters();
     NoGradGuard no_grad;
     const double b1 = betas_.beta1, b2 = betas_.beta2;
     for (size_t g = 0; g < groups_.size(); ++g) {

@@ -80,7 +80,8 @@ class Optimizer {
   // The first group's learning rate, and setting every group's (single-group convenience).
   double lr() const { return groups_.front().lr; }
   void set_lr(double lr) {
-    GRAFT_CHECK(std::isfinite(lr) && lr >= 0.0, name_, "invalid learning rate ", lr, " (expected >= 0)");
+    GRAFT_CHECK(std::isfinite(lr) && lr >= 0.0, name_, "set_lr: invalid learning rate ", lr,
+                " (expected a finite lr >= 0)");
     for (auto& g : groups_) g.lr = lr;
   }
 
@@ -128,6 +129,10 @@ class Optimizer {
       groups_[g].lr = take_scalar(pg + "lr");
       groups_[g].initial_lr = take_scalar(pg + "initial_lr");
       groups_[g].weight_decay = take_scalar(pg + "weight_decay");
+      GRAFT_CHECK(std::isfinite(groups_[g].lr) && groups_[g].lr >= 0.0 && std::isfinite(groups_[g].initial_lr) &&
+                      groups_[g].initial_lr >= 0.0,
+                  name_, "load_state_dict: '", pg, "lr' / 'initial_lr' hold ", groups_[g].lr, " / ",
+                  groups_[g].initial_lr, ", expected finite learning rates >= 0");
     }
     NoGradGuard no_grad;
     for (size_t g = 0; g < groups_.size(); ++g)
@@ -161,7 +166,9 @@ class Optimizer {
       if (std::isnan(grp.weight_decay)) grp.weight_decay = weight_decay;
       if (std::isnan(grp.initial_lr)) grp.initial_lr = grp.lr;
       GRAFT_CHECK(std::isfinite(grp.lr) && grp.lr >= 0.0, name_, which, ": invalid learning rate ", grp.lr,
-                  " (expected >= 0)");
+                  " (expected a finite lr >= 0)");
+      GRAFT_CHECK(std::isfinite(grp.initial_lr) && grp.initial_lr >= 0.0, name_, which, ": invalid initial_lr ",
+                  grp.initial_lr, " (expected a finite lr >= 0)");
       GRAFT_CHECK(std::isfinite(grp.weight_decay) && grp.weight_decay >= 0.0, name_, which,
                   ": invalid weight_decay ", grp.weight_decay, " (expected >= 0)");
       GRAFT_CHECK(!grp.params.empty(), name_, which, ": empty parameter list");
@@ -180,6 +187,21 @@ class Optimizer {
     }
     state_.resize(groups_.size());
     for (size_t g = 0; g < groups_.size(); ++g) state_[g].resize(groups_[g].params.size());
+  }
+
+  // Every group's lr and weight_decay finite and >= 0; step() calls it, as param_groups() and
+  // schedules can set them after construction. Throws graft::Error naming the group.
+  void check_hyperparameters() const {
+    for (size_t g = 0; g < groups_.size(); ++g) {
+      const ParamGroup& grp = groups_[g];
+      GRAFT_CHECK(std::isfinite(grp.lr) && grp.lr >= 0.0, name_, "step: ", group_label(g), " has learning rate ",
+                  grp.lr, " (initial_lr ", grp.initial_lr, "), expected a finite lr >= 0");
+      GRAFT_CHECK(std::isfinite(grp.weight_decay) && grp.weight_decay >= 0.0, name_, "step: ", group_label(g),
+                  " has weight_decay ", grp.weight_decay, ", expected a finite value >= 0");
+    }
+  }
+  std::string group_label(size_t g) const {
+    return groups_[g].name.empty() ? "group " + std::to_string(g) : "group '" + groups_[g].name + "'";
   }
 
   // The gradient of p, checked against p's shape.

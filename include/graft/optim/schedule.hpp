@@ -18,6 +18,7 @@
 #pragma once
 #include <cmath>
 #include <cstdint>
+#include <string>
 
 #include "graft/optim/optimizer.hpp"
 
@@ -31,7 +32,16 @@ class Schedule {
   void apply(Optimizer& opt, int64_t step) const {
     GRAFT_CHECK(step >= 0, "Schedule", "step must be >= 0, got ", step);
     const double f = factor(step);
-    for (auto& g : opt.param_groups()) g.lr = g.initial_lr * f;
+    GRAFT_CHECK(std::isfinite(f) && f >= 0.0, "Schedule", "factor(", step, ") is ", f,
+                ", expected a finite factor >= 0");
+    auto& groups = opt.param_groups();
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const double lr = groups[g].initial_lr * f;
+      GRAFT_CHECK(std::isfinite(lr) && lr >= 0.0, "Schedule", "step ", step, ": group ", g,
+                  groups[g].name.empty() ? std::string() : " ('" + groups[g].name + "')", " would get learning rate ",
+                  lr, " = initial_lr ", groups[g].initial_lr, " * factor ", f, ", expected a finite lr >= 0");
+    }
+    for (auto& g : groups) g.lr = g.initial_lr * f;
   }
 };
 

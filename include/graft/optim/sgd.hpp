@@ -46,6 +46,7 @@ class SGD : public Optimizer {
       : SGD(single_group(std::move(params)), lr, momentum, dampening, weight_decay, nesterov) {}
 
   void step() override {
+    check_hyperparameters();
     NoGradGuard no_grad;
     for (size_t g = 0; g < groups_.size(); ++g) {
       const ParamGroup& grp = groups_[g];
