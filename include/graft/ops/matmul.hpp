@@ -1,5 +1,6 @@
-// graft/ops/matmul.hpp - matrix products: matmul (torch.matmul semantics) and linear, plus the one
-// strided reference GEMM that conv2d reuses.
+// graft/ops/matmul.hpp - matrix products: matmul (torch.matmul semantics) and linear. The CPU kernel
+// is kernels::cpu::gemm (graft/kernels/cpu/gemm.hpp: AVX-512 / AVX2 chosen at run time, gemm_reference
+// the scalar twin), which conv2d uses too.
 //
 // Shapes (torch.matmul):
 //   a [K]          b [K]          -> []                 dot product
@@ -19,63 +20,13 @@
 #include "graft/autograd/node.hpp"
 #include "graft/core/dispatch.hpp"
 #include "graft/core/parallel.hpp"
+#include "graft/kernels/cpu/gemm.hpp"
 #include "graft/ops/reduce.hpp"
 #include "graft/ops/view.hpp"
 
 namespace graft {
 
 namespace kernels::cpu {
-
-// c[i, j] (+)= sum_p a[i, p] * b[p, j]   for i < m, j < n, p < k
-//   a[i, p] = a[i * a_rs + p * a_cs]      any strides (transposed views included)
-//   b[p, j] = b[p * b_rs + j * b_cs]
-//   c[i, j] = c[i * ldc + j]              rows of c are contiguous
-// accumulate == false overwrites c. Serial: callers parallelize over rows or batches.
-template <class T>
-inline void gemm_reference(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
-                           int64_t b_rs, int64_t b_cs, T* c, int64_t ldc, bool accumulate) {
-  if (!accumulate)
-    for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, T(0));
-  if (b_cs != 1 && b_rs == 1 && a_cs == 1) {
-    // b is a transposed view (b^T rows contiguous): dot products over contiguous p, in kLanes
-    // independent partial sums so the compiler can vectorize them (a single running sum cannot be
-    // reordered without -ffast-math).
-    constexpr int64_t kLanes = 8;
-    for (int64_t i = 0; i < m; ++i) {
-      const T* a_row = a + i * a_rs;  // [k]
-      for (int64_t j = 0; j < n; ++j) {
-        const T* b_col = b + j * b_cs;  // [k]
-        T lane[kLanes] = {};
-        int64_t p = 0;
-        for (; p + kLanes <= k; p += kLanes)
-          for (int64_t q = 0; q < kLanes; ++q) lane[q] += a_row[p + q] * b_col[p + q];
-        T acc = T(0);
-        for (; p < k; ++p) acc += a_row[p] * b_col[p];
-        for (int64_t q = 0; q < kLanes; ++q) acc += lane[q];
-        c[i * ldc + j] += acc;
-      }
-    }
-    return;
-  }
-  // i-p-j order: the innermost loop streams a row of b into a row of c. Columns are blocked so the
-  // [k, kColBlock] panel of b stays in cache while every row of c in [0, m) uses it.
-  constexpr int64_t kColBlock = 512;
-  for (int64_t j0 = 0; j0 < n; j0 += kColBlock) {
-    const int64_t j1 = std::min(n, j0 + kColBlock);
-    for (int64_t i = 0; i < m; ++i) {
-      T* c_row = c + i * ldc;  // [n]
-      for (int64_t p = 0; p < k; ++p) {
-        const T a_ip = a[i * a_rs + p * a_cs];
-        const T* b_row = b + p * b_rs;  // [n] with stride b_cs
-        if (b_cs == 1) {
-          for (int64_t j = j0; j < j1; ++j) c_row[j] += a_ip * b_row[j];
-        } else {
-          for (int64_t j = j0; j < j1; ++j) c_row[j] += a_ip * b_row[j * b_cs];
-        }
-      }
-    }
-  }
-}
 
 // out[*batch, M, N] = a[*batch, M, K] @ b[*batch, K, N].
 //   out contiguous; a and b of out's dtype, already expanded to the batch shape (stride 0 on
@@ -108,7 +59,7 @@ inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) 
       for (int64_t row = lo; row < hi;) {
         const int64_t bi = row / M, i0 = row % M;
         const int64_t i1 = std::min(M, i0 + (hi - row));
-        gemm_reference<T>(i1 - i0, N, K, pa + a_off[size_t(bi)] + i0 * a_rs, a_rs, a_cs, pb + b_off[size_t(bi)], b_rs,
+        gemm<T>(i1 - i0, N, K, pa + a_off[size_t(bi)] + i0 * a_rs, a_rs, a_cs, pb + b_off[size_t(bi)], b_rs,
                           b_cs, po + (bi * M + i0) * N, N, /*accumulate=*/false);
         row += i1 - i0;
       }
