@@ -86,6 +86,9 @@ const std::vector<ConvCase> kConvCases = {
     {{1, 3, 9, 7}, {3, 1, 3, 2}, {{2, 1}, {2, 0}, {2, 3}, 3}},  // depthwise: dilation, uneven padding, odd sizes
     {{2, 2, 5, 5}, {2, 1, 5, 5}, {{1, 1}, {2, 2}, {1, 1}, 2}},  // depthwise 5x5, as EfficientNet's
     {{2, 5, 4, 3}, {3, 5, 1, 1}, {{1, 1}, {0, 0}, {1, 1}, 1}},  // pointwise 1x1 (cols = x)
+    {{3, 40, 2, 2}, {24, 40, 1, 1}, {{1, 1}, {0, 0}, {1, 1}, 1}},  // 1x1 on a small map: one GEMM over the batch
+    {{5, 36, 1, 1}, {20, 36, 1, 1}, {{1, 1}, {0, 0}, {1, 1}, 1}},  // 1x1 on a 1x1 map (a network's head)
+    {{2, 8, 9, 8}, {12, 8, 1, 1}, {{1, 1}, {0, 0}, {1, 1}, 1}},   // 1x1, L = 72: per-image GEMMs
 };
 }  // namespace
 

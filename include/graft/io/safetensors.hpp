@@ -435,7 +435,10 @@ inline void save_safetensors(const std::string& path, const std::vector<std::pai
     const uint64_t nbytes = uint64_t(t.numel()) * dtype_size(t.dtype());
     if (header.size() > 1) header += ",";
     header += json_quote(name) + ":{\"dtype\":\"" + safetensors_dtype_name(t.dtype()) + "\",\"shape\":[";
-    for (int d = 0; d < t.dim(); ++d) header += (d ? "," : "") + std::to_string(t.size(d));
+    for (int d = 0; d < t.dim(); ++d) {
+      if (d) header += ",";
+      header += std::to_string(t.size(d));
+    }
     header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(offset + nbytes) + "]}";
     offset += nbytes;
   }

@@ -7,7 +7,8 @@
 //   out    [N, O, OH, OW]     OH = (H + 2 ph - dh (KH - 1) - 1) / sh + 1, likewise OW
 //
 // Reference formulation: im2col + GEMM per (image, group); depthwise convolutions (C/groups = 1)
-// take a direct loop over the taps instead (same sums, no im2col buffer).
+// take a direct loop over the taps instead (same sums, no im2col buffer), and 1x1 convolutions on
+// small images one GEMM over the whole batch (pointwise_forward_batched below).
 //   cols [R, L]  R = (C/groups) KH KW rows (c, kh, kw), L = OH OW columns (oh, ow)
 //   out[n, group]     [Og, L] = weight[group] [Og, R] @ cols [R, L] + bias     Og = O / groups
 //   dweight[group]    [Og, R] += dout[n, group] [Og, L] @ cols^T [L, R]
@@ -176,6 +177,77 @@ inline void depthwise_dw_plane(T* dw, const T* dout_plane, const T* x_plane, con
   });
 }
 
+// ---- pointwise (1x1) convolutions on small images: one GEMM over the whole batch ------------------
+// Per image, out[n] [O, L] = weight [O, C] @ x[n] [C, L] is a GEMM only L columns wide: with the small
+// L of a network's last stages (L = 1 for a 1x1 feature map) most of each vector register is wasted.
+// Rows of all images together make one tall GEMM instead, after transposing each image to [L, C]:
+//   xt  [N L, C]   xt[(n, l), c] = x[n, c, l]
+//   out:  yt [N L, O] = xt @ weight^T                    then out[n, o, l] = yt[(n, l), o] + bias[o]
+//   dx:   dxt [N L, C] = dyt @ weight                    dyt[(n, l), o] = dout[n, o, l]
+//   dw:   dweight [O, C] += dyt^T @ xt                   a sum over the N L rows
+// The transposes are O(N L (C + O)) copies against the GEMM's O(N L C O) work.
+inline constexpr int64_t kBatchedPointwiseMaxL = 64;  // per-image GEMMs are wide enough from here on
+
+inline bool batched_pointwise(const detail_conv::Geometry& g) {
+  return g.pointwise && g.G == 1 && g.L < kBatchedPointwiseMaxL;
+}
+
+// dst [N, L, C] = src [N, C, L] transposed per image (C and L given in that order for src).
+template <class T>
+inline void transpose_images(T* dst, const T* src, int64_t N, int64_t C, int64_t L) {
+  parallel_for(0, N, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t n = lo; n < hi; ++n)
+      for (int64_t c = 0; c < C; ++c)
+        for (int64_t l = 0; l < L; ++l) dst[(n * L + l) * C + c] = src[(n * C + c) * L + l];
+  });
+}
+
+// c [rows, n] (+)= a [rows, k] @ b [k, n] (strided as gemm's contract), rows split across the pool;
+// gemm's row-split invariance makes the result independent of the thread count.
+template <class T>
+inline void gemm_parallel_rows(int64_t rows, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b,
+                               int64_t b_rs, int64_t b_cs, T* c, int64_t ldc, bool accumulate) {
+  const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(1, n * k));
+  parallel_for(0, rows, grain, [&](int64_t lo, int64_t hi) {
+    gemm<T>(hi - lo, n, k, a + lo * a_rs, a_rs, a_cs, b, b_rs, b_cs, c + lo * ldc, ldc, accumulate);
+  });
+}
+
+template <class T>
+inline void pointwise_forward_batched(T* po, const T* px, const T* pw, const T* pb, const detail_conv::Geometry& g) {
+  const int64_t rows = g.N * g.L;
+  std::vector<T> xt(size_t(rows * g.C)), yt(size_t(rows * g.O));  // [N L, C], [N L, O]
+  transpose_images(xt.data(), px, g.N, g.C, g.L);
+  gemm_parallel_rows<T>(rows, g.O, g.C, xt.data(), g.C, 1, pw, 1, g.C, yt.data(), g.O, /*accumulate=*/false);
+  parallel_for(0, g.N, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t n = lo; n < hi; ++n)
+      for (int64_t o = 0; o < g.O; ++o)
+        for (int64_t l = 0; l < g.L; ++l) po[(n * g.O + o) * g.L + l] = yt[size_t((n * g.L + l) * g.O + o)] + (pb ? pb[o] : T(0));
+  });
+}
+
+// dx overwritten, dw and db accumulated (each only when non-null).
+template <class T>
+inline void pointwise_backward_batched(T* pdx, T* pdw, T* pdb, const T* pdout, const T* px, const T* pw,
+                                       const detail_conv::Geometry& g) {
+  const int64_t rows = g.N * g.L;
+  std::vector<T> dyt(size_t(rows * g.O));  // [N L, O]
+  transpose_images(dyt.data(), pdout, g.N, g.O, g.L);
+  if (pdx) {
+    std::vector<T> dxt(size_t(rows * g.C));  // [N L, C]
+    gemm_parallel_rows<T>(rows, g.C, g.O, dyt.data(), g.O, 1, pw, g.C, 1, dxt.data(), g.C, /*accumulate=*/false);
+    transpose_images(pdx, dxt.data(), g.N, g.L, g.C);
+  }
+  if (pdw) {
+    std::vector<T> xt(size_t(rows * g.C));
+    transpose_images(xt.data(), px, g.N, g.C, g.L);
+    gemm_parallel_rows<T>(g.O, g.C, rows, dyt.data(), 1, g.O, xt.data(), g.C, 1, pdw, g.C, /*accumulate=*/true);
+  }
+  if (pdb)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t o = 0; o < g.O; ++o) pdb[o] += dyt[size_t(r * g.O + o)];
+}
+
 // out [N, O, OH, OW] = conv2d(x [N, C, H, W], weight [O, Cg, KH, KW]) + bias [O].
 //   x, weight, bias (or undefined) contiguous, out's dtype; out contiguous. Parallel over (n, group).
 inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
@@ -186,6 +258,10 @@ inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& wei
     const T* pw = weight.data<T>();
     const T* pb = bias.defined() ? bias.data<T>() : nullptr;
     T* po = out.data<T>();
+    if (batched_pointwise(g)) {
+      pointwise_forward_batched(po, px, pw, pb, g);
+      return;
+    }
     if (g.Cg == 1) {  // depthwise: one plane per (image, output channel), no im2col
       parallel_for(0, g.N * g.O, 1, [&](int64_t lo, int64_t hi) {
         for (int64_t t = lo; t < hi; ++t) {
@@ -209,7 +285,7 @@ inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& wei
         }
         for (int64_t o = 0; o < g.Og; ++o)
           std::fill(o_ng + o * g.L, o_ng + (o + 1) * g.L, pb ? pb[grp * g.Og + o] : T(0));
-        gemm_reference<T>(g.Og, g.L, g.R, w_g, g.R, 1, cols_ng, g.L, 1, o_ng, g.L, /*accumulate=*/true);
+        gemm<T>(g.Og, g.L, g.R, w_g, g.R, 1, cols_ng, g.L, 1, o_ng, g.L, /*accumulate=*/true);
       }
     });
   });
@@ -228,6 +304,12 @@ inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tenso
   GRAFT_DISPATCH_FLOAT(dout.dtype(), "conv2d backward", T, [&] {
     const detail_conv::Geometry g = detail_conv::geometry(x_shape, w_shape, p);
     const T* pdout = dout.data<T>();
+    if (batched_pointwise(g)) {
+      pointwise_backward_batched<T>(dx.defined() ? dx.data<T>() : nullptr, dweight.defined() ? dweight.data<T>() : nullptr,
+                                    dbias.defined() ? dbias.data<T>() : nullptr, pdout,
+                                    dweight.defined() ? x.data<T>() : nullptr, dx.defined() ? weight.data<T>() : nullptr, g);
+      return;
+    }
     if (dx.defined()) {
       const T* pw = weight.data<T>();
       T* pdx = dx.data<T>();
@@ -244,10 +326,10 @@ inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tenso
             continue;
           }
           if (g.pointwise) {  // dx_ng [Cg, L] = w_g^T [Cg, Og] @ dout_ng [Og, L]: no col2im
-            gemm_reference<T>(g.R, g.L, g.Og, w_g, 1, g.R, dout_ng, g.L, 1, dx_ng, g.L, /*accumulate=*/false);
+            gemm<T>(g.R, g.L, g.Og, w_g, 1, g.R, dout_ng, g.L, 1, dx_ng, g.L, /*accumulate=*/false);
             continue;
           }
-          gemm_reference<T>(g.R, g.L, g.Og, w_g, 1, g.R, dout_ng, g.L, 1, dcols.data(), g.L, /*accumulate=*/false);
+          gemm<T>(g.R, g.L, g.Og, w_g, 1, g.R, dout_ng, g.L, 1, dcols.data(), g.L, /*accumulate=*/false);
           std::fill(dx_ng, dx_ng + g.Cg * g.H * g.W, T(0));
           col2im_add(dx_ng, dcols.data(), g, p);
         }
@@ -279,7 +361,7 @@ inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tenso
                 cols_ng = cols.data();
               }
               // dw_g [Og, R] += dout_ng [Og, L] @ cols^T [L, R]
-              gemm_reference<T>(g.Og, g.R, g.L, dout_ng, g.L, 1, cols_ng, 1, g.L, dw.data() + grp * g.Og * g.R, g.R,
+              gemm<T>(g.Og, g.R, g.L, dout_ng, g.L, 1, cols_ng, 1, g.L, dw.data() + grp * g.Og * g.R, g.R,
                                 /*accumulate=*/true);
             }
             if (dbias.defined())

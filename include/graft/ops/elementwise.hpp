@@ -160,19 +160,102 @@ inline void for_each_offset2(const Shape& shape, const Shape& sa, const Shape& s
   }
 }
 
+// Calls g(f) with f the scalar function of op (a lambda per op, so row loops can vectorize).
+template <class T, class G>
+inline void with_binary_fn(BinaryOp op, G&& g) {
+  switch (op) {
+    case BinaryOp::Add: return g([](T x, T y) { return x + y; });
+    case BinaryOp::Sub: return g([](T x, T y) { return x - y; });
+    case BinaryOp::Mul: return g([](T x, T y) { return x * y; });
+    case BinaryOp::Div: return g([](T x, T y) { return x / y; });
+    default: return g([op](T x, T y) { return binary_scalar<T>(op, x, y); });
+  }
+}
+
+// o[i] = f(a[i sa], b[i sb]) for i < n, with the common strides (1 or 0) as their own loops.
+template <class T, class F>
+inline void binary_row(T* o, const T* a, int64_t sa, const T* b, int64_t sb, int64_t n, F f) {
+  if (sa == 1 && sb == 1) {
+    for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], b[i]);
+  } else if (sa == 1 && sb == 0) {
+    const T bv = *b;
+    for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], bv);
+  } else if (sa == 0 && sb == 1) {
+    const T av = *a;
+    for (int64_t i = 0; i < n; ++i) o[i] = f(av, b[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) o[i] = f(a[i * sa], b[i * sb]);
+  }
+}
+
+// The dims of a broadcast binary op, merged where both operands allow it (stride[d] ==
+// stride[d + 1] * size[d + 1] for a and b) and size-1 dims dropped, so [N, C, H, W] * [N, C, 1, 1]
+// becomes N C rows of H W elements times one scalar each. The last dim is the row.
+struct BroadcastRows {
+  int rank = 0;  // merged dims, the last one being the row
+  int64_t size[kMaxDims] = {}, sa[kMaxDims] = {}, sb[kMaxDims] = {};
+  int64_t rows() const {
+    int64_t r = 1;
+    for (int d = 0; d + 1 < rank; ++d) r *= size[d];
+    return r;
+  }
+  int64_t row_len() const { return rank ? size[rank - 1] : 1; }
+  // Offsets of row r in a and b.
+  void row_offsets(int64_t r, int64_t& oa, int64_t& ob) const {
+    oa = ob = 0;
+    for (int d = rank - 2; d >= 0; --d) {
+      const int64_t i = r % size[d];
+      r /= size[d];
+      oa += i * sa[d];
+      ob += i * sb[d];
+    }
+  }
+};
+
+inline BroadcastRows broadcast_rows(const Shape& shape, const Shape& sa, const Shape& sb) {
+  BroadcastRows p;
+  for (int d = 0; d < shape.rank(); ++d) {
+    if (shape[d] == 1) continue;
+    if (p.rank > 0) {
+      const int q = p.rank - 1;  // merge the previous (outer) dim into this one when both allow it
+      if (p.sa[q] == sa[d] * shape[d] && p.sb[q] == sb[d] * shape[d]) {
+        p.size[q] *= shape[d];
+        p.sa[q] = sa[d];
+        p.sb[q] = sb[d];
+        continue;
+      }
+    }
+    p.size[p.rank] = shape[d];
+    p.sa[p.rank] = sa[d];
+    p.sb[p.rank] = sb[d];
+    ++p.rank;
+  }
+  return p;
+}
+
 // out = a (op) b. a and b are already broadcast to out's shape (stride 0 on broadcast dims) and
-// have out's dtype; out is contiguous.
+// have out's dtype; out is contiguous. Parallel over rows of the merged dims (broadcast_rows).
 inline void binary_forward(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
   auto run = [&](auto* o, const auto* pa, const auto* pb) {
     using T = std::remove_pointer_t<decltype(o)>;
-    if (a.is_contiguous() && b.is_contiguous()) {
-      parallel_for(0, out.numel(), 1 << 15, [&](int64_t lo, int64_t hi) {
-        for (int64_t i = lo; i < hi; ++i) o[i] = binary_scalar<T>(op, pa[i], pb[i]);
-      });
-      return;
-    }
-    for_each_offset2(out.shape(), a.strides(), b.strides(),
-                     [&](int64_t i, int64_t ia, int64_t ib) { o[i] = binary_scalar<T>(op, pa[ia], pb[ib]); });
+    with_binary_fn<T>(op, [&](auto f) {
+      if (a.is_contiguous() && b.is_contiguous()) {
+        parallel_for(0, out.numel(), 1 << 15,
+                     [&](int64_t lo, int64_t hi) { binary_row(o + lo, pa + lo, 1, pb + lo, 1, hi - lo, f); });
+        return;
+      }
+      const BroadcastRows plan = broadcast_rows(out.shape(), a.strides(), b.strides());
+      const int64_t len = plan.row_len(), inner_sa = plan.rank ? plan.sa[plan.rank - 1] : 0,
+                    inner_sb = plan.rank ? plan.sb[plan.rank - 1] : 0;
+      parallel_for(0, plan.rows(), std::max<int64_t>(1, (int64_t(1) << 15) / std::max<int64_t>(len, 1)),
+                   [&](int64_t lo, int64_t hi) {
+                     for (int64_t r = lo; r < hi; ++r) {
+                       int64_t oa, ob;
+                       plan.row_offsets(r, oa, ob);
+                       binary_row(o + r * len, pa + oa, inner_sa, pb + ob, inner_sb, len, f);
+                     }
+                   });
+    });
   };
   switch (out.dtype()) {
     case DType::Float32: return run(out.data<float>(), a.data<float>(), b.data<float>());
