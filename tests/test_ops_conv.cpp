@@ -85,6 +85,9 @@ const std::vector<ConvCase> kConvCases = {
     {{2, 4, 6, 6}, {8, 1, 3, 3}, {{2, 2}, {1, 1}, {1, 1}, 4}},  // depthwise, channel multiplier 2
     {{1, 3, 9, 7}, {3, 1, 3, 2}, {{2, 1}, {2, 0}, {2, 3}, 3}},  // depthwise: dilation, uneven padding, odd sizes
     {{2, 2, 5, 5}, {2, 1, 5, 5}, {{1, 1}, {2, 2}, {1, 1}, 2}},  // depthwise 5x5, as EfficientNet's
+    {{2, 3, 7, 8}, {3, 1, 3, 3}, {{1, 1}, {0, 0}, {1, 1}, 3}},  // depthwise, no padding (padded before: TF SAME)
+    {{1, 4, 9, 8}, {4, 1, 5, 5}, {{2, 2}, {0, 0}, {1, 1}, 4}},  // depthwise 5x5 stride 2, no padding
+    {{1, 2, 9, 9}, {2, 1, 3, 3}, {{2, 1}, {0, 0}, {2, 2}, 2}},  // depthwise, no padding, dilation 2
     {{2, 5, 4, 3}, {3, 5, 1, 1}, {{1, 1}, {0, 0}, {1, 1}, 1}},  // pointwise 1x1 (cols = x)
     {{3, 40, 2, 2}, {24, 40, 1, 1}, {{1, 1}, {0, 0}, {1, 1}, 1}},  // 1x1 on a small map: one GEMM over the batch
     {{5, 36, 1, 1}, {20, 36, 1, 1}, {{1, 1}, {0, 0}, {1, 1}, 1}},  // 1x1 on a 1x1 map (a network's head)

@@ -142,6 +142,27 @@ inline void depthwise_forward_plane(T* out_plane, const T* x_plane, const T* w, 
                                     const Conv2dParams& p) {
   std::fill(out_plane, out_plane + g.L, bias);
   const int64_t sw = p.stride[1];
+  if (p.padding[0] == 0 && p.padding[1] == 0) {
+    // Every tap reads inside the image (models with TF "SAME" padding pad first): plain loops, each
+    // output summed over the taps in the same (kh, kw) order as below.
+    const int64_t sh = p.stride[0], dh = p.dilation[0], dw = p.dilation[1];
+    for (int64_t oh = 0; oh < g.OH; ++oh) {
+      T* o = out_plane + oh * g.OW;
+      for (int64_t kh = 0; kh < g.KH; ++kh) {
+        const T* x_row = x_plane + (oh * sh + kh * dh) * g.W;
+        for (int64_t kw = 0; kw < g.KW; ++kw) {
+          const T wv = w[kh * g.KW + kw];
+          const T* x = x_row + kw * dw;
+          if (sw == 1) {
+            for (int64_t ow = 0; ow < g.OW; ++ow) o[ow] += wv * x[ow];
+          } else {
+            for (int64_t ow = 0; ow < g.OW; ++ow) o[ow] += wv * x[ow * sw];
+          }
+        }
+      }
+    }
+    return;
+  }
   depthwise_for_each_tap(g, p, [&](int64_t oh, int64_t ih, int64_t kh, int64_t kw, int64_t lo, int64_t hi, int64_t iw0) {
     const T wv = w[kh * g.KW + kw];
     T* o = out_plane + oh * g.OW;
