@@ -1,5 +1,6 @@
 // transfer_recipes.hpp - the three transfer recipes the examples share (transfer_demo, feature_extraction,
-// fine_tune), written once so every program trains the same way:
+// fine_tune), written once so every program trains the same way (fine_tune repeats train_classifier's
+// loop to add augmentation, checkpoints and resume):
 //
 //   scratch    a model from random initialization, every parameter trained
 //   probe      a frozen pretrained backbone run once over the data (transfer::FeatureCache), then only a
@@ -18,6 +19,7 @@
 // replay it exactly in PyTorch.
 #pragma once
 #include <graft/graft.hpp>
+#include <graft/data/dataset.hpp>
 #include <graft/nn.hpp>
 #include <graft/optim/adam.hpp>
 #include <graft/optim/schedule.hpp>

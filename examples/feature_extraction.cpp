@@ -1,0 +1,124 @@
+// feature_extraction: a pretrained backbone used as a fixed feature extractor (a linear probe). The
+// backbone is frozen and run once over the data; only a new linear head is trained, on the cached
+// features, so each step costs a matrix product.
+//
+//   graft-convert --family efficientnet-lite --arch efficientnet_lite0 --in efficientnet_lite0.pth
+//                 --out lite0.safetensors --num-classes 10 --in-chans 1
+//   ./build/examples/feature_extraction --checkpoint lite0.safetensors --mnist DATA/mnist5k.safetensors
+//       --image-size 48 --labels-per-class 10
+//   ./build/examples/feature_extraction --checkpoint resnet18.safetensors --images photos/ --image-size 224
+//       --save-head head.safetensors
+//
+// Model and data: examples/transfer_setup.hpp (architecture from the checkpoint, held-out split by
+// --val-frac, per-family normalization). Head: a fresh Linear(num_features, classes) trained by
+// examples::train_classifier (AdamW, cosine schedule with warmup, batch order fixed by --seed).
+// --save-head writes the head under the model's own names (e.g. "_fc.weight"), so loading the
+// checkpoint and then the head (strict=false) gives the whole classifier.
+#include <graft/graft.hpp>
+#include <graft/data/dataset.hpp>  // transfer_recipes.hpp uses data::random_permutation
+#include <graft/io/safetensors.hpp>
+#include <graft/nn.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+
+#include "cli.hpp"
+#include "transfer_recipes.hpp"
+#include "transfer_setup.hpp"
+
+using namespace graft;
+
+int main(int argc, char** argv) {
+  examples::Cli cli("feature_extraction",
+                    "Linear probe: a frozen pretrained backbone (graft-convert checkpoint) computes features once, "
+                    "a new linear head is trained on them; prints train / held-out accuracy.");
+  const std::string& checkpoint = cli.option("checkpoint", std::string(""), "graft-convert output (.safetensors)");
+  const std::string& arch = cli.option("arch", std::string(""),
+                                       "efficientnet_lite0..2, resnet18/34/50/101, vit_tiny/small/base_patch16_224 "
+                                       "(default: the checkpoint's)");
+  const bool& random_init = cli.option("random-init", false, "untrained weights instead of --checkpoint (testing)");
+  const std::string& images = cli.option("images", std::string(""), "an ImageFolder root: DIR/<class>/<images>");
+  const std::string& mnist = cli.option("mnist", std::string(""), "mnist5k.safetensors (tools/prepare_data.py)");
+  const double& val_frac = cli.option("val-frac", 0.2, "fraction of each class held out");
+  const int64_t& per_class = cli.option("labels-per-class", int64_t(0), "training labels per class (0: all)");
+  const int64_t& image_size = cli.option("image-size", int64_t(224), "input side in pixels");
+  const int64_t& in_chans = cli.option("in-chans", int64_t(0), "model input channels (0: the checkpoint's)");
+  const int64_t& steps = cli.option("steps", int64_t(200), "optimizer steps for the head");
+  const int64_t& batch = cli.option("batch", int64_t(32), "batch size");
+  const double& lr = cli.option("lr", 3e-2, "AdamW learning rate");
+  const double& weight_decay = cli.option("weight-decay", 0.01, "AdamW decoupled weight decay");
+  const int64_t& warmup = cli.option("warmup", int64_t(10), "linear warmup steps (< --steps)");
+  const int64_t& eval_every = cli.option("eval-every", int64_t(50), "held-out accuracy every this many steps");
+  const int64_t& seed = cli.option("seed", int64_t(0), "seed for the split, the head and the batch order");
+  const std::string& save_head = cli.option("save-head", std::string(""), "write the trained head here");
+  cli.parse(argc, argv);
+  try {
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
+    examples::TransferModel m = examples::load_transfer_model(
+        {.checkpoint = checkpoint, .arch = arch, .in_chans = in_chans, .random_init = random_init,
+         .seed = uint64_t(seed)},
+        mnist.empty() ? 3 : 1);
+    std::printf("%s\n", m.load_summary.c_str());
+    const examples::TransferData d = examples::load_transfer_data(
+        {.images = images, .mnist = mnist, .val_frac = val_frac, .labels_per_class = per_class,
+         .image_size = image_size, .seed = uint64_t(seed)},
+        m);
+    std::printf("%s\n", d.summary.c_str());
+
+    // ---- features, once ----
+    m.net->freeze();
+    const auto tf = Clock::now();
+    auto features = [&](const Tensor& x) { return m.features(x); };
+    const examples::LabelledSet train_f = examples::extract_features(*m.net, features, d.train);
+    const examples::LabelledSet test_f = examples::extract_features(*m.net, features, d.test);
+    const double feature_seconds = std::chrono::duration<double>(Clock::now() - tf).count();
+    std::printf("features: train %s, held-out %s in %.1f s\n", train_f.x.shape().str().c_str(),
+                test_f.x.shape().str().c_str(), feature_seconds);
+
+    // ---- the head ----
+    manual_seed(uint64_t(seed));
+    m.reset_classifier(d.num_classes);
+    nn::Module& head = m.classifier();
+    auto logits = [&](const Tensor& f) { return head.forward(f); };
+    examples::TrainConfig cfg;
+    cfg.steps = steps;
+    cfg.batch_size = batch;
+    cfg.warmup_steps = warmup;
+    cfg.eval_every = eval_every;
+    cfg.lr = lr;
+    cfg.weight_decay = weight_decay;
+    cfg.seed = uint64_t(seed);
+    const examples::Curve curve = examples::train_classifier(head, logits, train_f, test_f, cfg, "head");
+    const double train_acc = examples::evaluate(head, logits, train_f);
+    const double total_seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+
+    if (!save_head.empty()) {
+      std::vector<std::pair<std::string, Tensor>> tensors;
+      for (auto& [k, t] : head.state_dict()) tensors.emplace_back(m.head_name + "." + k, t);
+      std::string classes;
+      for (size_t c = 0; c < d.classes.size(); ++c) classes += (c ? "," : "") + d.classes[c];
+      io::save_safetensors(save_head, tensors,
+                           {{"format", "graft"}, {"architecture", m.arch}, {"num_classes", std::to_string(d.num_classes)},
+                            {"classes", classes}, {"image_size", std::to_string(image_size)}});
+      std::printf("wrote the head to %s\n", save_head.c_str());
+    }
+
+    char buf[5][32];
+    std::snprintf(buf[0], sizeof buf[0], "%.4f", train_acc);
+    std::snprintf(buf[1], sizeof buf[1], "%.4f", curve.final_accuracy());
+    std::snprintf(buf[2], sizeof buf[2], "%.2f", feature_seconds);
+    std::snprintf(buf[3], sizeof buf[3], "%.2f", curve.seconds);
+    std::snprintf(buf[4], sizeof buf[4], "%.1f", total_seconds);
+    examples::Table table({"model", "train acc", "held-out acc", "features s", "head s", "total s",
+                           "trainable params"});
+    table.add({m.arch, buf[0], buf[1], buf[2], buf[3], buf[4], std::to_string(examples::count_trainable(head))});
+    std::printf("\n");
+    table.print();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "feature_extraction: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
