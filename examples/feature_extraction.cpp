@@ -33,17 +33,7 @@ int main(int argc, char** argv) {
   examples::Cli cli("feature_extraction",
                     "Linear probe: a frozen pretrained backbone (graft-convert checkpoint) computes features once, "
                     "a new linear head is trained on them; prints train / held-out accuracy.");
-  const std::string& checkpoint = cli.option("checkpoint", std::string(""), "graft-convert output (.safetensors)");
-  const std::string& arch = cli.option("arch", std::string(""),
-                                       "efficientnet_lite0..2, resnet18/34/50/101, vit_tiny/small/base_patch16_224 "
-                                       "(default: the checkpoint's)");
-  const bool& random_init = cli.option("random-init", false, "untrained weights instead of --checkpoint (testing)");
-  const std::string& images = cli.option("images", std::string(""), "an ImageFolder root: DIR/<class>/<images>");
-  const std::string& mnist = cli.option("mnist", std::string(""), "mnist5k.safetensors (tools/prepare_data.py)");
-  const double& val_frac = cli.option("val-frac", 0.2, "fraction of each class held out");
-  const int64_t& per_class = cli.option("labels-per-class", int64_t(0), "training labels per class (0: all)");
-  const int64_t& image_size = cli.option("image-size", int64_t(224), "input side in pixels");
-  const int64_t& in_chans = cli.option("in-chans", int64_t(0), "model input channels (0: the checkpoint's)");
+  const examples::SetupOptions setup(cli);  // --checkpoint, --arch, --images / --mnist, ...
   const int64_t& steps = cli.option("steps", int64_t(200), "optimizer steps for the head");
   const int64_t& batch = cli.option("batch", int64_t(32), "batch size");
   const double& lr = cli.option("lr", 3e-2, "AdamW learning rate");
@@ -57,13 +47,13 @@ int main(int argc, char** argv) {
     using Clock = std::chrono::steady_clock;
     const auto t0 = Clock::now();
     examples::TransferModel m = examples::load_transfer_model(
-        {.checkpoint = checkpoint, .arch = arch, .in_chans = in_chans, .random_init = random_init,
+        {.checkpoint = setup.checkpoint, .arch = setup.arch, .in_chans = setup.in_chans, .random_init = setup.random_init,
          .seed = uint64_t(seed)},
-        mnist.empty() ? 3 : 1);
+        setup.mnist.empty() ? 3 : 1);
     std::printf("%s\n", m.load_summary.c_str());
     const examples::TransferData d = examples::load_transfer_data(
-        {.images = images, .mnist = mnist, .val_frac = val_frac, .labels_per_class = per_class,
-         .image_size = image_size, .seed = uint64_t(seed)},
+        {.images = setup.images, .mnist = setup.mnist, .val_frac = setup.val_frac, .labels_per_class = setup.per_class,
+         .image_size = setup.image_size, .seed = uint64_t(seed)},
         m);
     std::printf("%s\n", d.summary.c_str());
 
@@ -101,7 +91,7 @@ int main(int argc, char** argv) {
       for (size_t c = 0; c < d.classes.size(); ++c) classes += (c ? "," : "") + d.classes[c];
       io::save_safetensors(save_head, tensors,
                            {{"format", "graft"}, {"architecture", m.arch}, {"num_classes", std::to_string(d.num_classes)},
-                            {"classes", classes}, {"image_size", std::to_string(image_size)}});
+                            {"classes", classes}, {"image_size", std::to_string(setup.image_size)}});
       std::printf("wrote the head to %s\n", save_head.c_str());
     }
 

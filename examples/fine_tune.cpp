@@ -104,17 +104,7 @@ int main(int argc, char** argv) {
   examples::Cli cli("fine_tune",
                     "Fine-tunes a pretrained model (graft-convert checkpoint) on labelled images: freezing, head / "
                     "backbone learning rates or layer decay, augmentation, resumable checkpoints.");
-  const std::string& checkpoint = cli.option("checkpoint", std::string(""), "graft-convert output (.safetensors)");
-  const std::string& arch = cli.option("arch", std::string(""),
-                                       "efficientnet_lite0..2, resnet18/34/50/101, vit_tiny/small/base_patch16_224 "
-                                       "(default: the checkpoint's)");
-  const bool& random_init = cli.option("random-init", false, "untrained weights instead of --checkpoint (testing)");
-  const std::string& images = cli.option("images", std::string(""), "an ImageFolder root: DIR/<class>/<images>");
-  const std::string& mnist = cli.option("mnist", std::string(""), "mnist5k.safetensors (tools/prepare_data.py)");
-  const double& val_frac = cli.option("val-frac", 0.2, "fraction of each class held out");
-  const int64_t& per_class = cli.option("labels-per-class", int64_t(0), "training labels per class (0: all)");
-  const int64_t& image_size = cli.option("image-size", int64_t(224), "input side in pixels");
-  const int64_t& in_chans = cli.option("in-chans", int64_t(0), "model input channels (0: the checkpoint's)");
+  const examples::SetupOptions setup(cli);  // --checkpoint, --arch, --images / --mnist, ...
   const bool& augment = cli.option("augment", false,
                                    "random resized crop + flip (ImageFolder), random crop with padding 2 (MNIST)");
   const std::string& freeze_up_to = cli.option("freeze-up-to", std::string(""),
@@ -147,13 +137,13 @@ int main(int argc, char** argv) {
     using Clock = std::chrono::steady_clock;
     const auto t0 = Clock::now();
     examples::TransferModel m = examples::load_transfer_model(
-        {.checkpoint = checkpoint, .arch = arch, .in_chans = in_chans, .random_init = random_init,
+        {.checkpoint = setup.checkpoint, .arch = setup.arch, .in_chans = setup.in_chans, .random_init = setup.random_init,
          .seed = uint64_t(seed)},
-        mnist.empty() ? 3 : 1);
+        setup.mnist.empty() ? 3 : 1);
     std::printf("%s\n", m.load_summary.c_str());
     const examples::TransferData d = examples::load_transfer_data(
-        {.images = images, .mnist = mnist, .val_frac = val_frac, .labels_per_class = per_class,
-         .image_size = image_size, .augment = augment, .seed = uint64_t(seed)},
+        {.images = setup.images, .mnist = setup.mnist, .val_frac = setup.val_frac, .labels_per_class = setup.per_class,
+         .image_size = setup.image_size, .augment = augment, .seed = uint64_t(seed)},
         m);
     std::printf("%s\n", d.summary.c_str());
 
@@ -192,9 +182,9 @@ int main(int argc, char** argv) {
 
     auto forward = [&](const Tensor& x) { return net.forward(x); };
     const std::string signature = run_signature({
-        {"checkpoint", checkpoint}, {"arch", m.arch}, {"images", images}, {"mnist", mnist},
-        {"val-frac", fmt("%.17g", val_frac)}, {"labels-per-class", std::to_string(per_class)},
-        {"image-size", std::to_string(image_size)}, {"in-chans", std::to_string(m.in_chans)},
+        {"checkpoint", setup.checkpoint}, {"arch", m.arch}, {"images", setup.images}, {"mnist", setup.mnist},
+        {"val-frac", fmt("%.17g", setup.val_frac)}, {"labels-per-class", std::to_string(setup.per_class)},
+        {"image-size", std::to_string(setup.image_size)}, {"in-chans", std::to_string(m.in_chans)},
         {"augment", augment ? "true" : "false"}, {"freeze-up-to", freeze_up_to},
         {"freeze-bn-stats", freeze_bn_stats ? "true" : "false"}, {"bn-momentum", fmt("%.17g", bn_momentum)},
         {"steps", std::to_string(steps)}, {"batch", std::to_string(batch)}, {"lr", fmt("%.17g", lr)},

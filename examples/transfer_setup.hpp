@@ -41,6 +41,7 @@
 #include <vector>
 
 #include "../weights_import/name_maps.hpp"
+#include "cli.hpp"
 #include "transfer_recipes.hpp"
 
 namespace examples {
@@ -48,6 +49,31 @@ namespace examples {
 using graft::Tensor;
 
 // ---- the model --------------------------------------------------------------------------------
+
+// The model and data options feature_extraction and fine_tune share, declared on their Cli.
+struct SetupOptions {
+  explicit SetupOptions(Cli& cli)
+      : checkpoint(cli.option("checkpoint", std::string(""), "graft-convert output (.safetensors)")),
+        arch(cli.option("arch", std::string(""),
+                        "efficientnet_lite0..2, resnet18/34/50/101, vit_tiny/small/base_patch16_224 "
+                        "(default: the checkpoint's)")),
+        random_init(cli.option("random-init", false, "untrained weights instead of --checkpoint (testing)")),
+        images(cli.option("images", std::string(""), "an ImageFolder root: DIR/<class>/<images>")),
+        mnist(cli.option("mnist", std::string(""), "mnist5k.safetensors (tools/prepare_data.py)")),
+        val_frac(cli.option("val-frac", 0.2, "fraction of each class held out")),
+        per_class(cli.option("labels-per-class", int64_t(0), "training labels per class (0: all)")),
+        image_size(cli.option("image-size", int64_t(224), "input side in pixels")),
+        in_chans(cli.option("in-chans", int64_t(0), "model input channels (0: the checkpoint's)")) {}
+  const std::string& checkpoint;
+  const std::string& arch;
+  const bool& random_init;
+  const std::string& images;
+  const std::string& mnist;
+  const double& val_frac;
+  const int64_t& per_class;
+  const int64_t& image_size;
+  const int64_t& in_chans;
+};
 
 struct ModelOptions {
   std::string checkpoint;  // a graft-convert output; empty with random_init
