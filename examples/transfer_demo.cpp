@@ -110,6 +110,10 @@ int main(int argc, char** argv) {
   const int64_t& warmup = cli.option("warmup", int64_t(10), "linear warmup steps");
   const int64_t& eval_every = cli.option("eval-every", int64_t(50), "held-out evaluation every this many steps");
   const int64_t& seed = cli.option("seed", int64_t(0), "seed for the split, batch order and scratch weights");
+  const double& dropout = cli.option("dropout", 0.2, "dropout before the head (Lite0's 0.2)");
+  const double& drop_connect = cli.option("drop-connect", 0.2,
+                                          "drop-connect rate of the last block (Lite0's 0.2); 0 and --dropout 0 "
+                                          "leave no random masks, for exact comparison with PyTorch");
   const double& bn_momentum = cli.option("bn-momentum", 0.1,
                                          "BatchNorm running-stat momentum while training (Lite0's own is 0.01)");
   cli.parse(argc, argv);
@@ -147,8 +151,14 @@ int main(int argc, char** argv) {
         if (auto* bn = dynamic_cast<nn::BatchNorm2d*>(mod)) bn->options.momentum = bn_momentum;
     };
     const auto pretrained = io::load_safetensors(ckpt_path);
+    auto lite0 = [&] {
+      models::EfficientNetLiteConfig c = models::efficientnet_lite_config(0, 10, 1);
+      c.dropout_rate = dropout;
+      c.drop_connect_rate = drop_connect;
+      return std::make_shared<models::EfficientNetLite>(c);
+    };
     auto make_pretrained = [&] {
-      auto m = models::efficientnet_lite0(10, 1);
+      auto m = lite0();
       const nn::LoadReport r = m->load_state_dict_map(pretrained);
       (void)r;
       return m;
@@ -206,11 +216,11 @@ int main(int argc, char** argv) {
       }
     if (run_scratch) {
       manual_seed(uint64_t(seed));
-      const nn::StateDict init = models::efficientnet_lite0(10, 1)->state_dict();
+      const nn::StateDict init = lite0()->state_dict();
       io::save_safetensors(out_dir + "/scratch_init.safetensors", init);
       for (size_t i = 0; i < labels_per_class.size(); ++i) {
         const int64_t k = labels_per_class[i];
-        auto model = models::efficientnet_lite0(10, 1);
+        auto model = lite0();
         model->load_state_dict(init);
         set_bn_momentum(*model);
         results.push_back({"scratch", k,
@@ -235,7 +245,8 @@ int main(int argc, char** argv) {
     js << "{\n  \"config\": {\"image_size\": " << image_size << ", \"batch_size\": " << batch
        << ", \"lr_scratch\": " << lr_scratch << ", \"lr_probe\": " << lr_probe << ", \"lr_finetune\": " << lr_finetune
        << ", \"weight_decay\": " << weight_decay << ", \"warmup_steps\": " << warmup << ", \"eval_every\": " << eval_every
-       << ", \"seed\": " << seed << ", \"bn_momentum\": " << bn_momentum << ", \"labels_per_class\": " << json_list(labels_per_class) << ", \"steps\": {";
+       << ", \"seed\": " << seed << ", \"bn_momentum\": " << bn_momentum << ", \"dropout\": " << dropout
+       << ", \"drop_connect\": " << drop_connect << ", \"labels_per_class\": " << json_list(labels_per_class) << ", \"steps\": {";
     for (size_t i = 0; i < steps.size(); ++i)
       js << (i ? ", " : "") << "\"" << labels_per_class[i] << "\": " << steps[i];
     js << "}, \"recipes\": \"" << recipes << "\"},\n  \"split\": {\"test\": " << json_list(test_idx) << ", \"train\": {";

@@ -82,8 +82,14 @@ def preprocess(images, size):
     return (x - LITE_MEAN) / LITE_STD
 
 
-def lite0(image_size):
-    return EfficientNet.from_name("efficientnet-lite0", in_channels=1, num_classes=10, image_size=image_size)
+def lite0(image_size, cfg=None):
+    """Lite0 for 1-channel 10-class inputs; dropout / drop-connect from config when given (demo defaults 0.2)."""
+    extra = {}
+    if cfg is not None and "dropout" in cfg:
+        extra["dropout_rate"] = cfg["dropout"]
+    if cfg is not None and "drop_connect" in cfg:
+        extra["drop_connect_rate"] = cfg["drop_connect"]
+    return EfficientNet.from_name("efficientnet-lite0", in_channels=1, num_classes=10, image_size=image_size, **extra)
 
 
 def set_bn_momentum(model, cfg):
@@ -223,13 +229,13 @@ def main():
             label = f"{recipe} {k}/class"
             feature_seconds = None
             if recipe == "scratch":
-                model = lite0(size)
+                model = lite0(size, cfg)
                 load_weights(model, init_path)
                 set_bn_momentum(model, cfg)
                 curve, secs = train(model, model, train_x, train_y, test_x, test_y, cfg, steps, cfg["lr_scratch"],
                                     label)
             elif recipe == "finetune":
-                model = lite0(size)
+                model = lite0(size, cfg)
                 load_weights(model, ckpt_path)
                 set_bn_momentum(model, cfg)
                 curve, secs = train(model, model, train_x, train_y, test_x, test_y, cfg, steps, cfg["lr_finetune"],
