@@ -242,6 +242,7 @@ int main(int argc, char** argv) {
     table.print();
 
     std::ofstream js(out_dir + "/run.json.tmp");
+    js.precision(9);
     js << "{\n  \"config\": {\"image_size\": " << image_size << ", \"batch_size\": " << batch
        << ", \"lr_scratch\": " << lr_scratch << ", \"lr_probe\": " << lr_probe << ", \"lr_finetune\": " << lr_finetune
        << ", \"weight_decay\": " << weight_decay << ", \"warmup_steps\": " << warmup << ", \"eval_every\": " << eval_every
@@ -260,6 +261,8 @@ int main(int argc, char** argv) {
          << ", \"seconds\": " << r.curve.seconds << ", \"curve\": [";
       for (size_t j = 0; j < r.curve.points.size(); ++j)
         js << (j ? ", " : "") << "[" << r.curve.points[j].first << ", " << r.curve.points[j].second << "]";
+      js << "], \"losses\": [";
+      for (size_t j = 0; j < r.curve.losses.size(); ++j) js << (j ? ", " : "") << r.curve.losses[j];
       js << "]}";
     }
     js << "\n  ]\n}\n";

@@ -78,9 +78,11 @@ inline std::vector<std::vector<int64_t>> batch_plan(int64_t n, int64_t steps, in
   return plan;
 }
 
-// Accuracy along training: (step, held-out accuracy) points, the last one after the final step.
+// Accuracy along training: (step, held-out accuracy) points, the last one after the final step, and
+// the training loss of every step.
 struct Curve {
   std::vector<std::pair<int64_t, double>> points;
+  std::vector<double> losses;  // the training loss of every step, in order
   double seconds = 0;  // training and evaluation, wall clock
 
   double final_accuracy() const { return points.empty() ? 0.0 : points.back().second; }
@@ -143,6 +145,7 @@ inline Curve train_classifier(graft::nn::Module& model, const std::function<Tens
     loss.backward();
     graft::train::check_finite_grads(model, step);
     opt.step();
+    curve.losses.push_back(loss.item());
     const bool last = step + 1 == cfg.steps;
     if ((step + 1) % cfg.eval_every == 0 || last) curve.points.emplace_back(step + 1, evaluate(model, fn, test));
     bar.update(step + 1, {{"loss", loss.item()}, {"acc", curve.final_accuracy()}});

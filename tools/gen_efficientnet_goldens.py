@@ -39,11 +39,25 @@ Big, into OUT_DIR (set GRAFT_MODEL_DATA=OUT_DIR for the C++ test):
       and one case "lite0_dynamic": "x" [2, 3, 201, 173] (a crop of the first two inputs), "out" [2, 1000]
         from EfficientNet.from_name('efficientnet-lite0', image_size=None) with the same weights: the
         package's Conv2dDynamicSamePadding, "SAME" padding computed from the input size (Graft's rule)
+    efficientnet_lite0_train.bin one case "lite0_train": fine-tuning steps in training mode, from the real
+                                 checkpoint with a new 10-class head (torch's seeded nn.Linear init),
+                                 dropout and drop-connect 0, BatchNorm momentum 0.1 (the demo's), run in
+                                 float64: a float32 gradient is not a stable reference, because a ReLU6
+                                 input within float32 rounding of 0 or 6 (a batch has ~2M of them) sends
+                                 its gradient one way in one implementation and the other way in another
+        "x" [8, 3, 64, 64] f64, "y" int64 [8]   one seeded batch, used for every step
+        "fc.weight", "fc.bias"   the new head's initial weights (float32, as a checkpoint holds them)
+        "loss_f32" []            the training-mode loss of the float32 model on float32(x), step 0
+        "loss" [3]               cross-entropy (mean) at steps 0, 1, 2 of SGD(lr 0.05, momentum 0.9), f64
+        "grad.<name>"            every parameter's gradient at step 0, f64
+        "after.<key>"            every state_dict entry (weights, running stats, num_batches_tracked)
+                                 after the 3 steps, f64
     efficientnet_lite{1,2}.safetensors  EfficientNet.from_name('efficientnet-lite{1,2}') with seeded torch
                                  init (seed 101, 102) and randomized BatchNorm affine and running stats
     efficientnet_lite{1,2}_golden.bin   one case "efficientnet_lite{1,2}": "x" [1, 3, S, S] (S = 240, 260),
                                  "features" [1, 1280], "out" [1, 1000]
 """
+import copy
 import importlib.util
 import os
 import shutil
@@ -131,6 +145,49 @@ def real_lite0(out_dir):
           f"max |logit| {out.abs().max().item():.3g}")
 
 
+def lite0_train(out_dir):
+    """Three SGD steps of the real lite0 in training mode, in float64 (see the module text)."""
+    torch.manual_seed(11)
+    model = EfficientNet.from_name("efficientnet-lite0", num_classes=10, dropout_rate=0.0, drop_connect_rate=0.0)
+    sd = torch.load(EfficientnetLite0ModelFile.get_model_file_path())
+    head = {k: v for k, v in model.state_dict().items() if k.startswith("_fc.")}
+    sd.update(head)  # the seeded 10-class head in place of ImageNet's
+    model.load_state_dict(sd)
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.momentum = 0.1
+    model.train()
+    x = torch.randn(8, 3, 64, 64, dtype=torch.float64)
+    y = torch.arange(8) % 10
+    c = Case("lite0_train", "efficientnet-lite0 ImageNet checkpoint, new 10-class head, 3 SGD steps in train mode")
+    c.add("x", x)
+    c.add("y", y)
+    c.add("fc.weight", head["_fc.weight"])
+    c.add("fc.bias", head["_fc.bias"])
+    f32 = copy.deepcopy(model)
+    with torch.no_grad():
+        c.add("loss_f32", nn.functional.cross_entropy(f32(x.float()), y))
+    model.double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    losses = []
+    for step in range(3):
+        opt.zero_grad()
+        loss = nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        losses.append(loss.item())
+        if step == 0:
+            grads = [(name, p.grad.clone()) for name, p in model.named_parameters()]
+        opt.step()
+    c.add("loss", torch.tensor(losses, dtype=torch.float64))
+    for name, g in grads:
+        c.add("grad." + name, g)
+    for key, t in model.state_dict().items():
+        c.add("after." + key, t)
+    write_file(os.path.join(out_dir, "efficientnet_lite0_train.bin"), [c])
+    print(f"  lite0 train (float64): losses {[round(v, 5) for v in losses]}, "
+          f"max |grad| {max(g.abs().max().item() for _, g in grads):.3g}")
+
+
 def random_lite(out_dir, variant):
     name = f"efficientnet_lite{variant}"
     torch.manual_seed(100 + variant)
@@ -160,6 +217,7 @@ def main():
     out_dir = sys.argv[1]
     os.makedirs(out_dir, exist_ok=True)
     real_lite0(out_dir)
+    lite0_train(out_dir)
     for v in (1, 2):
         random_lite(out_dir, v)
 

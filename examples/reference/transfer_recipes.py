@@ -34,7 +34,7 @@ Recipes:
 
 Writes --out (default: reference.json next to run.json):
   {"results": [{"recipe", "labels_per_class", "accuracy", "steps_to_95", "curve": [[step, acc], ...],
-                "seconds", "steps"}], "threads", "torch"}
+                "losses": [training loss of every step], "seconds", "steps"}], "threads", "torch"}
 "seconds" is training plus its evaluations (the probe's feature extraction is "feature_seconds").
 """
 import argparse
@@ -76,7 +76,7 @@ def cosine_with_warmup(step, warmup, total):
 
 def preprocess(images, size):
     """[N, 28, 28] in [0, 1] -> [N, 1, S, S], resized (bilinear, antialias) and normalized."""
-    x = images.unsqueeze(1).float()
+    x = images.unsqueeze(1).to(torch.get_default_dtype())
     if x.shape[-1] != size or x.shape[-2] != size:
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
     return (x - LITE_MEAN) / LITE_STD
@@ -144,7 +144,7 @@ def train(module, fn, train_x, train_y, test_x, test_y, cfg, steps, lr, label, k
     initial_lr = [g["lr"] for g in opt.param_groups]
     plan = batch_plan(train_x.shape[0], steps, cfg["batch_size"], cfg["seed"])
     torch.manual_seed(cfg["seed"])
-    curve = []
+    curve, losses = [], []
     module.train(not keep_eval)
     for step in range(steps):
         idx = torch.tensor(plan[step], dtype=torch.int64)
@@ -157,10 +157,11 @@ def train(module, fn, train_x, train_y, test_x, test_y, cfg, steps, lr, label, k
             fail(f"{label}: loss is {loss.item()} at step {step}")
         loss.backward()
         opt.step()
+        losses.append(loss.item())
         if (step + 1) % cfg["eval_every"] == 0 or step + 1 == steps:
             curve.append([step + 1, evaluate(module, fn, test_x, test_y)])
             print(f"  {label} step {step + 1}/{steps} loss {loss.item():.4f} acc {curve[-1][1]:.4f}", flush=True)
-    return curve, time.time() - t0
+    return curve, losses, time.time() - t0
 
 
 def steps_to(curve, frac):
@@ -190,8 +191,13 @@ def main():
     ap.add_argument("--recipes", help="comma-separated subset of " + ",".join(RECIPES) +
                     " (default: config \"recipes\", else all three)")
     ap.add_argument("--labels", help="comma-separated subset of config labels_per_class")
+    ap.add_argument("--float64", action="store_true",
+                    help="train and evaluate in float64: the near-exact run that float32 runs (Graft's and\n"
+                         "PyTorch's) are measured against, to tell float drift from a real difference")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.float64:
+        torch.set_default_dtype(torch.float64)
 
     with open(args.run) as f:
         run = json.load(f)
@@ -207,7 +213,7 @@ def main():
     out_path = args.out or os.path.join(os.path.dirname(os.path.abspath(args.run)), "reference.json")
 
     data = load_file(args.data)
-    images, all_labels = data["images"], data["labels"].long()
+    images, all_labels = data["images"].to(torch.get_default_dtype()), data["labels"].long()
     if images.dim() != 3 or images.shape[0] != all_labels.shape[0]:
         fail(f"{args.data}: expected images [N, 28, 28] and labels [N], got {list(images.shape)}, "
              f"{list(all_labels.shape)}")
@@ -232,13 +238,13 @@ def main():
                 model = lite0(size, cfg)
                 load_weights(model, init_path)
                 set_bn_momentum(model, cfg)
-                curve, secs = train(model, model, train_x, train_y, test_x, test_y, cfg, steps, cfg["lr_scratch"],
+                curve, losses, secs = train(model, model, train_x, train_y, test_x, test_y, cfg, steps, cfg["lr_scratch"],
                                     label)
             elif recipe == "finetune":
                 model = lite0(size, cfg)
                 load_weights(model, ckpt_path)
                 set_bn_momentum(model, cfg)
-                curve, secs = train(model, model, train_x, train_y, test_x, test_y, cfg, steps, cfg["lr_finetune"],
+                curve, losses, secs = train(model, model, train_x, train_y, test_x, test_y, cfg, steps, cfg["lr_finetune"],
                                     label)
             else:
                 if probe_cache is None:
@@ -256,10 +262,10 @@ def main():
                 with torch.no_grad():
                     head.weight.copy_(sd["_fc.weight"])
                     head.bias.copy_(sd["_fc.bias"])
-                curve, secs = train(head, head, feats[train_idx], train_y, feats[test_idx], test_y, cfg, steps,
+                curve, losses, secs = train(head, head, feats[train_idx], train_y, feats[test_idx], test_y, cfg, steps,
                                     cfg["lr_probe"], label, keep_eval=True)
             r = {"recipe": recipe, "labels_per_class": k, "accuracy": curve[-1][1], "steps_to_95": steps_to(curve, 0.95),
-                 "curve": curve, "seconds": round(secs, 3), "steps": steps}
+                 "curve": curve, "losses": losses, "seconds": round(secs, 3), "steps": steps}
             if feature_seconds is not None:
                 r["feature_seconds"] = round(feature_seconds, 3)
             results.append(r)
