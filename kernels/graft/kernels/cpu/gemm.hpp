@@ -39,6 +39,15 @@
 #include "graft/kernels/cpu/cpu_features.hpp"
 #include "graft/kernels/cpu/gemm_reference.hpp"
 
+// The micro-kernels fully unroll their loops over the register tile. nvcc's host front end also reads
+// this header (through the CUDA backend) and does not know the pragma, so it gets none.
+#if defined(__GNUC__) && !defined(__CUDACC__)
+#define GRAFT_GEMM_PRAGMA(x) _Pragma(#x)
+#define GRAFT_GEMM_UNROLL(n) GRAFT_GEMM_PRAGMA(GCC unroll n)
+#else
+#define GRAFT_GEMM_UNROLL(n)
+#endif
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define GRAFT_GEMM_X86 1
 #include <immintrin.h>
@@ -196,7 +205,7 @@ __attribute__((target("avx512f"), always_inline)) inline void store_tile_avx512_
                                                                        bool overwrite) {
   constexpr int MR = 12, NR = 32;
   if (rows == MR && cols == NR) {
-#pragma GCC unroll 12
+    GRAFT_GEMM_UNROLL(12)
     for (int r = 0; r < MR; ++r) {
       float* c_row = c + r * ldc;
       if (overwrite) {
@@ -210,7 +219,7 @@ __attribute__((target("avx512f"), always_inline)) inline void store_tile_avx512_
     return;
   }
   alignas(64) float tile[MR * NR];  // [MR][NR]
-#pragma GCC unroll 12
+  GRAFT_GEMM_UNROLL(12)
   for (int r = 0; r < MR; ++r) {
     _mm512_store_ps(tile + r * NR, acc[r][0]);
     _mm512_store_ps(tile + r * NR + 16, acc[r][1]);
@@ -225,13 +234,13 @@ __attribute__((target("avx512f"))) inline void gemm_microkernel_avx512_12x32(int
                                                                              bool overwrite) {
   constexpr int MR = 12, NR = 32;
   __m512 acc[MR][2];
-#pragma GCC unroll 12
+  GRAFT_GEMM_UNROLL(12)
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int64_t p = 0; p < kc; ++p) {
     const __m512 b0 = _mm512_loadu_ps(b_panel + p * NR);       // b[p, 0:16]
     const __m512 b1 = _mm512_loadu_ps(b_panel + p * NR + 16);  // b[p, 16:32]
     const float* a_p = a_panel + p * MR;                       // a[0:12, p]
-#pragma GCC unroll 12
+    GRAFT_GEMM_UNROLL(12)
     for (int r = 0; r < MR; ++r) {
       const __m512 a_rp = _mm512_set1_ps(a_p[r]);
       acc[r][0] = _mm512_fmadd_ps(a_rp, b0, acc[r][0]);
@@ -252,12 +261,12 @@ __attribute__((target("avx512f"))) inline void gemm_microkernel_avx512_12x32_dir
   const float* a_row[MR];
   for (int r = 0; r < MR; ++r) a_row[r] = a + (r < rows ? r : 0) * a_rs;
   __m512 acc[MR][2];
-#pragma GCC unroll 12
+  GRAFT_GEMM_UNROLL(12)
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
   for (int64_t p = 0; p < kc; ++p) {
     const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b + p * b_rs);       // b[p, 0:16]
     const __m512 b1 = _mm512_maskz_loadu_ps(mask1, b + p * b_rs + 16);  // b[p, 16:32]
-#pragma GCC unroll 12
+    GRAFT_GEMM_UNROLL(12)
     for (int r = 0; r < MR; ++r) {
       const __m512 a_rp = _mm512_set1_ps(a_row[r][p * a_cs]);
       acc[r][0] = _mm512_fmadd_ps(a_rp, b0, acc[r][0]);
@@ -271,7 +280,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void store_tile_avx2_6
                                                                      int64_t rows, int64_t cols, bool overwrite) {
   constexpr int MR = 6, NR = 16;
   if (rows == MR && cols == NR) {
-#pragma GCC unroll 6
+    GRAFT_GEMM_UNROLL(6)
     for (int r = 0; r < MR; ++r) {
       float* c_row = c + r * ldc;
       if (overwrite) {
@@ -285,7 +294,7 @@ __attribute__((target("avx2,fma"), always_inline)) inline void store_tile_avx2_6
     return;
   }
   alignas(32) float tile[MR * NR];  // [MR][NR]
-#pragma GCC unroll 6
+  GRAFT_GEMM_UNROLL(6)
   for (int r = 0; r < MR; ++r) {
     _mm256_store_ps(tile + r * NR, acc[r][0]);
     _mm256_store_ps(tile + r * NR + 8, acc[r][1]);
@@ -299,13 +308,13 @@ __attribute__((target("avx2,fma"))) inline void gemm_microkernel_avx2_6x16(int64
                                                                           int64_t rows, int64_t cols, bool overwrite) {
   constexpr int MR = 6, NR = 16;
   __m256 acc[MR][2];
-#pragma GCC unroll 6
+  GRAFT_GEMM_UNROLL(6)
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
   for (int64_t p = 0; p < kc; ++p) {
     const __m256 b0 = _mm256_loadu_ps(b_panel + p * NR);      // b[p, 0:8]
     const __m256 b1 = _mm256_loadu_ps(b_panel + p * NR + 8);  // b[p, 8:16]
     const float* a_p = a_panel + p * MR;                      // a[0:6, p]
-#pragma GCC unroll 6
+    GRAFT_GEMM_UNROLL(6)
     for (int r = 0; r < MR; ++r) {
       const __m256 a_rp = _mm256_broadcast_ss(a_p + r);
       acc[r][0] = _mm256_fmadd_ps(a_rp, b0, acc[r][0]);
@@ -329,12 +338,12 @@ __attribute__((target("avx2,fma"))) inline void gemm_microkernel_avx2_6x16_direc
   const float* a_row[MR];
   for (int r = 0; r < MR; ++r) a_row[r] = a + (r < rows ? r : 0) * a_rs;
   __m256 acc[MR][2];
-#pragma GCC unroll 6
+  GRAFT_GEMM_UNROLL(6)
   for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
   for (int64_t p = 0; p < kc; ++p) {
     const __m256 b0 = _mm256_maskload_ps(b + p * b_rs, mask0);      // b[p, 0:8]
     const __m256 b1 = _mm256_maskload_ps(b + p * b_rs + 8, mask1);  // b[p, 8:16]
-#pragma GCC unroll 6
+    GRAFT_GEMM_UNROLL(6)
     for (int r = 0; r < MR; ++r) {
       const __m256 a_rp = _mm256_broadcast_ss(a_row[r] + p * a_cs);
       acc[r][0] = _mm256_fmadd_ps(a_rp, b0, acc[r][0]);
