@@ -148,7 +148,7 @@ inline Curve train_classifier(graft::nn::Module& model, const std::function<Tens
     curve.losses.push_back(loss.item());
     const bool last = step + 1 == cfg.steps;
     if ((step + 1) % cfg.eval_every == 0 || last) curve.points.emplace_back(step + 1, evaluate(model, fn, test));
-    bar.update(step + 1, {{"loss", loss.item()}, {"acc", curve.final_accuracy()}});
+    bar.update(step + 1, {{"loss", curve.losses.back()}, {"acc", curve.final_accuracy()}});
   }
   bar.finish();
   curve.seconds = std::chrono::duration<double>(Clock::now() - t0).count();

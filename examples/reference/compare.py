@@ -45,6 +45,10 @@ def results(path, what):
     return doc.get("config", {}).get("seed"), out
 
 
+def sd(values):
+    return statistics.stdev(values) if len(values) > 1 else 0.0
+
+
 def rel(a, b):
     return abs(a - b) / max(abs(a), abs(b), 1e-12)
 
@@ -108,7 +112,6 @@ def main():
         over = abs(diff) > args.tolerance
         flag = "  <-- over" if over else ""
         if several:
-            sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
             per_seed = " ".join(f"{a - b:+.1f}" for _, a, b in both)
             print(f"{key[0]:<10} {key[1]:>6} {len(both):>5} {statistics.fmean(gs):>6.2f} +-{sd(gs):>4.1f} "
                   f"{statistics.fmean(ts):>6.2f} +-{sd(ts):>4.1f} {diff:>+7.2f}  {per_seed}{flag}")
