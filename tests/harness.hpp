@@ -34,6 +34,31 @@ inline constexpr double kGradcheckEps = 1e-6;
 
 inline Tol tol_for(DType dt) { return dt == DType::Float64 ? kTolF64 : kTolF32; }
 
+// CPU ISA paths. cpu_has(isa) is true when this CPU has isa; otherwise it reports the path as skipped
+// by name (a WARN, never a pass). for_each_cpu_isa(body) runs body(isa) under every ISA the CPU has
+// (scalar = the plain references, then avx2, avx512), forcing it with set_cpu_isa and restoring the
+// active ISA afterwards, also when body throws.
+inline bool cpu_has(kernels::cpu::CpuIsa isa) {
+  using namespace kernels::cpu;
+  if (detected_cpu_isa() >= isa) return true;
+  WARN("skipped " << cpu_isa_name(isa) << ": this CPU lacks it (detected " << cpu_isa_name(detected_cpu_isa()) << ")");
+  return false;
+}
+template <class F>
+void for_each_cpu_isa(F&& body) {
+  using namespace kernels::cpu;
+  struct Restore {
+    CpuIsa saved = active_cpu_isa();
+    ~Restore() { set_cpu_isa(saved); }
+  } restore;
+  for (CpuIsa isa : {CpuIsa::Scalar, CpuIsa::Avx2, CpuIsa::Avx512}) {
+    if (!cpu_has(isa)) continue;
+    set_cpu_isa(isa);
+    INFO("active CPU ISA " << cpu_isa_name(isa));
+    body(isa);
+  }
+}
+
 // Returns "" when close, else a message naming the first bad element.
 inline std::string close_report(const Tensor& actual, const Tensor& expected, Tol tol) {
   if (!actual.defined() || !expected.defined()) return "undefined tensor";

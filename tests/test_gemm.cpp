@@ -31,12 +31,6 @@ struct IsaKernel {
 };
 const IsaKernel kIsaKernels[] = {{CpuIsa::Avx2, "gemm_avx2", gemm_avx2}, {CpuIsa::Avx512, "gemm_avx512", gemm_avx512}};
 
-bool cpu_has(CpuIsa isa) {
-  if (detected_cpu_isa() >= isa) return true;
-  WARN("skipped " << cpu_isa_name(isa) << ": this CPU lacks it (detected " << cpu_isa_name(detected_cpu_isa()) << ")");
-  return false;
-}
-
 // A payload no kernel writes by accident: the padding columns of c must keep exactly these bits.
 float poison() {
   const uint32_t bits = 0x7fc0dead;

@@ -1,7 +1,8 @@
 // graft/kernels/cpu/cpu_features.hpp - which x86 vector ISA the CPU kernels use, chosen once at run time.
 //
 //   detected_cpu_isa()  what the CPU (and OS) supports, from CPUID (__builtin_cpu_supports):
-//                       Avx512 needs avx512f; Avx2 needs avx2 and fma; else Scalar.
+//                       Avx512 needs avx512f, dq, bw and vl (Skylake-SP and later, Zen 4 and later:
+//                       the set isa/begin_avx512.hpp compiles for); Avx2 needs avx2 and fma; else Scalar.
 //   active_cpu_isa()    what the kernels use: detected, capped by GRAFT_CPU_ISA=scalar|avx2|avx512
 //                       (an unknown value throws graft::Error). Read once, then cached.
 //   set_cpu_isa(isa)    for tests and benchmarks; throws if the CPU lacks isa. Meant to be called
@@ -32,7 +33,9 @@ inline const char* cpu_isa_name(CpuIsa isa) {
 inline CpuIsa detected_cpu_isa() {
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return CpuIsa::Avx512;
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl"))
+    return CpuIsa::Avx512;
   if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuIsa::Avx2;
 #endif
   return CpuIsa::Scalar;

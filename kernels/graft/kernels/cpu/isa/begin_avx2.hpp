@@ -1,0 +1,14 @@
+// graft/kernels/cpu/isa/begin_avx2.hpp - opens a region whose functions are compiled for AVX2+FMA.
+//
+// Every function defined between this header and isa/end.hpp (templates included) gets
+// target("avx2,fma,f16c"), so intrinsics inline into them, while the rest of the translation unit
+// stays baseline x86-64 and one binary runs on any CPU: the caller checks active_cpu_isa() before
+// calling in. Include every other header *before* opening a region (a standard header pulled in here
+// would be compiled for AVX2 too). No include guard: a region is opened once per use.
+#if defined(__x86_64__) && defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#elif defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+#define GRAFT_ISA avx2

@@ -1,0 +1,11 @@
+// graft/kernels/cpu/isa/begin_avx512.hpp - opens a region whose functions are compiled for AVX-512
+// (F, DQ, BW, VL: every Intel and AMD AVX-512 CPU since Skylake-SP has all four; cpu_features.hpp
+// checks them together). As isa/begin_avx2.hpp; closed by isa/end.hpp.
+#if defined(__x86_64__) && defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c"))), \
+                             apply_to = function)
+#elif defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,f16c")
+#endif
+#define GRAFT_ISA avx512
