@@ -20,6 +20,7 @@
 namespace {
 
 using namespace graft::kernels::cpu;
+using graft::get_num_threads, graft::set_num_threads, graft_test::cpu_has;
 
 using GemmFloat = void (*)(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t, int64_t,
                            float*, int64_t, bool);
@@ -29,7 +30,20 @@ struct IsaKernel {
   const char* name;
   GemmFloat fn;
 };
-const IsaKernel kIsaKernels[] = {{CpuIsa::Avx2, "gemm_avx2", gemm_avx2}, {CpuIsa::Avx512, "gemm_avx512", gemm_avx512}};
+void gemm_avx2_plain(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                     int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate) {
+  gemm_avx2(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate);
+}
+void gemm_avx512_plain(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                       int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate) {
+  gemm_avx512(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate);
+}
+void gemm_float(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate) {
+  gemm<float>(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate);
+}
+const IsaKernel kIsaKernels[] = {{CpuIsa::Avx2, "gemm_avx2", gemm_avx2_plain},
+                                 {CpuIsa::Avx512, "gemm_avx512", gemm_avx512_plain}};
 
 // A payload no kernel writes by accident: the padding columns of c must keep exactly these bits.
 float poison() {
@@ -191,7 +205,7 @@ TEST_CASE("gemm: the dispatcher matches the double oracle under every available 
     if (!cpu_has(isa)) continue;
     set_cpu_isa(isa);
     INFO("active ISA " << cpu_isa_name());
-    check_all_shapes(gemm<float>, "gemm<float>");
+    check_all_shapes(gemm_float, "gemm<float>");
   }
   set_cpu_isa(saved);
 }
@@ -199,7 +213,7 @@ TEST_CASE("gemm: the dispatcher matches the double oracle under every available 
 TEST_CASE("gemm: results do not depend on how rows are split between calls", "[gemm]") {
   // gemm on rows [0, m) must equal gemm on [0, r) then [r, m) bit for bit (callers split rows across
   // threads). Small r takes the unpacked path, large r the packed one: they must agree too.
-  std::vector<std::pair<const char*, GemmFloat>> kernels = {{"gemm<float>", gemm<float>}};
+  std::vector<std::pair<const char*, GemmFloat>> kernels = {{"gemm<float>", gemm_float}};
   for (const IsaKernel& kernel : kIsaKernels)
     if (cpu_has(kernel.isa)) kernels.push_back({kernel.name, kernel.fn});
   const Shape3 shapes[] = {{300, 700, 257}, {131, 40, 600}, {64, 3000, 20}};
@@ -265,4 +279,70 @@ TEST_CASE("gemm: GRAFT_CPU_ISA parsing and set_cpu_isa", "[gemm]") {
     REQUIRE_THROWS_WITH(set_cpu_isa(CpuIsa::Avx512), Catch::Contains("set_cpu_isa") && Catch::Contains("avx512"));
   set_cpu_isa(saved);
   REQUIRE(active_cpu_isa() == saved);
+}
+
+TEST_CASE("gemm: results do not depend on the thread count", "[gemm][threads]") {
+  // Large products are split over the pool inside one call (column slabs when wide, row slabs when
+  // tall): 1, 2 and 3 threads must give the same bits, under every ISA.
+  const int saved_threads = get_num_threads();
+  const Shape3 shapes[] = {{64, 3136, 147}, {512, 49, 600}, {300, 700, 257}, {1, 3000, 300}, {2000, 20, 30}};
+  graft_test::for_each_cpu_isa([&](CpuIsa) {
+    for (const Shape3& s : shapes)
+      for (bool accumulate : {false, true}) {
+        const Problem pr(s.m, s.n, s.k, Layout::RowMajor, accumulate, 7);
+        set_num_threads(1);
+        const std::vector<float> one = pr.run(gemm_float);
+        for (int threads : {2, 3}) {
+          set_num_threads(threads);
+          const std::vector<float> many = pr.run(gemm_float);
+          INFO("m=" << s.m << " n=" << s.n << " k=" << s.k << " threads=" << threads);
+          REQUIRE(std::memcmp(one.data(), many.data(), one.size() * sizeof(float)) == 0);
+        }
+      }
+  });
+  set_num_threads(saved_threads);
+}
+
+TEST_CASE("gemm: the fused epilogue equals the product followed by the reference epilogue", "[gemm]") {
+  // The product's bits do not depend on the epilogue, so the fused result is compared with the same
+  // ISA's product followed by gemm_epilogue_reference<float> (std:: math), at the float tolerance.
+  const GemmActivation acts[] = {GemmActivation::None, GemmActivation::Relu, GemmActivation::Relu6,
+                                 GemmActivation::Silu, GemmActivation::GeluTanh, GemmActivation::GeluErf};
+  const Shape3 shapes[] = {{1, 1, 1}, {5, 7, 0}, {13, 33, 17}, {100, 200, 64}, {64, 700, 300}, {300, 40, 257}};
+  graft_test::for_each_cpu_isa([&](CpuIsa) {
+    uint32_t seed = 11;
+    for (const Shape3& s : shapes)
+      for (GemmActivation act : acts)
+        for (int variant = 0; variant < 4; ++variant) {  // bias per column / per row / none; residual or not
+          const bool accumulate = variant == 3;
+          const Problem pr(s.m, s.n, s.k, Layout::RowMajor, accumulate, seed++);
+          std::mt19937 rng(seed);
+          std::normal_distribution<float> normal(0.0f, 2.0f);  // values on both sides of 0 and 6
+          std::vector<float> bias(size_t(std::max(s.m, s.n))), residual(size_t(s.m * (s.n + 5)));
+          for (auto& x : bias) x = normal(rng);
+          for (auto& x : residual) x = normal(rng);
+          GemmEpilogue<float> ep;
+          ep.act = act;
+          if (variant == 0 || variant == 3) ep.bias = bias.data();
+          if (variant == 1) ep.bias = bias.data(), ep.bias_per_row = true;
+          if (variant != 0) ep.residual = residual.data(), ep.ld_residual = s.n + 5;
+          std::vector<float> fused = pr.c0, expected = pr.c0;
+          gemm<float>(pr.m, pr.n, pr.k, pr.a.data(), pr.a_rs, pr.a_cs, pr.b.data(), pr.b_rs, pr.b_cs, fused.data(),
+                      pr.ldc, accumulate, &ep);
+          gemm<float>(pr.m, pr.n, pr.k, pr.a.data(), pr.a_rs, pr.a_cs, pr.b.data(), pr.b_rs, pr.b_cs, expected.data(),
+                      pr.ldc, accumulate);
+          gemm_epilogue_reference<float>(ep, 0, 0, pr.m, pr.n, expected.data(), pr.ldc);
+          INFO("m=" << s.m << " n=" << s.n << " k=" << s.k << " act=" << int(act) << " variant=" << variant);
+          for (int64_t i = 0; i < pr.m; ++i)
+            for (int64_t j = 0; j < pr.ldc; ++j) {
+              const float got = fused[size_t(i * pr.ldc + j)], want = expected[size_t(i * pr.ldc + j)];
+              if (j >= pr.n) {
+                REQUIRE(is_poison(got));  // padding untouched
+                continue;
+              }
+              INFO("c[" << i << ", " << j << "] = " << got << ", expected " << want);
+              REQUIRE(std::abs(got - want) <= graft_test::kTolF32.atol + graft_test::kTolF32.rtol * std::abs(want));
+            }
+        }
+  });
 }

@@ -30,7 +30,8 @@ namespace kernels::cpu {
 
 // out[*batch, M, N] = a[*batch, M, K] @ b[*batch, K, N].
 //   out contiguous; a and b of out's dtype, already expanded to the batch shape (stride 0 on
-//   broadcast batch dims), any strides. Parallel over the (batch x M) rows.
+//   broadcast batch dims), any strides. Fewer products than threads: one after another, each split
+//   over the threads inside gemm; else whole products in parallel.
 inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) {
   GRAFT_DISPATCH_FLOAT(out.dtype(), "matmul", T, [&] {
     const int r = out.dim();
@@ -53,17 +54,17 @@ inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) 
     T* po = out.data<T>();
     const int64_t a_rs = a.stride(r - 2), a_cs = a.stride(r - 1);
     const int64_t b_rs = b.stride(r - 2), b_cs = b.stride(r - 1);
-    const int64_t grain = std::max<int64_t>(1, (int64_t(1) << 16) / std::max<int64_t>(1, K * N));
-    parallel_for(0, B * M, grain, [&](int64_t lo, int64_t hi) {
-      // [lo, hi) indexes the rows of all batches; split it at batch boundaries.
-      for (int64_t row = lo; row < hi;) {
-        const int64_t bi = row / M, i0 = row % M;
-        const int64_t i1 = std::min(M, i0 + (hi - row));
-        gemm<T>(i1 - i0, N, K, pa + a_off[size_t(bi)] + i0 * a_rs, a_rs, a_cs, pb + b_off[size_t(bi)], b_rs,
-                          b_cs, po + (bi * M + i0) * N, N, /*accumulate=*/false);
-        row += i1 - i0;
-      }
-    });
+    auto product = [&](int64_t bi) {
+      gemm<T>(M, N, K, pa + a_off[size_t(bi)], a_rs, a_cs, pb + b_off[size_t(bi)], b_rs, b_cs, po + bi * M * N, N,
+              /*accumulate=*/false);
+    };
+    if (B < get_num_threads()) {
+      for (int64_t bi = 0; bi < B; ++bi) product(bi);  // each product is split over the threads inside gemm
+    } else {
+      parallel_for(0, B, 1, [&](int64_t lo, int64_t hi) {  // whole products per thread (gemm runs serially)
+        for (int64_t bi = lo; bi < hi; ++bi) product(bi);
+      });
+    }
   });
 }
 

@@ -5,7 +5,11 @@
 //     c[i, j] (+)= sum_p a[i, p] * b[p, j]     i < m, j < n, p < k
 //     a[i, p] = a[i * a_rs + p * a_cs]  b[p, j] = b[p * b_rs + j * b_cs]  (any strides, transposes are views)
 //     c[i, j] = c[i * ldc + j]          accumulate == false overwrites c; only the m x n block is written.
-//     c must not overlap a or b. Serial: callers parallelize over rows or batches.
+//     c must not overlap a or b.
+//   Threads: a float product large enough (m n k >= kGemmParallelMinWork) is split over the thread pool
+//   inside the call, into column slabs (each thread packs its own part of b) when n is wide, else into
+//   row slabs; called from inside a pool task (a caller that already parallelizes over batches) it
+//   runs serially. Either way every c[i, j] gets the same bits (see row-split invariance below).
 //   float dispatches on active_cpu_isa() (cpu_features.hpp, GRAFT_CPU_ISA): gemm_avx512, gemm_avx2, or
 //   gemm_reference; double (and any other T) always takes gemm_reference, so gradchecks stay exact.
 //
@@ -36,8 +40,12 @@
 #include <vector>
 
 #include "graft/core/error.hpp"
+#include "graft/core/parallel.hpp"
 #include "graft/kernels/cpu/cpu_features.hpp"
 #include "graft/kernels/cpu/gemm_reference.hpp"
+
+#define GRAFT_KERNEL_BODY "graft/kernels/cpu/gemm_epilogue.inc"
+#include "graft/kernels/cpu/isa/for_each_isa.hpp"
 
 // The micro-kernels fully unroll their loops over the register tile. nvcc's host front end also reads
 // this header (through the CUDA backend) and does not know the pragma, so it gets none.
@@ -144,15 +152,19 @@ inline void store_edge_tile(const float* tile, float* c, int64_t ldc, int64_t ro
 // Packing B pays when many row tiles reuse it (m large), and is needed when b's columns are strided;
 // packing A pays when many column tiles reuse it (n large). Without packing the micro-kernel reads the
 // operand in place. The arithmetic per element is the same either way, so these choices may depend on m.
+// ep (may be null) is applied to each tile after its last KC block, while the tile is in L1; the
+// block's element (0, 0) is the product's (i_base, j_base).
 template <class Kernel>
 inline void gemm_blocked(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
-                         int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate) {
+                         int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate,
+                         const GemmEpilogue<float>* ep = nullptr, int64_t i_base = 0, int64_t j_base = 0) {
   constexpr int64_t MR = Kernel::MR, NR = Kernel::NR, KC = Kernel::KC, MC = Kernel::MC, NC = Kernel::NC;
   static_assert(MC % MR == 0 && NC % NR == 0, "cache blocks hold whole register tiles");
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     if (!accumulate)
       for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
+    if (ep) Kernel::epilogue(*ep, i_base, j_base, m, n, c, ldc);
     return;
   }
   const bool pack_b = b_cs != 1 || m >= Kernel::kPackBMinRows;
@@ -166,6 +178,7 @@ inline void gemm_blocked(int64_t m, int64_t n, int64_t k, const float* a, int64_
     for (int64_t pc = 0; pc < k; pc += KC) {
       const int64_t kc = std::min(KC, k - pc);
       const bool overwrite = pc == 0 && !accumulate;
+      const bool last_block = pc + kc >= k;
       const float* b_block = b + pc * b_rs + jc * b_cs;  // b[pc:pc+kc, jc:jc+nc]
       if (pack_b) pack_b_panel<NR>(kc, nc, b_block, b_rs, b_cs, b_packed);
       for (int64_t ic = 0; ic < m; ic += MC) {
@@ -187,6 +200,7 @@ inline void gemm_blocked(int64_t m, int64_t n, int64_t k, const float* a, int64_
               Kernel::micro_direct(kc, a_block + ir * a_rs, a_rs, a_cs, b_block + jr, b_rs, c_tile, ldc, rows, cols,
                                    overwrite);
             }
+            if (ep && last_block) Kernel::epilogue(*ep, i_base + ic + ir, j_base + jc + jr, rows, cols, c_tile, ldc);
           }
         }
       }
@@ -367,6 +381,10 @@ struct Avx512Kernel {
                            float* c, int64_t ldc, int64_t rows, int64_t cols, bool overwrite) {
     gemm_microkernel_avx512_12x32_direct(kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, overwrite);
   }
+  static void epilogue(const GemmEpilogue<float>& ep, int64_t i0, int64_t j0, int64_t rows, int64_t cols, float* c,
+                       int64_t ldc) {
+    avx512::gemm_epilogue(ep, i0, j0, rows, cols, c, ldc);
+  }
 };
 struct Avx2Kernel {
   static constexpr int64_t MR = 6, NR = 16, KC = 256, MC = 120, NC = 3072;
@@ -379,29 +397,70 @@ struct Avx2Kernel {
                            float* c, int64_t ldc, int64_t rows, int64_t cols, bool overwrite) {
     gemm_microkernel_avx2_6x16_direct(kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, overwrite);
   }
+  static void epilogue(const GemmEpilogue<float>& ep, int64_t i0, int64_t j0, int64_t rows, int64_t cols, float* c,
+                       int64_t ldc) {
+    avx2::gemm_epilogue(ep, i0, j0, rows, cols, c, ldc);
+  }
 };
 
 #endif  // GRAFT_GEMM_X86
+
+// Below this many multiply-adds a product stays on one thread (a region costs about a microsecond,
+// packing per thread a little more).
+inline constexpr int64_t kGemmParallelMinWork = int64_t(1) << 18;
+
+// gemm_blocked<Kernel> split over the pool. Column slabs are whole NR-wide panels and row slabs whole
+// MR-high tiles, so no tile straddles two threads; a slab is gemm_blocked on a sub-block, and since the
+// per-element arithmetic depends on neither m nor n (only on k and the ISA) the bits do not change.
+template <class Kernel>
+inline void gemm_threaded(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                          int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate,
+                          const GemmEpilogue<float>* ep) {
+  constexpr int64_t MR = Kernel::MR, NR = Kernel::NR;
+  const int64_t threads = get_num_threads();
+  if (threads <= 1 || m * n * k < kGemmParallelMinWork || ThreadPool::in_worker() || m <= 0 || n <= 0) {
+    gemm_blocked<Kernel>(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, ep);
+    return;
+  }
+  const int64_t col_tiles = (n + NR - 1) / NR, row_tiles = (m + MR - 1) / MR;
+  // Columns when every thread gets at least 4 panels (then packing all of a per thread is cheap next
+  // to its share of the work), else whichever dimension has more tiles.
+  const bool by_cols = col_tiles >= 4 * threads || col_tiles >= row_tiles;
+  const int64_t tiles = by_cols ? col_tiles : row_tiles;
+  const int64_t per_thread = (tiles + threads - 1) / threads;
+  parallel_for(0, tiles, per_thread, [&](int64_t t0, int64_t t1) {
+    if (by_cols) {
+      const int64_t j0 = t0 * NR, j1 = std::min(n, t1 * NR);
+      gemm_blocked<Kernel>(m, j1 - j0, k, a, a_rs, a_cs, b + j0 * b_cs, b_rs, b_cs, c + j0, ldc, accumulate, ep, 0, j0);
+    } else {
+      const int64_t i0 = t0 * MR, i1 = std::min(m, t1 * MR);
+      gemm_blocked<Kernel>(i1 - i0, n, k, a + i0 * a_rs, a_rs, a_cs, b, b_rs, b_cs, c + i0 * ldc, ldc, accumulate, ep,
+                           i0, 0);
+    }
+  });
+}
 
 }  // namespace gemm_detail
 
 // The AVX-512 kernels (12 x 32 tiles) for any shape, never gemm_reference. Throws if the CPU lacks avx512f.
 inline void gemm_avx512(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
-                        int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate) {
+                        int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate,
+                        const GemmEpilogue<float>* ep = nullptr) {
   GRAFT_CHECK(detected_cpu_isa() >= CpuIsa::Avx512, "gemm_avx512", "this CPU lacks avx512f (detected ",
               cpu_isa_name(detected_cpu_isa()), ")");
 #if GRAFT_GEMM_X86
-  gemm_detail::gemm_blocked<gemm_detail::Avx512Kernel>(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate);
+  gemm_detail::gemm_threaded<gemm_detail::Avx512Kernel>(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, ep);
 #endif
 }
 
 // The AVX2+FMA kernels (6 x 16 tiles) for any shape, never gemm_reference. Throws if the CPU lacks avx2 or fma.
 inline void gemm_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
-                      int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate) {
+                      int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate,
+                      const GemmEpilogue<float>* ep = nullptr) {
   GRAFT_CHECK(detected_cpu_isa() >= CpuIsa::Avx2, "gemm_avx2", "this CPU lacks avx2+fma (detected ",
               cpu_isa_name(detected_cpu_isa()), ")");
 #if GRAFT_GEMM_X86
-  gemm_detail::gemm_blocked<gemm_detail::Avx2Kernel>(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate);
+  gemm_detail::gemm_threaded<gemm_detail::Avx2Kernel>(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, ep);
 #endif
 }
 
@@ -409,20 +468,32 @@ inline void gemm_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t a
 // save over gemm_reference. Depends on n and k only, never on m (row-split invariance, see the top).
 inline constexpr int64_t kGemmVectorMinRowWork = 256;
 
-// The one dispatch point for the CPU GEMM (contract at the top of this file).
+// The one dispatch point for the CPU GEMM (contract at the top of this file). epilogue (may be null):
+// what each finished element gets before it is stored (GemmEpilogue, gemm_reference.hpp).
 template <class T>
 inline void gemm(int64_t m, int64_t n, int64_t k, const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs,
-                 int64_t b_cs, T* c, int64_t ldc, bool accumulate) {
+                 int64_t b_cs, T* c, int64_t ldc, bool accumulate, const GemmEpilogue<T>* epilogue = nullptr) {
   if constexpr (std::is_same_v<T, float>) {
     if (n * k >= kGemmVectorMinRowWork) {
       switch (active_cpu_isa()) {
-        case CpuIsa::Avx512: return gemm_avx512(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate);
-        case CpuIsa::Avx2: return gemm_avx2(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate);
+        case CpuIsa::Avx512: return gemm_avx512(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, epilogue);
+        case CpuIsa::Avx2: return gemm_avx2(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, epilogue);
         case CpuIsa::Scalar: break;
       }
     }
   }
-  gemm_reference<T>(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate);
+  // The reference (then the reference epilogue), over row slabs in parallel when large: each row's
+  // sums do not depend on the split.
+  auto rows = [&](int64_t i0, int64_t i1) {
+    gemm_reference<T>(i1 - i0, n, k, a + i0 * a_rs, a_rs, a_cs, b, b_rs, b_cs, c + i0 * ldc, ldc, accumulate);
+    if (epilogue) gemm_epilogue_reference<T>(*epilogue, i0, 0, i1 - i0, n, c + i0 * ldc, ldc);
+  };
+  const int64_t threads = get_num_threads();
+  if (m * n * k < gemm_detail::kGemmParallelMinWork || ThreadPool::in_worker() || threads <= 1) {
+    rows(0, m);
+    return;
+  }
+  parallel_for(0, m, std::max<int64_t>(1, (m + threads - 1) / threads), rows);
 }
 
 }  // namespace graft::kernels::cpu

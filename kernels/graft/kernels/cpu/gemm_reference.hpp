@@ -2,6 +2,7 @@
 // The oracle for the fast paths in gemm.hpp and their fallback (double, small or unsupported shapes).
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 namespace graft::kernels::cpu {
@@ -53,6 +54,53 @@ inline void gemm_reference(int64_t m, int64_t n, int64_t k, const T* a, int64_t 
           for (int64_t j = j0; j < j1; ++j) c_row[j] += a_ip * b_row[j * b_cs];
         }
       }
+    }
+  }
+}
+
+// What a GEMM may do to each finished element before it is stored, so linear and conv write their
+// output once (the fused epilogue):
+//   c[i, j] = act(product[i, j] + bias + residual[i * ld_residual + j])
+// product is sum_p a[i, p] b[p, j] (plus the old c[i, j] when accumulating); bias is bias[j] (one per
+// column: linear, whose rows are samples) or bias[i] (bias_per_row: conv, whose rows are output
+// channels); a null pointer leaves that term out.
+enum class GemmActivation { None, Relu, Relu6, Silu, GeluTanh, GeluErf };
+
+template <class T>
+struct GemmEpilogue {
+  const T* bias = nullptr;
+  bool bias_per_row = false;
+  const T* residual = nullptr;
+  int64_t ld_residual = 0;
+  GemmActivation act = GemmActivation::None;
+};
+
+template <class T>
+inline T gemm_activation_reference(GemmActivation act, T x) {
+  using std::erf, std::exp, std::tanh;
+  switch (act) {
+    case GemmActivation::None: return x;
+    case GemmActivation::Relu: return x < T(0) ? T(0) : x;  // NaN stays NaN, as in PyTorch
+    case GemmActivation::Relu6: return x < T(0) ? T(0) : (x > T(6) ? T(6) : x);
+    case GemmActivation::Silu: return x / (T(1) + exp(-x));
+    case GemmActivation::GeluTanh:
+      return T(0.5) * x * (T(1) + tanh(T(0.7978845608028654) * (x + T(0.044715) * x * x * x)));
+    case GemmActivation::GeluErf: return T(0.5) * x * (T(1) + erf(x * T(0.7071067811865476)));
+  }
+  return x;
+}
+
+// The epilogue on the block c[0:m, 0:n] whose element (0, 0) is the product's (i0, j0).
+template <class T>
+inline void gemm_epilogue_reference(const GemmEpilogue<T>& ep, int64_t i0, int64_t j0, int64_t m, int64_t n, T* c,
+                                    int64_t ldc) {
+  for (int64_t i = 0; i < m; ++i) {
+    T* c_row = c + i * ldc;  // [n]
+    for (int64_t j = 0; j < n; ++j) {
+      T x = c_row[j];
+      if (ep.bias) x += ep.bias_per_row ? ep.bias[i0 + i] : ep.bias[j0 + j];
+      if (ep.residual) x += ep.residual[(i0 + i) * ep.ld_residual + j0 + j];
+      c_row[j] = gemm_activation_reference(ep.act, x);
     }
   }
 }

@@ -10,5 +10,9 @@
 #elif defined(__x86_64__) && defined(__GNUC__)
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,f16c")
+// GCC 12 reports the _mm512_undefined_ps() inside its own intrinsics (max, min, ...) as "maybe
+// uninitialized" once they are inlined; that is by design of the intrinsics, not ours.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 #define GRAFT_ISA avx2

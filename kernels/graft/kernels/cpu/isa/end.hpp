@@ -2,6 +2,7 @@
 #if defined(__x86_64__) && defined(__clang__)
 #pragma clang attribute pop
 #elif defined(__x86_64__) && defined(__GNUC__)
+#pragma GCC diagnostic pop
 #pragma GCC pop_options
 #endif
 #undef GRAFT_ISA
