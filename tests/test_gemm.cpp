@@ -306,13 +306,13 @@ TEST_CASE("gemm: results do not depend on the thread count", "[gemm][threads]") 
 TEST_CASE("gemm: the fused epilogue equals the product followed by the reference epilogue", "[gemm]") {
   // The product's bits do not depend on the epilogue, so the fused result is compared with the same
   // ISA's product followed by gemm_epilogue_reference<float> (std:: math), at the float tolerance.
-  const GemmActivation acts[] = {GemmActivation::None, GemmActivation::Relu, GemmActivation::Relu6,
-                                 GemmActivation::Silu, GemmActivation::GeluTanh, GemmActivation::GeluErf};
+  const Activation acts[] = {Activation::None, Activation::Relu, Activation::Relu6,
+                                 Activation::Silu, Activation::GeluTanh, Activation::Gelu};
   const Shape3 shapes[] = {{1, 1, 1}, {5, 7, 0}, {13, 33, 17}, {100, 200, 64}, {64, 700, 300}, {300, 40, 257}};
   graft_test::for_each_cpu_isa([&](CpuIsa) {
     uint32_t seed = 11;
     for (const Shape3& s : shapes)
-      for (GemmActivation act : acts)
+      for (Activation act : acts)
         for (int variant = 0; variant < 4; ++variant) {  // bias per column / per row / none; residual or not
           const bool accumulate = variant == 3;
           const Problem pr(s.m, s.n, s.k, Layout::RowMajor, accumulate, seed++);

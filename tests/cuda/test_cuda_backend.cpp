@@ -1,6 +1,7 @@
 // CUDA backend against the CPU reference. Compiled by g++ (this file) and linked with
 // cuda_backend.cu (nvcc): the ops below reach the CUDA kernels through the KernelSlots the .cu
-// filled at static initialization. Exits 77 (ctest: skipped) when no GPU is visible.
+// filled at static initialization. Exits 77 (ctest: skipped) when no GPU is visible. With --op-table
+// it prints the kernel coverage table instead (this binary sees the CPU and the CUDA slots).
 #include <cstdio>
 #include <functional>
 #include <string>
@@ -24,7 +25,12 @@ void check(const std::string& what, const Tensor& gpu, const Tensor& cpu) {
 }
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  // --op-table: the kernel coverage table of docs/ARCHITECTURE.md (tools/op_table.sh), needs no GPU.
+  if (argc > 1 && std::string(argv[1]) == "--op-table") {
+    std::fputs(kernel_coverage_table().c_str(), stdout);
+    return 0;
+  }
   if (graft_test_cuda_device_count() == 0) {
     std::printf("no CUDA device visible: skipping the CUDA backend tests\n");
     return 77;

@@ -51,6 +51,17 @@ struct KernelSlot {
   }
 };
 
+// The coverage table of docs/ARCHITECTURE.md: one row per kernel slot, which kernels fill it.
+// "reference" is the plain loop every CPU entry falls back to (the float64 path, GRAFT_CPU_ISA=scalar).
+inline std::string kernel_coverage_table() {
+  std::string t = "| kernel slot | CPU reference | fast CPU (by ISA) | CUDA |\n|---|---|---|---|\n";
+  for (const auto& [name, info] : kernel_slot_registry()) {
+    t += "| `" + name + "` | yes | " + (info.cpu_fast.empty() ? std::string("-") : info.cpu_fast) + " | " +
+         (info.has_cuda && info.has_cuda() ? "yes" : "-") + " |\n";
+  }
+  return t;
+}
+
 // The registry of ops, for tests that check coverage (every differentiable op has a gradient
 // check and a PyTorch parity case).
 struct OpInfo {

@@ -46,10 +46,13 @@ class Linear : public Module {
     detail_layers::init_weight_and_bias(weight, bias);
   }
   // x [*, in] -> [*, out]
-  Tensor forward(const Tensor& x) override {
+  Tensor forward(const Tensor& x) override { return forward(x, Activation::None); }
+  // act(linear(x)), the activation fused into the product's output write where autograd allows
+  // (graft::linear)
+  Tensor forward(const Tensor& x, Activation act) {
     GRAFT_CHECK(x.dim() >= 1 && x.size(-1) == in_features, "Linear", "expected input [*, ", in_features,
                 "], got shape ", x.shape());
-    return linear(x, weight, bias);
+    return linear(x, weight, bias, act);
   }
   int64_t in_features, out_features;
   Tensor weight, bias;  // [out, in], [out] or undefined

@@ -18,9 +18,11 @@
 #include <vector>
 
 #include "graft/autograd/node.hpp"
+#include "graft/core/activation.hpp"
 #include "graft/core/dispatch.hpp"
 #include "graft/core/parallel.hpp"
 #include "graft/kernels/cpu/gemm.hpp"
+#include "graft/ops/elementwise.hpp"
 #include "graft/ops/reduce.hpp"
 #include "graft/ops/view.hpp"
 
@@ -160,17 +162,102 @@ inline Tensor matmul(const Tensor& a, const Tensor& b) {
   return detail_matmul::matmul_nd(a, b);
 }
 
-// y = x weight^T + bias: x [*, in], weight [out, in], bias [out] or undefined -> y [*, out].
-inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor()) {
+namespace kernels::cpu {
+// out[rows, out_f] = act(x[rows, in] weight[out_f, in]^T + bias[out_f]): one GEMM, the bias and the
+// activation applied by its epilogue as each tile is finished. x and weight contiguous, bias
+// contiguous or undefined, all of out's dtype.
+inline void linear_forward(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                           Activation act) {
+  GRAFT_DISPATCH_FLOAT(out.dtype(), "linear", T, [&] {
+    const int64_t rows = x.size(0), in = x.size(1), out_f = weight.size(0);
+    GemmEpilogue<T> ep;
+    ep.bias = bias.defined() ? bias.data<T>() : nullptr;
+    ep.act = act;
+    // b[p, j] = weight[j, p]: weight read in place as the transposed operand.
+    gemm<T>(rows, out_f, in, x.data<T>(), in, 1, weight.data<T>(), 1, in, out.data<T>(), out_f, /*accumulate=*/false,
+            &ep);
+  });
+}
+}  // namespace kernels::cpu
+
+using LinearKernel = void (*)(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                              Activation act);
+inline KernelSlot<LinearKernel> linear_kernel{"linear", &kernels::cpu::linear_forward, "avx2 avx512"};
+
+namespace autograd {
+// y = x2d weight^T + bias with x2d [rows, in], weight [out, in], bias [out] (or undefined).
+// dx = g weight, dweight = g^T x2d, dbias = sum over rows of g: matmul and sum, so differentiable again.
+class LinearBackward final : public Node {
+ public:
+  std::string name() const override { return "LinearBackward"; }
+  std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
+    const Tensor& g = grads[0];  // [rows, out]
+    Tensor dx, dw, db;
+    if (needs_input_grad(0)) dx = matmul(g, weight_.unpack(this));
+    if (needs_input_grad(1)) dw = matmul(g.t(), x_.unpack(this));
+    if (needs_input_grad(2)) db = sum(g, {0});
+    return {dx, dw, db};
+  }
+  void release_saved() override {
+    x_.release();
+    weight_.release();
+  }
+  SavedTensor x_, weight_;  // x only when weight needs a gradient, weight only when x does
+};
+}  // namespace autograd
+
+// y = act(x weight^T + bias): x [*, in], weight [out, in], bias [out] or undefined -> y [*, out].
+// On the CPU one GEMM computes it, the bias and the activation fused into its epilogue. When
+// autograd records, the activation is applied as its own op (its backward needs the pre-activation),
+// so only the bias is fused. Elsewhere (CUDA) it is matmul + add + the activation op.
+inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+                     Activation act = Activation::None) {
   GRAFT_CHECK(x.defined() && weight.defined(), "linear", "undefined input or weight");
   GRAFT_CHECK(weight.dim() == 2, "linear", "weight must be 2-D [out, in], got shape ", weight.shape());
   GRAFT_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear", "input of shape ", x.shape(),
               " does not match weight of shape ", weight.shape(), " (expected last dim ", weight.size(1), ")");
-  Tensor y = matmul(x, weight.t());
-  if (!bias.defined()) return y;
-  GRAFT_CHECK(bias.dim() == 1 && bias.size(0) == weight.size(0), "linear", "bias must have shape [", weight.size(0),
-              "], got ", bias.shape());
-  return y + bias;
+  GRAFT_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)), "linear", "bias must have shape [",
+              weight.size(0), "], got ", bias.shape());
+  GRAFT_CHECK(x.dtype() == weight.dtype() && (!bias.defined() || bias.dtype() == x.dtype()), "linear",
+              "expected equal dtypes, got input ", dtype_name(x.dtype()), ", weight ", dtype_name(weight.dtype()),
+              bias.defined() ? ", bias " : "", bias.defined() ? dtype_name(bias.dtype()) : "");
+  GRAFT_CHECK(is_floating(x.dtype()), "linear", "expected a floating-point tensor, got ", dtype_name(x.dtype()));
+  GRAFT_CHECK(x.device() == weight.device() && (!bias.defined() || bias.device() == x.device()), "linear",
+              "tensors on different devices");
+  auto apply_act = [&](const Tensor& y) {
+    switch (act) {
+      case Activation::None: return y;
+      case Activation::Relu: return relu(y);
+      case Activation::Relu6: return relu6(y);
+      case Activation::Silu: return silu(y);
+      case Activation::GeluTanh: return gelu(y, "tanh");
+      case Activation::Gelu: return gelu(y);
+    }
+    return y;
+  };
+  if (!x.device().is_cpu()) {
+    const Tensor y = matmul(x, weight.t());
+    return apply_act(bias.defined() ? y + bias : y);
+  }
+  const bool record = autograd::any_requires_grad({&x, &weight, &bias});
+  const int64_t in = weight.size(1), out_f = weight.size(0);
+  int64_t rows = 1;
+  for (int d = 0; d + 1 < x.dim(); ++d) rows *= x.size(d);
+  const Tensor x2d = x.reshape({rows, in});
+  Shape out_shape = x.shape();
+  out_shape[out_shape.rank() - 1] = out_f;
+  Tensor out = empty({rows, out_f}, x.dtype(), x.device());
+  linear_kernel.get(x.device())(out, x2d.detach().contiguous(), weight.detach().contiguous(),
+                                bias.defined() ? bias.detach().contiguous() : Tensor(),
+                                record ? Activation::None : act);
+  if (record) {
+    auto node = std::make_shared<autograd::LinearBackward>();
+    if (weight.requires_grad()) node->x_ = x2d;
+    if (x.requires_grad()) node->weight_ = weight;
+    autograd::connect(node, {x2d, weight, bias}, {out});
+    return apply_act(out.reshape(out_shape));
+  }
+  return out.reshape(out_shape);
 }
 
 GRAFT_REGISTER_OP(matmul, true);

@@ -299,9 +299,8 @@ class BertLayer : public nn::Module {
   // x [B, T, H], mask as BertSelfAttention -> [B, T, H]
   Tensor encode(const Tensor& x, const Tensor& mask) {
     const Tensor a = attention_output->combine(self_attention->attend(x, mask), x);
-    const Tensor h = intermediate_dense->forward(a);
-    const Tensor g = act == "relu" ? relu(h) : act == "gelu" ? gelu(h) : gelu(h, "tanh");
-    return output->combine(g, a);
+    const Activation fused = act == "relu" ? Activation::Relu : act == "gelu" ? Activation::Gelu : Activation::GeluTanh;
+    return output->combine(intermediate_dense->forward(a, fused), a);
   }
   std::string act;
   std::shared_ptr<nn::Module> attention, intermediate;  // name-only containers, as HF's

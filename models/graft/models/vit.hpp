@@ -79,7 +79,8 @@ class ViTMlp : public nn::Module {
     act = register_module("act", std::make_shared<nn::GELU>());
     fc2 = register_module("fc2", detail_vit::linear(hidden, dim));
   }
-  Tensor forward(const Tensor& x) override { return fc2->forward(act->forward(fc1->forward(x))); }
+  // fc1 and the GELU are one GEMM with a fused epilogue (the `act` module stays for timm's names)
+  Tensor forward(const Tensor& x) override { return fc2->forward(fc1->forward(x, Activation::Gelu)); }
   std::shared_ptr<nn::Linear> fc1, fc2;
   std::shared_ptr<nn::GELU> act;
 };

@@ -5,7 +5,11 @@
 #include <cmath>
 #include <cstdint>
 
+#include "graft/core/activation.hpp"
+
 namespace graft::kernels::cpu {
+
+using graft::Activation;
 
 // c[i, j] (+)= sum_p a[i, p] * b[p, j]   for i < m, j < n, p < k
 //   a[i, p] = a[i * a_rs + p * a_cs]      any strides (transposed views included)
@@ -64,28 +68,26 @@ inline void gemm_reference(int64_t m, int64_t n, int64_t k, const T* a, int64_t 
 // product is sum_p a[i, p] b[p, j] (plus the old c[i, j] when accumulating); bias is bias[j] (one per
 // column: linear, whose rows are samples) or bias[i] (bias_per_row: conv, whose rows are output
 // channels); a null pointer leaves that term out.
-enum class GemmActivation { None, Relu, Relu6, Silu, GeluTanh, GeluErf };
-
 template <class T>
 struct GemmEpilogue {
   const T* bias = nullptr;
   bool bias_per_row = false;
   const T* residual = nullptr;
   int64_t ld_residual = 0;
-  GemmActivation act = GemmActivation::None;
+  Activation act = Activation::None;
 };
 
 template <class T>
-inline T gemm_activation_reference(GemmActivation act, T x) {
+inline T gemm_activation_reference(Activation act, T x) {
   using std::erf, std::exp, std::tanh;
   switch (act) {
-    case GemmActivation::None: return x;
-    case GemmActivation::Relu: return x < T(0) ? T(0) : x;  // NaN stays NaN, as in PyTorch
-    case GemmActivation::Relu6: return x < T(0) ? T(0) : (x > T(6) ? T(6) : x);
-    case GemmActivation::Silu: return x / (T(1) + exp(-x));
-    case GemmActivation::GeluTanh:
+    case Activation::None: return x;
+    case Activation::Relu: return x < T(0) ? T(0) : x;  // NaN stays NaN, as in PyTorch
+    case Activation::Relu6: return x < T(0) ? T(0) : (x > T(6) ? T(6) : x);
+    case Activation::Silu: return x / (T(1) + exp(-x));
+    case Activation::GeluTanh:
       return T(0.5) * x * (T(1) + tanh(T(0.7978845608028654) * (x + T(0.044715) * x * x * x)));
-    case GemmActivation::GeluErf: return T(0.5) * x * (T(1) + erf(x * T(0.7071067811865476)));
+    case Activation::Gelu: return T(0.5) * x * (T(1) + erf(x * T(0.7071067811865476)));
   }
   return x;
 }
