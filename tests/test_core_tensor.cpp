@@ -1,5 +1,7 @@
 // Tensor storage, factories, random numbers, initializers, threads, printing, device errors.
 #include <atomic>
+#include <chrono>
+#include <thread>
 #include <sstream>
 
 #include "harness.hpp"
@@ -85,6 +87,67 @@ TEST_CASE("parallel_for covers the range once and rethrows", "[threads]") {
                                  }),
                     Error);
   REQUIRE(get_num_threads() >= 1);
+}
+
+TEST_CASE("parallel_for: a region never waits behind another thread's region", "[threads]") {
+  // Thread A's region holds the pool until B's parallel_for has returned. Were B to wait for the
+  // pool, A would give up after 20 s and the test fail; it passes as soon as B runs its range itself.
+  std::atomic<bool> b_done{false}, a_inside{false};
+  std::atomic<int64_t> b_sum{0};
+  bool a_saw_b = false;
+  std::thread a([&] {
+    parallel_for(0, 2 * get_num_threads(), 1, [&](int64_t lo, int64_t) {
+      if (lo != 0) return;
+      a_inside = true;
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+      while (!b_done && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+      a_saw_b = b_done;
+    });
+  });
+  while (!a_inside) std::this_thread::yield();
+  parallel_for(0, 1000, 1, [&](int64_t lo, int64_t hi) { b_sum += hi - lo; });
+  b_done = true;
+  a.join();
+  REQUIRE(b_sum == 1000);
+  REQUIRE(a_saw_b);
+}
+
+TEST_CASE("parallel_for: the default thread count follows the CPU affinity", "[threads]") {
+#if defined(__linux__)
+  // A thread pinned to one CPU sees one available CPU (default_num_threads() reads the same mask
+  // unless GRAFT_NUM_THREADS is set).
+  int seen = 0;
+  bool pinned = false;  // Catch2 assertions stay on the main thread
+  std::thread t([&] {
+    cpu_set_t all, one;
+    CPU_ZERO(&one);
+    if (sched_getaffinity(0, sizeof(all), &all) != 0) return;
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &all)) {
+        CPU_SET(c, &one);
+        break;
+      }
+    pinned = sched_setaffinity(0, sizeof(one), &one) == 0;
+    seen = available_cpus();
+  });
+  t.join();
+  REQUIRE(pinned);
+  REQUIRE(seen == 1);
+#endif
+  REQUIRE(available_cpus() >= 1);
+}
+
+TEST_CASE("parallel_for: back-to-back regions from one thread cover every item once", "[threads]") {
+  // Many small regions in a row (a batch-1 forward pass): late-waking workers must never run a chunk
+  // of a later region twice or skip one.
+  for (int it = 0; it < 3000; ++it) {
+    const int64_t n = 1 + (it * 7919) % 257;
+    std::vector<int> hits(size_t(n), 0);
+    parallel_for(0, n, 1 + it % 5, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) hits[size_t(i)]++;
+    });
+    for (int h : hits) REQUIRE(h == 1);
+  }
 }
 
 TEST_CASE("printing follows PyTorch's layout", "[print]") {
