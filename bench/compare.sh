@@ -128,9 +128,9 @@ time_cell() {  # side/row -> "12.3 ms" or "234 GFLOP/s (76% of peak)"
   [ -n "$ms" ] || { echo "failed"; return; }
   if [[ "$key" == */sgemm_* ]]; then
     awk -v g="${gflops_of[$key]}" -v p="${peak:-0}" -v ms="$ms" \
-      'BEGIN { printf "%.0f GFLOP/s (%.0f%% of peak, %.1f ms)", g, p > 0 ? 100 * g / p : 0, ms }'
+      'BEGIN { printf "%.0f GFLOP/s (%.0f%% of peak, %.1f ms)", g, (p > 0 ? 100 * g / p : 0), ms }'
   else
-    awk -v ms="$ms" 'BEGIN { printf (ms < 100 ? "%.1f ms" : "%.0f ms"), ms }'
+    awk -v ms="$ms" 'BEGIN { if (ms < 100) printf "%.1f ms", ms; else printf "%.0f ms", ms }'
   fi
 }
 ratio() { [ -n "${best_ms[$1]:-}" ] && [ -n "${best_ms[$2]:-}" ] && awk -v p="${best_ms[$2]}" -v g="${best_ms[$1]}" 'BEGIN { printf "%.2f", p / g }' || echo "-"; }
@@ -142,13 +142,16 @@ mkl = next((l.split("Library Version")[1].split("-Product")[0].strip() for l in 
 dnn = next((l.split("MKL-DNN")[1].split("(")[0].strip() for l in cfg.splitlines() if "MKL-DNN" in l), "?")
 print(f"torch {torch.__version__} (MKL {mkl}, oneDNN {dnn}, CPU capability {torch.backends.cpu.get_cpu_capability()}), "
       f"torchvision {torchvision.__version__}, timm {timm.__version__}, transformers {transformers.__version__}")' 2>/dev/null || echo "torch: not loadable")"
+# The code path MKL picked, from its verbose banner (torch.mm on float32 is MKL's sgemm).
+mkl_path="$(cd /tmp && MKL_VERBOSE=1 "$python" -c 'import torch; torch.mm(torch.randn(64, 64), torch.randn(64, 64))' 2>&1 |
+  sed -n 's/^MKL_VERBOSE oneMKL .*architecture Intel(R) [^(]*(Intel(R) \([^)]*\)).*/\1/p' | head -1)"
 openblas_core=""
 for r in "${rows[@]}"; do [ -n "${extra_of[openblas/$r]:-}" ] && openblas_core="${extra_of[openblas/$r]}"; done
 
 {
   echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs online; vector flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx|fma|amx)' | sort -u | tr '\n' ' ' | sed 's/ $//')"
   echo "Threads: $threads (Graft GRAFT_NUM_THREADS, PyTorch torch.set_num_threads, OpenBLAS OPENBLAS_NUM_THREADS)"
-  echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); Graft $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (uncommitted changes)'); $torch_info; OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo '?')${openblas_core:+ (kernel $openblas_core)}"
+  echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); Graft $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (uncommitted changes)'); $torch_info; MKL sgemm path ${mkl_path:-?} (MKL_VERBOSE); OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo '?')${openblas_core:+ (kernel $openblas_core)}"
   echo "FMA peak (${peak_isa:-?} loop, fp32): ${peak_1t:-?} GFLOP/s on 1 thread, ${peak:-?} GFLOP/s on $threads threads"
   echo "Command: bash bench/compare.sh $([ "$quick" = 1 ] && echo '--quick ')--threads $threads --rounds $rounds${only:+ --only $only}; each figure the lowest of $rounds round(s)' medians"
   echo
