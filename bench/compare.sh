@@ -46,7 +46,7 @@ cmake -S . -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DGRAFT_BUILD_BENCH=ON -DG
 cmake --build "$build_dir" --target bench_models -j "$(nproc)" >&2
 graft="$build_dir/bench/bench_models"
 
-stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+stamp="$(date -u +%Y%m%dT%H%M%SZ)" started="$(date -u '+%Y-%m-%d %H:%M')"
 log="$build_dir/compare-$stamp.log" md="$build_dir/compare-$stamp.md"
 : >"$log"
 
@@ -151,7 +151,7 @@ for r in "${rows[@]}"; do [ -n "${extra_of[openblas/$r]:-}" ] && openblas_core="
 {
   echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs online; vector flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx|fma|amx)' | sort -u | tr '\n' ' ' | sed 's/ $//')"
   echo "Threads: $threads (Graft GRAFT_NUM_THREADS, PyTorch torch.set_num_threads, OpenBLAS OPENBLAS_NUM_THREADS)"
-  echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); Graft $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (uncommitted changes)'); $torch_info; MKL sgemm path ${mkl_path:-?} (MKL_VERBOSE); OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo '?')${openblas_core:+ (kernel $openblas_core)}"
+  echo "Date: $started to $(date -u '+%H:%M UTC'), load average at the end $(cut -d' ' -f1-3 /proc/loadavg); Graft $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (uncommitted changes)'); $torch_info; MKL sgemm path ${mkl_path:-?} (MKL_VERBOSE); OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo '?')${openblas_core:+ (kernel $openblas_core)}"
   echo "FMA peak (${peak_isa:-?} loop, fp32): ${peak_1t:-?} GFLOP/s on 1 thread, ${peak:-?} GFLOP/s on $threads threads"
   echo "Command: bash bench/compare.sh $([ "$quick" = 1 ] && echo '--quick ')--threads $threads --rounds $rounds${only:+ --only $only}; each figure the lowest of $rounds round(s)' medians"
   echo
@@ -162,7 +162,7 @@ for r in "${rows[@]}"; do [ -n "${extra_of[openblas/$r]:-}" ] && openblas_core="
     echo "| $(label "$row") | $(time_cell "$g") | $(time_cell "$p")$([[ "$row" == sgemm_* ]] && echo ', MKL sgemm') | $(ratio "$g" "$p") | $(mb "${rss[$g]:-}" "${base[$g]:-}") | $(mb "${rss[$p]:-}" "${base[$p]:-}") |"
     if [[ "$row" == sgemm_* ]] && [ "$has_openblas" = 1 ]; then
       o="openblas/$row"
-      echo "| SGEMM ${row#sgemm_}: OpenBLAS cblas_sgemm${extra_of[$o]:+ ($(tr '[:upper:]' '[:lower:]' <<<"${extra_of[$o]}") kernel)} | $(time_cell "$g") | $(time_cell "$o") | $(ratio "$g" "$o") | | |"
+      echo "| SGEMM ${row#sgemm_}: OpenBLAS cblas_sgemm${extra_of[$o]:+ ($(tr '[:upper:]' '[:lower:]' <<<"${extra_of[$o]}") kernel)} | $(time_cell "$g") | OpenBLAS: $(time_cell "$o") | $(ratio "$g" "$o") (OpenBLAS time / Graft time) | | |"
     fi
   done
   echo
