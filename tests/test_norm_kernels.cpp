@@ -344,6 +344,51 @@ TEST_CASE("sum_to (bias gradients), mean and var on the fast kernels; NaN propag
   }
 }
 
+// ---- max / min / argmax / amax ------------------------------------------------------------------------
+TEST_CASE("max / argmax / amax kernels: first occurrence, ties, NaN, any dim", "[norm-kernels]") {
+  uint64_t seed = 80;
+  std::vector<std::pair<Shape, int>> cases;
+  for (int64_t n : kRowLengths) cases.push_back({{n > 1000 ? 2 : 5, n}, 1});
+  for (const auto& c : std::vector<std::pair<Shape, int>>{{{3, 17, 5}, 1}, {{2, 7, 33}, 1}, {{1000, 7}, 0}, {{5, 1}, 1}})
+    cases.push_back(c);
+  for (const auto& [shape, dim] : cases) {
+    const auto split = detail_rows::split_at(shape, dim);
+    // Values on a coarse grid (ties), one row with a NaN, one with two NaNs.
+    Tensor x = rand32(shape, seed++, -4, 4);
+    float* px = x.data<float>();
+    for (int64_t i = 0; i < x.numel(); ++i) px[i] = std::round(px[i] * 2.0f) / 2.0f;
+    const int64_t last_row = (split.outer - 1) * split.n * split.inner;  // element 0 of the last outer block
+    if (split.n > 3) {
+      px[last_row + 2 * split.inner] = std::numeric_limits<float>::quiet_NaN();
+      px[last_row + (split.n - 1) * split.inner] = std::numeric_limits<float>::quiet_NaN();
+    }
+    const Shape out_shape = detail_rows::without_dim(shape, dim, false);
+    for (bool is_max : {true, false}) {
+      INFO("shape " << shape << " dim " << dim << (is_max ? " max" : " min"));
+      Tensor v_ref = poisoned(out_shape), i_ref = empty(out_shape, DType::Int64);
+      kernels::cpu::max_dim_forward_reference(v_ref, i_ref, x, split.outer, split.n, split.inner, is_max);
+      std::vector<bool> mask(size_t(shape.rank()), false);
+      mask[size_t(dim)] = true;
+      const Tensor rows = detail_rows::to_rows(x, mask);
+      const int64_t M = split.outer * split.inner;
+      Tensor a_ref = poisoned({M});
+      kernels::cpu::amax_forward_reference(a_ref, rows, M, split.n, is_max);
+      for_each_cpu_isa([&](kernels::cpu::CpuIsa) {
+        Tensor v = poisoned(out_shape), idx = full(out_shape, -1.0, DType::Int64);
+        max_dim_kernel.cpu(v, idx, x, split.outer, split.n, split.inner, is_max);
+        NORM_REQUIRE_CLOSE_NAN(v, v_ref);
+        REQUIRE(idx.to_vector() == i_ref.to_vector());
+        Tensor idx_only = full(out_shape, -1.0, DType::Int64);  // argmax: no values
+        max_dim_kernel.cpu(Tensor(), idx_only, x, split.outer, split.n, split.inner, is_max);
+        REQUIRE(idx_only.to_vector() == i_ref.to_vector());
+        Tensor a = poisoned({M});
+        amax_kernel.cpu(a, rows, M, split.n, is_max);
+        NORM_REQUIRE_CLOSE_NAN(a, a_ref);
+      });
+    }
+  }
+}
+
 // ---- strided copy ---------------------------------------------------------------------------------------
 TEST_CASE("copy kernel: permutations, transposes, slices and broadcasts copy exactly", "[norm-kernels]") {
   const Tensor base = rand32({2, 3, 5, 7}, 31);
@@ -433,7 +478,7 @@ TEST_CASE("cross_entropy kernels: class counts with tails, weights, label smooth
 TEST_CASE("norm kernels: the fast ISAs are registered in the slots", "[norm-kernels]") {
   for (const char* op : {"softmax", "softmax_backward", "log_softmax", "log_softmax_backward", "layer_norm",
                          "layer_norm_backward", "batch_norm", "batch_norm_backward", "sum", "var", "var_backward",
-                         "copy", "cross_entropy", "cross_entropy_backward"}) {
+                         "copy", "cross_entropy", "cross_entropy_backward", "max", "amax"}) {
     INFO(op);
     REQUIRE(kernel_slot_registry().at(op).cpu_fast == "avx2 avx512");
   }

@@ -155,3 +155,56 @@ inline bool var_backward_fast(float* dx, const float* dout, const float* x, int6
 }
 
 }  // namespace graft::kernels::cpu
+
+namespace graft::kernels::cpu {
+
+// max (min when !is_max) over n of x contiguous float32 [outer, n, inner], with the int64 index of the
+// first extreme; NaN propagates (the first NaN and its index), as the reference. values [outer, inner]
+// may be null (argmax), indices [outer, inner] must not. Returns false when the active ISA is scalar
+// or n >= 2^24 (indices travel as floats). Threads split the rows (or groups of W rows when inner > 1).
+inline bool max_dim_forward_fast(float* values, int64_t* indices, const float* x, int64_t outer, int64_t n,
+                                 int64_t inner, bool is_max) {
+#if GRAFT_CPU_KERNELS_X86
+  if (!fast_cpu_isa() || n < 1 || n >= (int64_t(1) << 24)) return false;
+  const bool avx512 = active_cpu_isa() == CpuIsa::Avx512;
+  if (inner == 1) {
+    parallel_for(0, outer, tasks_per_chunk(n), [&](int64_t lo, int64_t hi) {
+      if (avx512) is_max ? avx512::extreme_rows<true>(values, indices, x, n, lo, hi)
+                         : avx512::extreme_rows<false>(values, indices, x, n, lo, hi);
+      else is_max ? avx2::extreme_rows<true>(values, indices, x, n, lo, hi)
+                  : avx2::extreme_rows<false>(values, indices, x, n, lo, hi);
+    });
+    return true;
+  }
+  const int64_t W = avx512 ? avx512::VecF::kWidth : avx2::VecF::kWidth;
+  const int64_t tasks = outer * ((inner + W - 1) / W);
+  parallel_for(0, tasks, tasks_per_chunk(n * W), [&](int64_t lo, int64_t hi) {
+    if (avx512) is_max ? avx512::extreme_strided<true>(values, indices, x, n, inner, lo, hi)
+                       : avx512::extreme_strided<false>(values, indices, x, n, inner, lo, hi);
+    else is_max ? avx2::extreme_strided<true>(values, indices, x, n, inner, lo, hi)
+                : avx2::extreme_strided<false>(values, indices, x, n, inner, lo, hi);
+  });
+  return true;
+#else
+  return false;
+#endif
+}
+
+// amax / amin over rows: out[m] = extreme of x[m, :] (NaN propagating), x contiguous float32 [M, K].
+inline bool amax_forward_fast(float* out, const float* x, int64_t M, int64_t K, bool is_max) {
+#if GRAFT_CPU_KERNELS_X86
+  if (!fast_cpu_isa() || K < 1 || K >= (int64_t(1) << 24)) return false;
+  const bool avx512 = active_cpu_isa() == CpuIsa::Avx512;
+  parallel_for(0, M, tasks_per_chunk(K), [&](int64_t lo, int64_t hi) {
+    if (avx512) is_max ? avx512::extreme_rows<true>(out, nullptr, x, K, lo, hi)
+                       : avx512::extreme_rows<false>(out, nullptr, x, K, lo, hi);
+    else is_max ? avx2::extreme_rows<true>(out, nullptr, x, K, lo, hi)
+                : avx2::extreme_rows<false>(out, nullptr, x, K, lo, hi);
+  });
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace graft::kernels::cpu
