@@ -17,6 +17,7 @@
 #pragma once
 #include <cmath>
 
+#include "graft/kernels/cpu/batch_norm.hpp"
 #include "graft/ops/minmax.hpp"  // chunk_rows
 
 namespace graft {
@@ -24,8 +25,9 @@ namespace graft {
 namespace kernels::cpu {
 // out, x contiguous [N, C, S]; mean, rstd contiguous [C] (written); weight, bias contiguous [C] or
 // undefined; running_mean, running_var contiguous [C], undefined in training when not tracked.
-// Statistics accumulate in double. One task per channel.
-inline void batch_norm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
+// Statistics accumulate in double. One task per channel. The reference (float64, GRAFT_CPU_ISA=scalar,
+// the tests' oracle); batch_norm_forward below is the CPU entry.
+inline void batch_norm_forward_reference(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                                const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
                                const Tensor& running_var, int64_t N, int64_t C, int64_t S, bool training,
                                double momentum, double eps) {
@@ -79,7 +81,7 @@ inline void batch_norm_forward(const Tensor& out, const Tensor& mean, const Tens
 // accumulated into (+=). dout, x contiguous [N, C, S]; weight [C] or undefined; mean, rstd [C] from
 // the forward. training selects the formula for dx (batch statistics depend on x, running ones do
 // not). One task per channel.
-inline void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
+inline void batch_norm_backward_reference(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
                                 const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
                                 int64_t N, int64_t C, int64_t S, bool training) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm_backward", T, [&] {
@@ -119,6 +121,31 @@ inline void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const T
     });
   });
 }
+
+// The CPU entries: the fast float32 kernels (kernels/graft/kernels/cpu/batch_norm.hpp), else the
+// references above.
+inline void batch_norm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
+                               const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                               const Tensor& running_var, int64_t N, int64_t C, int64_t S, bool training,
+                               double momentum, double eps) {
+  auto ptr = [](const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
+  if (x.dtype() == DType::Float32 &&
+      batch_norm_forward_fast(ptr(out), ptr(mean), ptr(rstd), ptr(x), ptr(weight), ptr(bias), ptr(running_mean),
+                              ptr(running_var), N, C, S, training, momentum, eps))
+    return;
+  batch_norm_forward_reference(out, mean, rstd, x, weight, bias, running_mean, running_var, N, C, S, training,
+                               momentum, eps);
+}
+inline void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
+                                const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                                int64_t N, int64_t C, int64_t S, bool training) {
+  auto ptr = [](const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; };
+  if (x.dtype() == DType::Float32 && dout.dtype() == DType::Float32 &&
+      batch_norm_backward_fast(ptr(dx), ptr(dweight), ptr(dbias), ptr(dout), ptr(x), ptr(weight), ptr(mean),
+                               ptr(rstd), N, C, S, training))
+    return;
+  batch_norm_backward_reference(dx, dweight, dbias, dout, x, weight, mean, rstd, N, C, S, training);
+}
 }  // namespace kernels::cpu
 
 using BatchNormKernel = void (*)(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
@@ -129,9 +156,9 @@ using BatchNormBackwardKernel = void (*)(const Tensor& dx, const Tensor& dweight
                                          const Tensor& dout, const Tensor& x, const Tensor& weight,
                                          const Tensor& mean, const Tensor& rstd, int64_t N, int64_t C, int64_t S,
                                          bool training);
-inline KernelSlot<BatchNormKernel> batch_norm_kernel{"batch_norm", &kernels::cpu::batch_norm_forward};
+inline KernelSlot<BatchNormKernel> batch_norm_kernel{"batch_norm", &kernels::cpu::batch_norm_forward, "avx2 avx512"};
 inline KernelSlot<BatchNormBackwardKernel> batch_norm_backward_kernel{"batch_norm_backward",
-                                                                      &kernels::cpu::batch_norm_backward};
+                                                                      &kernels::cpu::batch_norm_backward, "avx2 avx512"};
 
 namespace autograd {
 class BatchNormBackward final : public Node {

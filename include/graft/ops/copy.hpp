@@ -3,13 +3,15 @@
 #pragma once
 #include "graft/autograd/node.hpp"
 #include "graft/core/dispatch.hpp"
+#include "graft/kernels/cpu/copy.hpp"
 #include "graft/ops/creation.hpp"
 
 namespace graft {
 
 namespace kernels::cpu {
 // dst[i] = convert(src[i]) for every index of dst; src has dst's shape (broadcast strides allowed).
-inline void copy_forward(const Tensor& dst, const Tensor& src) {
+// The reference (every dtype pair, GRAFT_CPU_ISA=scalar, the tests' oracle).
+inline void copy_forward_reference(const Tensor& dst, const Tensor& src) {
   GRAFT_DISPATCH_ALL(dst.dtype(), "copy", D, [&] {
     GRAFT_DISPATCH_ALL(src.dtype(), "copy", S, [&] {
       D* d = static_cast<D*>(dst.data_ptr());
@@ -28,10 +30,19 @@ inline void copy_forward(const Tensor& dst, const Tensor& src) {
     });
   });
 }
+
+// The CPU entry: float32 to float32 takes the fast strided copy (kernels/graft/kernels/cpu/copy.hpp),
+// everything else (other dtypes, layouts it declines) the reference.
+inline void copy_forward(const Tensor& dst, const Tensor& src) {
+  if (dst.dtype() == DType::Float32 && src.dtype() == DType::Float32 &&
+      copy_float_fast(dst.data<float>(), dst.strides(), src.data<float>(), src.strides(), dst.shape()))
+    return;
+  copy_forward_reference(dst, src);
+}
 }  // namespace kernels::cpu
 
 using CopyKernel = void (*)(const Tensor& dst, const Tensor& src);
-inline KernelSlot<CopyKernel> copy_kernel{"copy", &kernels::cpu::copy_forward};
+inline KernelSlot<CopyKernel> copy_kernel{"copy", &kernels::cpu::copy_forward, "avx2 avx512"};
 
 // Copies between devices: contiguous same-dtype bytes through the allocators.
 inline void copy_across_devices(const Tensor& dst, const Tensor& src) {

@@ -12,14 +12,16 @@
 #pragma once
 #include <cmath>
 
+#include "graft/kernels/cpu/layer_norm.hpp"
 #include "graft/ops/minmax.hpp"  // chunk_rows
 
 namespace graft {
 
 namespace kernels::cpu {
 // out, x contiguous [M, N]; mean, rstd contiguous [M]; weight, bias contiguous [N] or undefined.
-// Row statistics are computed in double (two passes).
-inline void layer_norm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
+// Row statistics are computed in double (two passes). The reference (float64, GRAFT_CPU_ISA=scalar,
+// the tests' oracle); layer_norm_forward below is the CPU entry.
+inline void layer_norm_forward_reference(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                                const Tensor& weight, const Tensor& bias, int64_t M, int64_t N, double eps) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), "layer_norm", T, [&] {
     T* po = out.data<T>();
@@ -53,7 +55,7 @@ inline void layer_norm_forward(const Tensor& out, const Tensor& mean, const Tens
 
 // dx contiguous [M, N] or undefined (not needed); dweight, dbias contiguous [N] or undefined,
 // accumulated into (+=). dout, x contiguous [M, N]; weight [N] or undefined; mean, rstd [M].
-inline void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
+inline void layer_norm_backward_reference(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
                                 const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
                                 int64_t M, int64_t N) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), "layer_norm_backward", T, [&] {
@@ -105,6 +107,30 @@ inline void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const T
     }
   });
 }
+
+// The CPU entries: the fast float32 kernels (kernels/graft/kernels/cpu/layer_norm.hpp), else the
+// references above.
+inline void layer_norm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
+                               const Tensor& weight, const Tensor& bias, int64_t M, int64_t N, double eps) {
+  if (x.dtype() == DType::Float32 &&
+      layer_norm_forward_fast(out.data<float>(), mean.data<float>(), rstd.data<float>(), x.data<float>(),
+                              weight.defined() ? weight.data<float>() : nullptr,
+                              bias.defined() ? bias.data<float>() : nullptr, M, N, eps))
+    return;
+  layer_norm_forward_reference(out, mean, rstd, x, weight, bias, M, N, eps);
+}
+inline void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
+                                const Tensor& x, const Tensor& weight, const Tensor& mean, const Tensor& rstd,
+                                int64_t M, int64_t N) {
+  if (x.dtype() == DType::Float32 && dout.dtype() == DType::Float32 &&
+      layer_norm_backward_fast(dx.defined() ? dx.data<float>() : nullptr,
+                               dweight.defined() ? dweight.data<float>() : nullptr,
+                               dbias.defined() ? dbias.data<float>() : nullptr, dout.data<float>(), x.data<float>(),
+                               weight.defined() ? weight.data<float>() : nullptr, mean.data<float>(),
+                               rstd.data<float>(), M, N))
+    return;
+  layer_norm_backward_reference(dx, dweight, dbias, dout, x, weight, mean, rstd, M, N);
+}
 }  // namespace kernels::cpu
 
 using LayerNormKernel = void (*)(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
@@ -112,9 +138,9 @@ using LayerNormKernel = void (*)(const Tensor& out, const Tensor& mean, const Te
 using LayerNormBackwardKernel = void (*)(const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
                                          const Tensor& dout, const Tensor& x, const Tensor& weight,
                                          const Tensor& mean, const Tensor& rstd, int64_t M, int64_t N);
-inline KernelSlot<LayerNormKernel> layer_norm_kernel{"layer_norm", &kernels::cpu::layer_norm_forward};
+inline KernelSlot<LayerNormKernel> layer_norm_kernel{"layer_norm", &kernels::cpu::layer_norm_forward, "avx2 avx512"};
 inline KernelSlot<LayerNormBackwardKernel> layer_norm_backward_kernel{"layer_norm_backward",
-                                                                      &kernels::cpu::layer_norm_backward};
+                                                                      &kernels::cpu::layer_norm_backward, "avx2 avx512"};
 
 namespace autograd {
 class LayerNormBackward final : public Node {

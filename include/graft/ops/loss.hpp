@@ -12,6 +12,7 @@
 #include <cmath>
 #include <limits>
 
+#include "graft/kernels/cpu/loss.hpp"
 #include "graft/ops/index.hpp"
 #include "graft/ops/reduce.hpp"
 
@@ -60,7 +61,7 @@ namespace kernels::cpu {
 // with lp_c = logits[n, c, s] - lse[i]:
 //   lse[i]  = log sum_c exp(logits[n, c, s])
 //   loss[i] = (1 - eps) * (-w[y] lp_y) + eps / C * (-sum_c w[c] lp_c),   0 where y == ignore_index
-inline void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& logits,
+inline void cross_entropy_forward_reference(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                                   const Tensor& target, const Tensor& weight, int64_t ignore_index,
                                   double label_smoothing) {
   GRAFT_DISPATCH_FLOAT(logits.dtype(), "cross_entropy", T, [&] {
@@ -101,7 +102,7 @@ inline void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const T
 // dlogits [N, C, S] from dloss [N*S] (stride 0 allowed); with p_c = exp(logits - lse), W = sum_c w[c]:
 //   dlogits[n, c, s] = dloss[i] * ((1 - eps) w[y] (p_c - [c == y]) + eps / C (W p_c - w[c])),
 // 0 for ignored positions. Every element of dlogits is written.
-inline void cross_entropy_backward(const Tensor& dlogits, const Tensor& dloss, const Tensor& logits,
+inline void cross_entropy_backward_reference(const Tensor& dlogits, const Tensor& dloss, const Tensor& logits,
                                    const Tensor& lse, const Tensor& target, const Tensor& weight,
                                    int64_t ignore_index, double label_smoothing) {
   GRAFT_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward", T, [&] {
@@ -138,6 +139,32 @@ inline void cross_entropy_backward(const Tensor& dlogits, const Tensor& dloss, c
       }
     });
   });
+}
+
+// The CPU entries: logits [N, C] (S == 1) in float32 take the fast kernels
+// (kernels/graft/kernels/cpu/loss.hpp), everything else the references above.
+inline void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
+                                  const Tensor& weight, int64_t ignore_index, double label_smoothing) {
+  const int64_t N = logits.shape()[0], C = logits.shape()[1], S = logits.shape()[2];
+  if (logits.dtype() == DType::Float32 && S == 1 && C > 0 &&
+      cross_entropy_forward_fast(loss.data<float>(), lse.data<float>(), logits.data<float>(), target.data<int64_t>(),
+                                 weight.defined() ? weight.data<float>() : nullptr, N, C, ignore_index,
+                                 label_smoothing))
+    return;
+  cross_entropy_forward_reference(loss, lse, logits, target, weight, ignore_index, label_smoothing);
+}
+inline void cross_entropy_backward(const Tensor& dlogits, const Tensor& dloss, const Tensor& logits,
+                                   const Tensor& lse, const Tensor& target, const Tensor& weight,
+                                   int64_t ignore_index, double label_smoothing) {
+  const int64_t N = logits.shape()[0], C = logits.shape()[1], S = logits.shape()[2];
+  if (logits.dtype() == DType::Float32 && dloss.dtype() == DType::Float32 && S == 1 && C > 0 &&
+      cross_entropy_backward_fast(dlogits.data<float>(), static_cast<const float*>(dloss.data_ptr()),
+                                  dloss.numel() > 1 ? dloss.strides()[0] : 0, logits.data<float>(),
+                                  lse.data<float>(), target.data<int64_t>(),
+                                  weight.defined() ? weight.data<float>() : nullptr, N, C, ignore_index,
+                                  label_smoothing))
+    return;
+  cross_entropy_backward_reference(dlogits, dloss, logits, lse, target, weight, ignore_index, label_smoothing);
 }
 
 // ---- binary_cross_entropy_with_logits --------------------------------------------------------------
@@ -237,9 +264,11 @@ using BceBackwardKernel = void (*)(const Tensor& dlogits, const Tensor& dtarget,
 using MseKernel = void (*)(const Tensor& loss, const Tensor& input, const Tensor& target);
 using MseBackwardKernel = void (*)(const Tensor& dinput, const Tensor& dtarget, const Tensor& dloss,
                                    const Tensor& input, const Tensor& target);
-inline KernelSlot<CrossEntropyKernel> cross_entropy_kernel{"cross_entropy", &kernels::cpu::cross_entropy_forward};
+inline KernelSlot<CrossEntropyKernel> cross_entropy_kernel{"cross_entropy", &kernels::cpu::cross_entropy_forward,
+                                                            "avx2 avx512"};
 inline KernelSlot<CrossEntropyBackwardKernel> cross_entropy_backward_kernel{"cross_entropy_backward",
-                                                                            &kernels::cpu::cross_entropy_backward};
+                                                                            &kernels::cpu::cross_entropy_backward,
+                                                                            "avx2 avx512"};
 inline KernelSlot<BceKernel> bce_with_logits_kernel{"binary_cross_entropy_with_logits",
                                                     &kernels::cpu::bce_with_logits_forward};
 inline KernelSlot<BceBackwardKernel> bce_with_logits_backward_kernel{"binary_cross_entropy_with_logits_backward",

@@ -100,7 +100,7 @@ inline bool replaces_extreme(T a, T b, bool is_max) {
 // values[o, i] = max_k x[o, k, i] (min when !is_max); indices[o, i] = the k that attains it.
 // x contiguous [outer, n, inner] with n >= 1; values [outer, inner] of x's dtype (may be undefined,
 // for argmax), indices [outer, inner] int64; both contiguous.
-inline void max_dim_forward(const Tensor& values, const Tensor& indices, const Tensor& x, int64_t outer,
+inline void max_dim_forward_reference(const Tensor& values, const Tensor& indices, const Tensor& x, int64_t outer,
                             int64_t n, int64_t inner, bool is_max) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), is_max ? "max" : "min", T, [&] {
     const T* px = x.data<T>();
@@ -126,6 +126,16 @@ inline void max_dim_forward(const Tensor& values, const Tensor& indices, const T
   });
 }
 
+// The CPU entry: the fast float32 kernel (kernels/graft/kernels/cpu/reduce.hpp), else the reference.
+inline void max_dim_forward(const Tensor& values, const Tensor& indices, const Tensor& x, int64_t outer, int64_t n,
+                            int64_t inner, bool is_max) {
+  if (x.dtype() == DType::Float32 &&
+      max_dim_forward_fast(values.defined() ? values.data<float>() : nullptr, indices.data<int64_t>(),
+                           x.data<float>(), outer, n, inner, is_max))
+    return;
+  max_dim_forward_reference(values, indices, x, outer, n, inner, is_max);
+}
+
 // dx[o, indices[o, i], i] = dvalues[o, i]; every other element of dx is 0.
 // dx contiguous [outer, n, inner]; dvalues, indices contiguous [outer, inner].
 inline void max_dim_backward(const Tensor& dx, const Tensor& dvalues, const Tensor& indices, int64_t outer,
@@ -145,7 +155,7 @@ inline void max_dim_backward(const Tensor& dx, const Tensor& dvalues, const Tens
 }
 
 // out[m] = max_k x[m, k] (min when !is_max), NaN propagating. x contiguous [M, K], K >= 1.
-inline void amax_forward(const Tensor& out, const Tensor& x, int64_t M, int64_t K, bool is_max) {
+inline void amax_forward_reference(const Tensor& out, const Tensor& x, int64_t M, int64_t K, bool is_max) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), is_max ? "amax" : "amin", T, [&] {
     const T* px = x.data<T>();
     T* po = out.data<T>();
@@ -159,6 +169,12 @@ inline void amax_forward(const Tensor& out, const Tensor& x, int64_t M, int64_t 
       }
     });
   });
+}
+
+// The CPU entry: the fast float32 kernel (kernels/graft/kernels/cpu/reduce.hpp), else the reference.
+inline void amax_forward(const Tensor& out, const Tensor& x, int64_t M, int64_t K, bool is_max) {
+  if (x.dtype() == DType::Float32 && amax_forward_fast(out.data<float>(), x.data<float>(), M, K, is_max)) return;
+  amax_forward_reference(out, x, M, K, is_max);
 }
 
 // dx[m, k] = dout[m] / count_m where x[m, k] equals out[m] (both NaN counts as equal), else 0;
@@ -193,9 +209,9 @@ using MaxDimBackwardKernel = void (*)(const Tensor& dx, const Tensor& dvalues, c
 using AmaxKernel = void (*)(const Tensor& out, const Tensor& x, int64_t M, int64_t K, bool is_max);
 using AmaxBackwardKernel = void (*)(const Tensor& dx, const Tensor& dout, const Tensor& x, const Tensor& out,
                                     int64_t M, int64_t K);
-inline KernelSlot<MaxDimKernel> max_dim_kernel{"max", &kernels::cpu::max_dim_forward};
+inline KernelSlot<MaxDimKernel> max_dim_kernel{"max", &kernels::cpu::max_dim_forward, "avx2 avx512"};
 inline KernelSlot<MaxDimBackwardKernel> max_dim_backward_kernel{"max_backward", &kernels::cpu::max_dim_backward};
-inline KernelSlot<AmaxKernel> amax_kernel{"amax", &kernels::cpu::amax_forward};
+inline KernelSlot<AmaxKernel> amax_kernel{"amax", &kernels::cpu::amax_forward, "avx2 avx512"};
 inline KernelSlot<AmaxBackwardKernel> amax_backward_kernel{"amax_backward", &kernels::cpu::amax_backward};
 
 namespace autograd {

@@ -6,6 +6,7 @@
 #pragma once
 #include <vector>
 
+#include "graft/kernels/cpu/reduce.hpp"
 #include "graft/ops/elementwise.hpp"
 
 namespace graft {
@@ -52,8 +53,8 @@ inline Shape out_strides_over_input(const Shape& x_shape, const std::vector<bool
 
 namespace kernels::cpu {
 // out[keepdim slot] = sum of x over the masked dims. out contiguous (keepdim layout), same dtype.
-// Accumulates in double.
-inline void sum_forward(const Tensor& out, const Tensor& x, const std::vector<bool>& mask) {
+// Accumulates in double. The reference: the oracle of sum_forward_fast and its fallback.
+inline void sum_forward_reference(const Tensor& out, const Tensor& x, const std::vector<bool>& mask) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), "sum", T, [&] {
     const Shape ost = detail_reduce::out_strides_over_input(x.shape(), mask);
     std::vector<double> acc(size_t(out.numel()), 0.0);
@@ -64,10 +65,19 @@ inline void sum_forward(const Tensor& out, const Tensor& x, const std::vector<bo
     for (size_t i = 0; i < acc.size(); ++i) o[i] = T(acc[i]);
   });
 }
+
+// The CPU entry: the fast float32 kernel (kernels/graft/kernels/cpu/reduce.hpp) for a contiguous
+// input, else the reference.
+inline void sum_forward(const Tensor& out, const Tensor& x, const std::vector<bool>& mask) {
+  if (x.dtype() == DType::Float32 && x.is_contiguous() &&
+      sum_forward_fast(out.data<float>(), x.data<float>(), x.shape(), mask))
+    return;
+  sum_forward_reference(out, x, mask);
+}
 }  // namespace kernels::cpu
 
 using SumKernel = void (*)(const Tensor& out, const Tensor& x, const std::vector<bool>& mask);
-inline KernelSlot<SumKernel> sum_kernel{"sum", &kernels::cpu::sum_forward};
+inline KernelSlot<SumKernel> sum_kernel{"sum", &kernels::cpu::sum_forward, "avx2 avx512"};
 
 inline Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false) {
   GRAFT_CHECK(x.defined(), "sum", "undefined tensor argument");

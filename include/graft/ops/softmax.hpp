@@ -8,6 +8,7 @@
 #pragma once
 #include <cmath>
 
+#include "graft/kernels/cpu/softmax.hpp"
 #include "graft/ops/minmax.hpp"
 
 namespace graft {
@@ -22,7 +23,7 @@ inline void for_each_softmax_row(int64_t outer, int64_t n, int64_t inner, F&& f)
 }
 
 // y = softmax(x) along n. x, y contiguous [outer, n, inner]; sums accumulate in double.
-inline void softmax_forward(const Tensor& y, const Tensor& x, int64_t outer, int64_t n, int64_t inner) {
+inline void softmax_forward_reference(const Tensor& y, const Tensor& x, int64_t outer, int64_t n, int64_t inner) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), "softmax", T, [&] {
     const T* px = x.data<T>();
     T* py = y.data<T>();
@@ -42,7 +43,7 @@ inline void softmax_forward(const Tensor& y, const Tensor& x, int64_t outer, int
 }
 
 // dx = y * (dy - sum_k dy * y) along n. dx, dy, y contiguous [outer, n, inner].
-inline void softmax_backward(const Tensor& dx, const Tensor& dy, const Tensor& y, int64_t outer, int64_t n,
+inline void softmax_backward_reference(const Tensor& dx, const Tensor& dy, const Tensor& y, int64_t outer, int64_t n,
                              int64_t inner) {
   GRAFT_DISPATCH_FLOAT(y.dtype(), "softmax_backward", T, [&] {
     T* pdx = dx.data<T>();
@@ -60,7 +61,7 @@ inline void softmax_backward(const Tensor& dx, const Tensor& dy, const Tensor& y
 }
 
 // y = log_softmax(x) along n. x, y contiguous [outer, n, inner]; sums accumulate in double.
-inline void log_softmax_forward(const Tensor& y, const Tensor& x, int64_t outer, int64_t n, int64_t inner) {
+inline void log_softmax_forward_reference(const Tensor& y, const Tensor& x, int64_t outer, int64_t n, int64_t inner) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), "log_softmax", T, [&] {
     const T* px = x.data<T>();
     T* py = y.data<T>();
@@ -76,7 +77,7 @@ inline void log_softmax_forward(const Tensor& y, const Tensor& x, int64_t outer,
 }
 
 // dx = dy - exp(y) * sum_k dy along n (y = log-probabilities). dx, dy, y contiguous [outer, n, inner].
-inline void log_softmax_backward(const Tensor& dx, const Tensor& dy, const Tensor& y, int64_t outer, int64_t n,
+inline void log_softmax_backward_reference(const Tensor& dx, const Tensor& dy, const Tensor& y, int64_t outer, int64_t n,
                                  int64_t inner) {
   GRAFT_DISPATCH_FLOAT(y.dtype(), "log_softmax_backward", T, [&] {
     T* pdx = dx.data<T>();
@@ -92,17 +93,44 @@ inline void log_softmax_backward(const Tensor& dx, const Tensor& dy, const Tenso
     });
   });
 }
+
+// The CPU entries: the fast float32 kernels (kernels/graft/kernels/cpu/softmax.hpp), else the
+// references above (float64, GRAFT_CPU_ISA=scalar).
+inline void softmax_forward(const Tensor& y, const Tensor& x, int64_t outer, int64_t n, int64_t inner) {
+  if (x.dtype() == DType::Float32 && softmax_forward_fast(y.data<float>(), x.data<float>(), outer, n, inner, false))
+    return;
+  softmax_forward_reference(y, x, outer, n, inner);
+}
+inline void softmax_backward(const Tensor& dx, const Tensor& dy, const Tensor& y, int64_t outer, int64_t n,
+                             int64_t inner) {
+  if (y.dtype() == DType::Float32 && dy.dtype() == DType::Float32 &&
+      softmax_backward_fast(dx.data<float>(), dy.data<float>(), y.data<float>(), outer, n, inner, false))
+    return;
+  softmax_backward_reference(dx, dy, y, outer, n, inner);
+}
+inline void log_softmax_forward(const Tensor& y, const Tensor& x, int64_t outer, int64_t n, int64_t inner) {
+  if (x.dtype() == DType::Float32 && softmax_forward_fast(y.data<float>(), x.data<float>(), outer, n, inner, true))
+    return;
+  log_softmax_forward_reference(y, x, outer, n, inner);
+}
+inline void log_softmax_backward(const Tensor& dx, const Tensor& dy, const Tensor& y, int64_t outer, int64_t n,
+                                 int64_t inner) {
+  if (y.dtype() == DType::Float32 && dy.dtype() == DType::Float32 &&
+      softmax_backward_fast(dx.data<float>(), dy.data<float>(), y.data<float>(), outer, n, inner, true))
+    return;
+  log_softmax_backward_reference(dx, dy, y, outer, n, inner);
+}
 }  // namespace kernels::cpu
 
 using SoftmaxKernel = void (*)(const Tensor& y, const Tensor& x, int64_t outer, int64_t n, int64_t inner);
 using SoftmaxBackwardKernel = void (*)(const Tensor& dx, const Tensor& dy, const Tensor& y, int64_t outer,
                                        int64_t n, int64_t inner);
-inline KernelSlot<SoftmaxKernel> softmax_kernel{"softmax", &kernels::cpu::softmax_forward};
+inline KernelSlot<SoftmaxKernel> softmax_kernel{"softmax", &kernels::cpu::softmax_forward, "avx2 avx512"};
 inline KernelSlot<SoftmaxBackwardKernel> softmax_backward_kernel{"softmax_backward",
-                                                                 &kernels::cpu::softmax_backward};
-inline KernelSlot<SoftmaxKernel> log_softmax_kernel{"log_softmax", &kernels::cpu::log_softmax_forward};
+                                                                 &kernels::cpu::softmax_backward, "avx2 avx512"};
+inline KernelSlot<SoftmaxKernel> log_softmax_kernel{"log_softmax", &kernels::cpu::log_softmax_forward, "avx2 avx512"};
 inline KernelSlot<SoftmaxBackwardKernel> log_softmax_backward_kernel{"log_softmax_backward",
-                                                                     &kernels::cpu::log_softmax_backward};
+                                                                     &kernels::cpu::log_softmax_backward, "avx2 avx512"};
 
 namespace autograd {
 // Backward of softmax or log_softmax from the saved output y.

@@ -14,7 +14,7 @@ namespace graft {
 namespace kernels::cpu {
 // out[m] = variance of row m of x. Two passes (mean, then squared deviations), accumulated in
 // double. x contiguous [M, K]; out contiguous [M].
-inline void var_forward(const Tensor& out, const Tensor& x, int64_t M, int64_t K, int64_t correction) {
+inline void var_forward_reference(const Tensor& out, const Tensor& x, int64_t M, int64_t K, int64_t correction) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), "var", T, [&] {
     const T* px = x.data<T>();
     T* po = out.data<T>();
@@ -35,7 +35,7 @@ inline void var_forward(const Tensor& out, const Tensor& x, int64_t M, int64_t K
 
 // dx[m, k] = dout[m] * 2 (x[m, k] - mean_m) / (K - correction). dx, x contiguous [M, K];
 // dout contiguous [M].
-inline void var_backward(const Tensor& dx, const Tensor& dout, const Tensor& x, int64_t M, int64_t K,
+inline void var_backward_reference(const Tensor& dx, const Tensor& dout, const Tensor& x, int64_t M, int64_t K,
                          int64_t correction) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), "var_backward", T, [&] {
     T* pdx = dx.data<T>();
@@ -54,13 +54,30 @@ inline void var_backward(const Tensor& dx, const Tensor& dout, const Tensor& x, 
     });
   });
 }
+
+// The CPU entries: the fast float32 kernels (kernels/graft/kernels/cpu/reduce.hpp), else the
+// references above (float64, GRAFT_CPU_ISA=scalar).
+inline void var_forward(const Tensor& out, const Tensor& x, int64_t M, int64_t K, int64_t correction) {
+  if (x.dtype() == DType::Float32 &&
+      var_forward_fast(out.data<float>(), x.data<float>(), M, K, double(std::max<int64_t>(0, K - correction))))
+    return;
+  var_forward_reference(out, x, M, K, correction);
+}
+inline void var_backward(const Tensor& dx, const Tensor& dout, const Tensor& x, int64_t M, int64_t K,
+                         int64_t correction) {
+  if (x.dtype() == DType::Float32 && dout.dtype() == DType::Float32 &&
+      var_backward_fast(dx.data<float>(), dout.data<float>(), x.data<float>(), M, K,
+                        double(std::max<int64_t>(0, K - correction))))
+    return;
+  var_backward_reference(dx, dout, x, M, K, correction);
+}
 }  // namespace kernels::cpu
 
 using VarKernel = void (*)(const Tensor& out, const Tensor& x, int64_t M, int64_t K, int64_t correction);
 using VarBackwardKernel = void (*)(const Tensor& dx, const Tensor& dout, const Tensor& x, int64_t M, int64_t K,
                                    int64_t correction);
-inline KernelSlot<VarKernel> var_kernel{"var", &kernels::cpu::var_forward};
-inline KernelSlot<VarBackwardKernel> var_backward_kernel{"var_backward", &kernels::cpu::var_backward};
+inline KernelSlot<VarKernel> var_kernel{"var", &kernels::cpu::var_forward, "avx2 avx512"};
+inline KernelSlot<VarBackwardKernel> var_backward_kernel{"var_backward", &kernels::cpu::var_backward, "avx2 avx512"};
 
 namespace autograd {
 class VarBackward final : public Node {
