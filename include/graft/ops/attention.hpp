@@ -15,12 +15,19 @@
 // Backward (llm.c's attention_backward): with Pd = P * dropmask,
 //         dV = Pd^T dO;  dP = (dO V^T) * dropmask;  dS = P * (dP - rowsum(dP * P));
 //         dQ = scale dS K;  dK = scale dS^T Q.
+// Kernels: float32 on AVX2 / AVX-512 runs the tiled flash-attention kernels of
+//         graft/kernels/cpu/attention.hpp (no [*, L, S] matrix is stored: the node saves q, k, v, the
+//         output and the log-sum-exp per query row, the mask as a broadcast view and the dropout draws
+//         as bools); float64 and GRAFT_CPU_ISA=scalar run the plain reference below, whose backward
+//         recomputes the probabilities. The dropout draws are the same either way: one
+//         default_generator().uniform() per element of [*, L, S] in row-major order, kept when >= p.
 #pragma once
 #include <cmath>
 #include <limits>
 #include <optional>
 #include <vector>
 
+#include "graft/kernels/cpu/attention.hpp"
 #include "graft/ops/index.hpp"
 #include "graft/ops/reduce.hpp"
 
@@ -30,9 +37,12 @@ namespace kernels::cpu {
 
 // q [B, L, E], k [B, S, E], v [B, S, Ev]; bias [B, L, S] added to the scores (undefined: none);
 // drop [B, L, S] dropout multipliers 0 or 1 / (1 - p) (undefined: none); all contiguous, one dtype.
-// Writes probs [B, L, S] (softmax before dropout) and out [B, L, Ev]. Parallel over the B*L query rows.
+// Writes probs [B, L, S] (softmax before dropout) and out [B, L, Ev], and lse [B, L] if defined (the
+// log-sum-exp of each row's scores, -inf for a fully masked row). Parallel over the B*L query rows.
+// The plain reference (the oracle of the fast kernels, the float64 and GRAFT_CPU_ISA=scalar path).
 inline void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& q, const Tensor& k,
-                              const Tensor& v, const Tensor& bias, const Tensor& drop, bool is_causal, double scale) {
+                              const Tensor& v, const Tensor& bias, const Tensor& drop, bool is_causal, double scale,
+                              const Tensor& lse = Tensor()) {
   GRAFT_DISPATCH_FLOAT(q.dtype(), "scaled_dot_product_attention", T, [&] {
     const int64_t B = q.shape()[0], L = q.shape()[1], E = q.shape()[2], S = k.shape()[1], Ev = v.shape()[2];
     const T* pq = q.data<T>();
@@ -42,6 +52,7 @@ inline void attention_forward(const Tensor& out, const Tensor& probs, const Tens
     const T* pdrop = drop.defined() ? drop.data<T>() : nullptr;
     T* pp = probs.data<T>();
     T* po = out.data<T>();
+    T* plse = lse.defined() ? lse.data<T>() : nullptr;
     const double neg_inf = -std::numeric_limits<double>::infinity();
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(S * (E + Ev), 1));
     parallel_for(0, B * L, grain, [&](int64_t lo, int64_t hi) {
@@ -67,6 +78,7 @@ inline void attention_forward(const Tensor& out, const Tensor& probs, const Tens
         for (int64_t c = 0; c < Ev; ++c) o[c] = T(0);
         if (m == neg_inf) {  // fully masked row: zeros (see the header)
           for (int64_t j = 0; j < S; ++j) p[j] = T(0);
+          if (plse) plse[row] = T(neg_inf);
           continue;
         }
         double sum = 0.0;
@@ -75,6 +87,7 @@ inline void attention_forward(const Tensor& out, const Tensor& probs, const Tens
           p[j] = T(e);
           sum += e;
         }
+        if (plse) plse[row] = T(m + std::log(sum));
         const double inv = 1.0 / sum;
         for (int64_t j = 0; j < S; ++j) {
           p[j] = T(double(p[j]) * inv);
@@ -164,17 +177,64 @@ inline void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor&
   });
 }
 
+// The CPU entries of the slots below. Shapes as in graft/kernels/cpu/attention.hpp: out [B, L, Ev],
+// lse [B, L]; bias undefined or the additive mask broadcast to [*batch, L, S] (a view, batch flattening
+// to B); keep undefined or bool [B, L, S] (the dropout draws). The fast kernels take float32 under
+// AVX2 / AVX-512; otherwise the reference runs on a contiguous bias and the multipliers
+// keep ? 1 / (1 - dropout_p) : 0, and its backward recomputes the probabilities.
+namespace attention_reference {
+inline Tensor bias(const Tensor& bias, int64_t B, int64_t L, int64_t S) {
+  return bias.defined() ? bias.contiguous().reshape({B, L, S}) : Tensor();
+}
+inline Tensor drop(const Tensor& keep, double dropout_p, DType dt) {
+  if (!keep.defined()) return Tensor();
+  Tensor drop = empty(keep.shape(), dt, keep.device());
+  GRAFT_DISPATCH_FLOAT(dt, "scaled_dot_product_attention", T, [&] {
+    const T keep_scale = dropout_p < 1.0 ? T(1.0 / (1.0 - dropout_p)) : T(0);
+    const bool* pk = keep.data<bool>();
+    T* pd = drop.data<T>();
+    for (int64_t i = 0; i < keep.numel(); ++i) pd[i] = pk[i] ? keep_scale : T(0);
+  });
+  return drop;
+}
+}  // namespace attention_reference
+
+inline void attention_forward_cpu(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                                  const Tensor& v, const Tensor& bias, const Tensor& keep, double dropout_p,
+                                  bool is_causal, double scale) {
+  if (attention_forward_fast(out, lse, q, k, v, bias, keep, dropout_p, is_causal, scale)) return;
+  const int64_t B = q.shape()[0], L = q.shape()[1], S = k.shape()[1];
+  const Tensor probs = empty(Shape{B, L, S}, q.dtype(), q.device());
+  attention_forward(out, probs, q, k, v, attention_reference::bias(bias, B, L, S),
+                    attention_reference::drop(keep, dropout_p, q.dtype()), is_causal, scale, lse);
+}
+
+inline void attention_backward_cpu(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
+                                   const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                                   const Tensor& lse, const Tensor& bias, const Tensor& keep, double dropout_p,
+                                   bool is_causal, double scale) {
+  if (attention_backward_fast(dq, dk, dv, dout, q, k, v, out, lse, bias, keep, dropout_p, is_causal, scale)) return;
+  const int64_t B = q.shape()[0], L = q.shape()[1], S = k.shape()[1];
+  const Tensor probs = empty(Shape{B, L, S}, q.dtype(), q.device());
+  const Tensor out_again = empty(out.shape(), q.dtype(), q.device());
+  const Tensor drop = attention_reference::drop(keep, dropout_p, q.dtype());
+  attention_forward(out_again, probs, q, k, v, attention_reference::bias(bias, B, L, S), drop, is_causal, scale);
+  attention_backward(dq, dk, dv, dout, q, k, v, probs, drop, scale);
+}
+
 }  // namespace kernels::cpu
 
-using AttentionKernel = void (*)(const Tensor& out, const Tensor& probs, const Tensor& q, const Tensor& k,
-                                 const Tensor& v, const Tensor& bias, const Tensor& drop, bool is_causal,
-                                 double scale);
+using AttentionKernel = void (*)(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                                 const Tensor& v, const Tensor& bias, const Tensor& keep, double dropout_p,
+                                 bool is_causal, double scale);
 using AttentionBackwardKernel = void (*)(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
-                                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
-                                         const Tensor& drop, double scale);
-inline KernelSlot<AttentionKernel> attention_kernel{"scaled_dot_product_attention", &kernels::cpu::attention_forward};
-inline KernelSlot<AttentionBackwardKernel> attention_backward_kernel{"scaled_dot_product_attention_backward",
-                                                                     &kernels::cpu::attention_backward};
+                                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                                         const Tensor& lse, const Tensor& bias, const Tensor& keep,
+                                         double dropout_p, bool is_causal, double scale);
+inline KernelSlot<AttentionKernel> attention_kernel{"scaled_dot_product_attention",
+                                                    &kernels::cpu::attention_forward_cpu, "avx2 avx512"};
+inline KernelSlot<AttentionBackwardKernel> attention_backward_kernel{
+    "scaled_dot_product_attention_backward", &kernels::cpu::attention_backward_cpu, "avx2 avx512"};
 
 namespace detail_attention {
 // lead + [a, b]
@@ -203,8 +263,8 @@ class ScaledDotProductAttentionBackward final : public Node {
     Tensor dq = needs_input_grad(0) ? empty(q.shape(), q.dtype(), q.device()) : Tensor();
     Tensor dk = needs_input_grad(1) ? empty(k.shape(), k.dtype(), k.device()) : Tensor();
     Tensor dv = needs_input_grad(2) ? empty(v.shape(), v.dtype(), v.device()) : Tensor();
-    attention_backward_kernel.get(q.device())(dq, dk, dv, dout, q, k, v, probs_.unpack(this), drop_.unpack(this),
-                                              scale);
+    attention_backward_kernel.get(q.device())(dq, dk, dv, dout, q, k, v, out_.unpack(this), lse_.unpack(this),
+                                              bias_.unpack(this), keep_.unpack(this), dropout_p, is_causal, scale);
     using detail_attention::with_last2;
     if (dq.defined()) dq = sum_to(dq.reshape(with_last2(batch, L, E)), q_shape);
     if (dk.defined()) dk = sum_to(dk.reshape(with_last2(batch, S, E)), k_shape);
@@ -215,12 +275,16 @@ class ScaledDotProductAttentionBackward final : public Node {
     q_.release();
     k_.release();
     v_.release();
-    probs_.release();
-    drop_.release();
+    out_.release();
+    lse_.release();
+    bias_.release();
+    keep_.release();
   }
-  double scale = 1.0;
+  double scale = 1.0, dropout_p = 0.0;
+  bool is_causal = false;
   Shape batch, q_shape, k_shape, v_shape;
-  SavedTensor q_, k_, v_, probs_, drop_;  // [B, L, E], [B, S, E], [B, S, Ev], [B, L, S], [B, L, S] or undefined
+  SavedTensor q_, k_, v_, out_, lse_;  // [B, L, E], [B, S, E], [B, S, Ev], [B, L, Ev], [B, L]
+  SavedTensor bias_, keep_;            // a view broadcast to [*batch, L, S], bool [B, L, S]; or undefined
 };
 }  // namespace autograd
 
@@ -252,42 +316,43 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
   const Tensor qc = q.detach().expand(with_last2(batch, L, E)).contiguous().reshape({B, L, E});
   const Tensor kc = k.detach().expand(with_last2(batch, S, E)).contiguous().reshape({B, S, E});
   const Tensor vc = v.detach().expand(with_last2(batch, S, Ev)).contiguous().reshape({B, S, Ev});
-  Tensor bias;  // [B, L, S] additive
+  Tensor bias;  // additive, a view broadcast to [*batch, L, S] (never materialized)
   if (attn_mask.defined()) {
     const Shape scores = with_last2(batch, L, S);
     GRAFT_CHECK(detail_index::broadcasts_to(attn_mask.shape(), scores), op, "attn_mask of shape ",
                 attn_mask.shape(), " cannot be broadcast to the scores' shape ", scores);
     if (attn_mask.dtype() == DType::Bool) {
-      const Tensor m = attn_mask.detach().expand(scores).contiguous();
-      bias = empty(Shape{B, L, S}, dt, q.device());
+      const Tensor m = attn_mask.detach().contiguous();
+      Tensor additive = empty(m.shape(), dt, q.device());
       GRAFT_DISPATCH_FLOAT(dt, op, T, [&] {
         const bool* pm = m.data<bool>();
-        T* pb = bias.data<T>();
-        for (int64_t i = 0; i < B * L * S; ++i) pb[i] = pm[i] ? T(0) : -std::numeric_limits<T>::infinity();
+        T* pb = additive.data<T>();
+        for (int64_t i = 0; i < m.numel(); ++i) pb[i] = pm[i] ? T(0) : -std::numeric_limits<T>::infinity();
       });
+      bias = additive.expand(scores);
     } else {
       GRAFT_CHECK(is_floating(attn_mask.dtype()), op, "attn_mask must be bool or floating-point, got ",
                   dtype_name(attn_mask.dtype()));
-      bias = attn_mask.detach().to(dt).expand(scores).contiguous().reshape({B, L, S});
+      bias = attn_mask.detach().to(dt).expand(scores);
     }
   }
-  Tensor drop;  // [B, L, S] inverted-dropout multipliers
+  Tensor keep;  // bool [B, L, S]: the dropout draws, kept where uniform() >= dropout_p
   if (dropout_p > 0.0) {
-    drop = empty(Shape{B, L, S}, dt, q.device());
-    GRAFT_DISPATCH_FLOAT(dt, op, T, [&] {
-      const T keep_scale = dropout_p < 1.0 ? T(1.0 / (1.0 - dropout_p)) : T(0);
-      T* pd = drop.data<T>();
-      Generator& gen = default_generator();
-      for (int64_t i = 0; i < B * L * S; ++i) pd[i] = gen.uniform() >= dropout_p ? keep_scale : T(0);
-    });
+    keep = empty(Shape{B, L, S}, DType::Bool, q.device());
+    bool* pk = keep.data<bool>();
+    Generator& gen = default_generator();
+    for (int64_t i = 0; i < B * L * S; ++i) pk[i] = gen.uniform() >= dropout_p;
   }
   Tensor out = empty(Shape{B, L, Ev}, dt, q.device());
-  Tensor probs = empty(Shape{B, L, S}, dt, q.device());
-  attention_kernel.get(q.device())(out, probs, qc, kc, vc, bias, drop, is_causal, sc);
+  Tensor lse = empty(Shape{B, L}, dt, q.device());
+  attention_kernel.get(q.device())(out, lse, qc, kc, vc, bias, keep, dropout_p, is_causal, sc);
+  const Tensor out_flat = out;
   out = out.reshape(with_last2(batch, L, Ev));
   if (autograd::any_requires_grad({&q, &k, &v})) {
     auto node = std::make_shared<autograd::ScaledDotProductAttentionBackward>();
     node->scale = sc;
+    node->dropout_p = dropout_p;
+    node->is_causal = is_causal;
     node->batch = batch;
     node->q_shape = q.shape();
     node->k_shape = k.shape();
@@ -295,8 +360,10 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
     node->q_ = qc;
     node->k_ = kc;
     node->v_ = vc;
-    node->probs_ = probs;
-    node->drop_ = drop;
+    node->out_ = autograd::SavedTensor(out_flat, true);
+    node->lse_ = lse;
+    node->bias_ = bias;
+    node->keep_ = keep;
     autograd::connect(node, {q, k, v, Tensor()}, {out});
   }
   return out;
