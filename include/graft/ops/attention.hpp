@@ -22,6 +22,7 @@
 //         recomputes the probabilities. The dropout draws are the same either way: one
 //         default_generator().uniform() per element of [*, L, S] in row-major order, kept when >= p.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
@@ -177,14 +178,24 @@ inline void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor&
   });
 }
 
-// The CPU entries of the slots below. Shapes as in graft/kernels/cpu/attention.hpp: out [B, L, Ev],
-// lse [B, L]; bias undefined or the additive mask broadcast to [*batch, L, S] (a view, batch flattening
-// to B); keep undefined or bool [B, L, S] (the dropout draws). The fast kernels take float32 under
-// AVX2 / AVX-512; otherwise the reference runs on a contiguous bias and the multipliers
-// keep ? 1 / (1 - dropout_p) : 0, and its backward recomputes the probabilities.
+// The CPU entries of the slots below. Shapes as in graft/kernels/cpu/attention.hpp: q [*batch, L, E],
+// k [*batch, S, E], v [*batch, S, Ev] and bias [*batch, L, S] (undefined: none) are views of any strides
+// (broadcast dims stride 0); out, dout, dq, dk, dv [*batch, ...] likewise (outputs not broadcast;
+// dq, dk, dv undefined: not computed); lse [B, L] contiguous, B = numel(batch); keep undefined or bool
+// [B, L, S] (the dropout draws). The fast kernels take float32 under AVX2 / AVX-512; otherwise the
+// reference runs on contiguous copies, the multipliers keep ? 1 / (1 - dropout_p) : 0, and its backward
+// recomputes the probabilities.
 namespace attention_reference {
-inline Tensor bias(const Tensor& bias, int64_t B, int64_t L, int64_t S) {
-  return bias.defined() ? bias.contiguous().reshape({B, L, S}) : Tensor();
+// t [*batch, rows, cols] -> contiguous [B, rows, cols]
+inline Tensor flat(const Tensor& t, int64_t B) {
+  return t.defined() ? t.contiguous().reshape({B, t.size(-2), t.size(-1)}) : Tensor();
+}
+// A contiguous [B, rows, cols] buffer for the output t (undefined if t is)
+inline Tensor buffer(const Tensor& t, int64_t B) {
+  return t.defined() ? empty(Shape{B, t.size(-2), t.size(-1)}, t.dtype(), t.device()) : Tensor();
+}
+inline void copy_back(const Tensor& t, const Tensor& buf) {
+  if (t.defined()) copy_into(t, buf.reshape(t.shape()));
 }
 inline Tensor drop(const Tensor& keep, double dropout_p, DType dt) {
   if (!keep.defined()) return Tensor();
@@ -203,10 +214,12 @@ inline void attention_forward_cpu(const Tensor& out, const Tensor& lse, const Te
                                   const Tensor& v, const Tensor& bias, const Tensor& keep, double dropout_p,
                                   bool is_causal, double scale) {
   if (attention_forward_fast(out, lse, q, k, v, bias, keep, dropout_p, is_causal, scale)) return;
-  const int64_t B = q.shape()[0], L = q.shape()[1], S = k.shape()[1];
-  const Tensor probs = empty(Shape{B, L, S}, q.dtype(), q.device());
-  attention_forward(out, probs, q, k, v, attention_reference::bias(bias, B, L, S),
-                    attention_reference::drop(keep, dropout_p, q.dtype()), is_causal, scale, lse);
+  using namespace attention_reference;
+  const int64_t B = lse.shape()[0];
+  const Tensor o = buffer(out, B), probs = empty(Shape{B, q.size(-2), k.size(-2)}, q.dtype(), q.device());
+  attention_forward(o, probs, flat(q, B), flat(k, B), flat(v, B), flat(bias, B), drop(keep, dropout_p, q.dtype()),
+                    is_causal, scale, lse);
+  copy_back(out, o);
 }
 
 inline void attention_backward_cpu(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
@@ -214,12 +227,16 @@ inline void attention_backward_cpu(const Tensor& dq, const Tensor& dk, const Ten
                                    const Tensor& lse, const Tensor& bias, const Tensor& keep, double dropout_p,
                                    bool is_causal, double scale) {
   if (attention_backward_fast(dq, dk, dv, dout, q, k, v, out, lse, bias, keep, dropout_p, is_causal, scale)) return;
-  const int64_t B = q.shape()[0], L = q.shape()[1], S = k.shape()[1];
-  const Tensor probs = empty(Shape{B, L, S}, q.dtype(), q.device());
-  const Tensor out_again = empty(out.shape(), q.dtype(), q.device());
-  const Tensor drop = attention_reference::drop(keep, dropout_p, q.dtype());
-  attention_forward(out_again, probs, q, k, v, attention_reference::bias(bias, B, L, S), drop, is_causal, scale);
-  attention_backward(dq, dk, dv, dout, q, k, v, probs, drop, scale);
+  using namespace attention_reference;
+  const int64_t B = lse.shape()[0];
+  const Tensor qf = flat(q, B), kf = flat(k, B), vf = flat(v, B), d = drop(keep, dropout_p, q.dtype());
+  const Tensor probs = empty(Shape{B, q.size(-2), k.size(-2)}, q.dtype(), q.device());
+  attention_forward(buffer(out, B), probs, qf, kf, vf, flat(bias, B), d, is_causal, scale);
+  const Tensor dqf = buffer(dq, B), dkf = buffer(dk, B), dvf = buffer(dv, B);
+  attention_backward(dqf, dkf, dvf, flat(dout, B), qf, kf, vf, probs, d, scale);
+  copy_back(dq, dqf);
+  copy_back(dk, dkf);
+  copy_back(dv, dvf);
 }
 
 }  // namespace kernels::cpu
@@ -244,6 +261,31 @@ inline Shape with_last2(const Shape& lead, int64_t a, int64_t b) {
   s.push_back(b);
   return s;
 }
+// An empty tensor of like's shape with its last dim set to cols, laid out in like's dim order (dims
+// sorted by decreasing stride, the last dim innermost). Heads cut from one projection, [B, H, L, E] as
+// a transposed [B, L, H, E], so give an output (and gradients) that the caller's inverse transpose
+// reads without a copy, as PyTorch's CPU flash attention does. Contiguous when like is, or has a
+// broadcast (stride 0) dim.
+inline Tensor empty_like_layout(const Tensor& like, int64_t cols) {
+  const int r = like.dim();
+  Shape shape = like.shape();
+  shape[r - 1] = cols;
+  bool broadcast = false;
+  for (int d = 0; d < r; ++d) broadcast = broadcast || (like.strides()[d] == 0 && like.shape()[d] > 1);
+  if (broadcast || like.is_contiguous()) return empty(shape, like.dtype(), like.device());
+  std::vector<int64_t> order(static_cast<size_t>(r));  // order[p]: the dim stored p-th from the outside
+  for (int d = 0; d < r; ++d) order[size_t(d)] = d;
+  std::stable_sort(order.begin(), order.end() - 1,
+                   [&](int64_t a, int64_t b) { return like.strides()[int(a)] > like.strides()[int(b)]; });
+  Shape stored;
+  std::vector<int64_t> back(static_cast<size_t>(r));  // back[d]: where dim d is stored
+  for (int p = 0; p < r; ++p) {
+    stored.push_back(shape[int(order[size_t(p)])]);
+    back[size_t(order[size_t(p)])] = p;
+  }
+  return empty(stored, like.dtype(), like.device()).permute(back);
+}
+inline Tensor empty_like_layout(const Tensor& like) { return empty_like_layout(like, like.size(-1)); }
 inline Shape leading_dims(const Shape& s) {
   Shape lead;
   for (int i = 0; i + 2 < s.rank(); ++i) lead.push_back(s[i]);
@@ -257,18 +299,18 @@ class ScaledDotProductAttentionBackward final : public Node {
   std::string name() const override { return "ScaledDotProductAttentionBackward"; }
   std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
     GRAFT_CHECK(!GradMode::enabled(), name(), "second derivative (create_graph through attention) is not implemented");
-    const Tensor q = q_.unpack(this), k = k_.unpack(this), v = v_.unpack(this);
-    const int64_t B = q.size(0), L = q.size(1), E = q.size(2), S = k.size(1), Ev = v.size(2);
-    const Tensor dout = grads[0].contiguous().reshape({B, L, Ev});
-    Tensor dq = needs_input_grad(0) ? empty(q.shape(), q.dtype(), q.device()) : Tensor();
-    Tensor dk = needs_input_grad(1) ? empty(k.shape(), k.dtype(), k.device()) : Tensor();
-    Tensor dv = needs_input_grad(2) ? empty(v.shape(), v.dtype(), v.device()) : Tensor();
+    const Tensor q = q_.unpack(this), k = k_.unpack(this), v = v_.unpack(this);  // [*batch, ., .] views
+    Tensor dout = grads[0];  // [*batch, L, Ev]
+    if (dout.dim() > 0 && dout.strides()[dout.dim() - 1] != 1) dout = dout.contiguous();
+    using detail_attention::empty_like_layout;
+    Tensor dq = needs_input_grad(0) ? empty_like_layout(q) : Tensor();
+    Tensor dk = needs_input_grad(1) ? empty_like_layout(k) : Tensor();
+    Tensor dv = needs_input_grad(2) ? empty_like_layout(v) : Tensor();
     attention_backward_kernel.get(q.device())(dq, dk, dv, dout, q, k, v, out_.unpack(this), lse_.unpack(this),
                                               bias_.unpack(this), keep_.unpack(this), dropout_p, is_causal, scale);
-    using detail_attention::with_last2;
-    if (dq.defined()) dq = sum_to(dq.reshape(with_last2(batch, L, E)), q_shape);
-    if (dk.defined()) dk = sum_to(dk.reshape(with_last2(batch, S, E)), k_shape);
-    if (dv.defined()) dv = sum_to(dv.reshape(with_last2(batch, S, Ev)), v_shape);
+    if (dq.defined()) dq = sum_to(dq, q_shape);
+    if (dk.defined()) dk = sum_to(dk, k_shape);
+    if (dv.defined()) dv = sum_to(dv, v_shape);
     return {dq, dk, dv, Tensor()};
   }
   void release_saved() override {
@@ -282,8 +324,8 @@ class ScaledDotProductAttentionBackward final : public Node {
   }
   double scale = 1.0, dropout_p = 0.0;
   bool is_causal = false;
-  Shape batch, q_shape, k_shape, v_shape;
-  SavedTensor q_, k_, v_, out_, lse_;  // [B, L, E], [B, S, E], [B, S, Ev], [B, L, Ev], [B, L]
+  Shape q_shape, k_shape, v_shape;
+  SavedTensor q_, k_, v_, out_, lse_;  // views [*batch, L, E], [*batch, S, E], [*batch, S, Ev], [*batch, L, Ev]; [B, L]
   SavedTensor bias_, keep_;            // a view broadcast to [*batch, L, S], bool [B, L, S]; or undefined
 };
 }  // namespace autograd
@@ -313,9 +355,10 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
   const int64_t B = batch.numel();
   const DType dt = q.dtype();
   const double sc = scale.value_or(1.0 / std::sqrt(double(E)));
-  const Tensor qc = q.detach().expand(with_last2(batch, L, E)).contiguous().reshape({B, L, E});
-  const Tensor kc = k.detach().expand(with_last2(batch, S, E)).contiguous().reshape({B, S, E});
-  const Tensor vc = v.detach().expand(with_last2(batch, S, Ev)).contiguous().reshape({B, S, Ev});
+  // views broadcast to the batch (no copies: the kernels read any strides)
+  const Tensor qe = q.detach().expand(with_last2(batch, L, E));
+  const Tensor ke = k.detach().expand(with_last2(batch, S, E));
+  const Tensor ve = v.detach().expand(with_last2(batch, S, Ev));
   Tensor bias;  // additive, a view broadcast to [*batch, L, S] (never materialized)
   if (attn_mask.defined()) {
     const Shape scores = with_last2(batch, L, S);
@@ -343,24 +386,21 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
     Generator& gen = default_generator();
     for (int64_t i = 0; i < B * L * S; ++i) pk[i] = gen.uniform() >= dropout_p;
   }
-  Tensor out = empty(Shape{B, L, Ev}, dt, q.device());
-  Tensor lse = empty(Shape{B, L}, dt, q.device());
-  attention_kernel.get(q.device())(out, lse, qc, kc, vc, bias, keep, dropout_p, is_causal, sc);
-  const Tensor out_flat = out;
-  out = out.reshape(with_last2(batch, L, Ev));
+  const Tensor out = detail_attention::empty_like_layout(qe, Ev);  // [*batch, L, Ev]
+  const Tensor lse = empty(Shape{B, L}, dt, q.device());
+  attention_kernel.get(q.device())(out, lse, qe, ke, ve, bias, keep, dropout_p, is_causal, sc);
   if (autograd::any_requires_grad({&q, &k, &v})) {
     auto node = std::make_shared<autograd::ScaledDotProductAttentionBackward>();
     node->scale = sc;
     node->dropout_p = dropout_p;
     node->is_causal = is_causal;
-    node->batch = batch;
     node->q_shape = q.shape();
     node->k_shape = k.shape();
     node->v_shape = v.shape();
-    node->q_ = qc;
-    node->k_ = kc;
-    node->v_ = vc;
-    node->out_ = autograd::SavedTensor(out_flat, true);
+    node->q_ = qe;
+    node->k_ = ke;
+    node->v_ = ve;
+    node->out_ = autograd::SavedTensor(out, true);
     node->lse_ = lse;
     node->bias_ = bias;
     node->keep_ = keep;
