@@ -189,3 +189,28 @@ TEST_CASE("attention kernels: results do not depend on the thread count", "[atte
   });
   set_num_threads(saved);
 }
+
+TEST_CASE("attention kernels: head views, broadcast k/v, a strided incoming gradient", "[attention-kernels]") {
+  // As BERT / ViT / MultiheadAttention call it: q, k, v are [B0, T, H, E] projections viewed as
+  // [B0, H, T, E]; the output is transposed back and flattened (its gradient arrives strided). Also k, v
+  // broadcast over the heads ([B0, 1, S, E]).
+  const int64_t B0 = 2, H = 3;
+  for (const Case& c : {Case{33, 33, 32, 32}, Case{130, 100, 64, 64}, Case{7, 65, 8, 17}}) {
+    for (bool broadcast_kv : {false, true}) {
+      INFO("L " << c.L << " S " << c.S << " E " << c.E << " Ev " << c.Ev << " broadcast k/v " << broadcast_kv);
+      const int64_t Hk = broadcast_kv ? 1 : H;
+      const Tensor q0 = rand_in({B0, c.L, H, c.E}, -1, 1, 1), k0 = rand_in({B0, c.S, Hk, c.E}, -1, 1, 2);
+      const Tensor v0 = rand_in({B0, c.S, Hk, c.Ev}, -1, 1, 3), g = rand_in({B0, c.L, H * c.Ev}, -1, 1, 4);
+      const Tensor mask = make_mask(Mask::Padding, B0, c.L, c.S);
+      auto go = [&](DType dt) {
+        Tensor q = q0.to(dt).clone().set_requires_grad(), k = k0.to(dt).clone().set_requires_grad();
+        Tensor v = v0.to(dt).clone().set_requires_grad();
+        Tensor o = scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), mask);
+        sum(mul(o.transpose(1, 2).reshape({B0, c.L, H * c.Ev}), g.to(dt))).backward();
+        return Result{o.detach(), q.grad(), k.grad(), v.grad()};
+      };
+      const Result ref = go(DType::Float64);
+      for_each_cpu_isa([&](kernels::cpu::CpuIsa) { require_result_close(go(DType::Float32), ref); });
+    }
+  }
+}
