@@ -16,9 +16,12 @@
 //         dV = Pd^T dO;  dP = (dO V^T) * dropmask;  dS = P * (dP - rowsum(dP * P));
 //         dQ = scale dS K;  dK = scale dS^T Q.
 // Kernels: float32 on AVX2 / AVX-512 runs the tiled flash-attention kernels of
-//         graft/kernels/cpu/attention.hpp (no [*, L, S] matrix is stored: the node saves q, k, v, the
-//         output and the log-sum-exp per query row, the mask as a broadcast view and the dropout draws
-//         as bools); float64 and GRAFT_CPU_ISA=scalar run the plain reference below, whose backward
+//         graft/kernels/cpu/attention.hpp: no [*, L, S] matrix of scores is stored (the node saves q,
+//         k, v, the output and the log-sum-exp per query row, the mask as a broadcast view and the
+//         dropout draws as bools), q, k, v are read in place (head views are not copied), and the
+//         output and dq, dk, dv are laid out like q, k, v (a [B, H, L, E] view of a [B, L, H, E]
+//         buffer for heads cut from one projection, so transposing back is free). float64 and
+//         GRAFT_CPU_ISA=scalar run the plain reference below on contiguous copies; its backward
 //         recomputes the probabilities. The dropout draws are the same either way: one
 //         default_generator().uniform() per element of [*, L, S] in row-major order, kept when >= p.
 #pragma once

@@ -2,11 +2,15 @@
 // L x S matrix of scores or probabilities is ever held, only kBlockQ x kBlockK tiles.
 //
 // The contract is scaled_dot_product_attention's (graft/ops/attention.hpp, which also holds the plain
-// reference this is tested against). Shapes, all float32 and contiguous unless said:
-//   q [B, L, E], k [B, S, E], v [B, S, Ev], out [B, L, Ev], lse [B, L], dout/dq/dk/dv like out/q/k/v
-//   bias  the additive mask broadcast to [*batch, L, S] (a view, any strides: a padding mask
-//         [B0, 1, 1, S] stays S floats a batch); batch flattens to B; undefined: none
-//   keep  bool [B, L, S], the dropout draws (true = kept, multiplier 1 / (1 - p)); undefined: none
+// reference this is tested against). Shapes, all float32; [*batch, ...] tensors are views of any
+// strides whose batch dims flatten (row-major) to b < B, so head views [B, H, T, E] cut from one
+// projection are read in place (broadcast dims have stride 0):
+//   q [*batch, L, E], k [*batch, S, E], v [*batch, S, Ev]        read through the GEMM (any strides)
+//   bias  the additive mask as [*batch, L, S] (a padding mask [B0, 1, 1, S] stays S floats a batch);
+//         undefined: none
+//   keep  bool [B, L, S] contiguous, the dropout draws (true = kept, multiplier 1 / (1 - p)); undefined: none
+//   out, dout [*batch, L, Ev]; dq, dk, dv like q, k, v          unit column stride (rows are vectors)
+//   lse [B, L] contiguous
 // Forward (FlashAttention): for each (b, block of kBlockQ queries), over blocks of kBlockK keys,
 //   S_blk = scale Q_blk K_blk^T + bias (GEMM), online softmax (running max m and sum l per row, the
 //   accumulator rescaled by e^(m_old - m_new)), O += (P * keep) V_blk (GEMM); O /= l at the end and
@@ -18,8 +22,8 @@
 //   writer that sums in a fixed order, so results do not depend on the thread count.
 //
 // attention_forward_fast / attention_backward_fast return false (writing nothing) when they do not
-// take the call: not float32, or the active ISA is scalar (GRAFT_CPU_ISA=scalar); the op then runs the
-// reference.
+// take the call: not float32, the active ISA is scalar (GRAFT_CPU_ISA=scalar), or an out/dout/dq/dk/dv
+// without unit column stride; the op's CPU entry then runs the reference.
 #pragma once
 #include <algorithm>
 #include <cmath>
