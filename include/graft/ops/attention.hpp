@@ -15,12 +15,23 @@
 // Backward (llm.c's attention_backward): with Pd = P * dropmask,
 //         dV = Pd^T dO;  dP = (dO V^T) * dropmask;  dS = P * (dP - rowsum(dP * P));
 //         dQ = scale dS K;  dK = scale dS^T Q.
+// Kernels: float32 on AVX2 / AVX-512 runs the tiled flash-attention kernels of
+//         graft/kernels/cpu/attention.hpp: no [*, L, S] matrix of scores is stored (the node saves q,
+//         k, v, the output and the log-sum-exp per query row, the mask as a broadcast view and the
+//         dropout draws as bools), q, k, v are read in place (head views are not copied), and the
+//         output and dq, dk, dv are laid out like q, k, v (a [B, H, L, E] view of a [B, L, H, E]
+//         buffer for heads cut from one projection, so transposing back is free). float64 and
+//         GRAFT_CPU_ISA=scalar run the plain reference below on contiguous copies; its backward
+//         recomputes the probabilities. The dropout draws are the same either way: one
+//         default_generator().uniform() per element of [*, L, S] in row-major order, kept when >= p.
 #pragma once
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <optional>
 #include <vector>
 
+#include "graft/kernels/cpu/attention.hpp"
 #include "graft/ops/index.hpp"
 #include "graft/ops/reduce.hpp"
 
@@ -30,9 +41,12 @@ namespace kernels::cpu {
 
 // q [B, L, E], k [B, S, E], v [B, S, Ev]; bias [B, L, S] added to the scores (undefined: none);
 // drop [B, L, S] dropout multipliers 0 or 1 / (1 - p) (undefined: none); all contiguous, one dtype.
-// Writes probs [B, L, S] (softmax before dropout) and out [B, L, Ev]. Parallel over the B*L query rows.
+// Writes probs [B, L, S] (softmax before dropout) and out [B, L, Ev], and lse [B, L] if defined (the
+// log-sum-exp of each row's scores, -inf for a fully masked row). Parallel over the B*L query rows.
+// The plain reference (the oracle of the fast kernels, the float64 and GRAFT_CPU_ISA=scalar path).
 inline void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& q, const Tensor& k,
-                              const Tensor& v, const Tensor& bias, const Tensor& drop, bool is_causal, double scale) {
+                              const Tensor& v, const Tensor& bias, const Tensor& drop, bool is_causal, double scale,
+                              const Tensor& lse = Tensor()) {
   GRAFT_DISPATCH_FLOAT(q.dtype(), "scaled_dot_product_attention", T, [&] {
     const int64_t B = q.shape()[0], L = q.shape()[1], E = q.shape()[2], S = k.shape()[1], Ev = v.shape()[2];
     const T* pq = q.data<T>();
@@ -42,6 +56,7 @@ inline void attention_forward(const Tensor& out, const Tensor& probs, const Tens
     const T* pdrop = drop.defined() ? drop.data<T>() : nullptr;
     T* pp = probs.data<T>();
     T* po = out.data<T>();
+    T* plse = lse.defined() ? lse.data<T>() : nullptr;
     const double neg_inf = -std::numeric_limits<double>::infinity();
     const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(S * (E + Ev), 1));
     parallel_for(0, B * L, grain, [&](int64_t lo, int64_t hi) {
@@ -67,6 +82,7 @@ inline void attention_forward(const Tensor& out, const Tensor& probs, const Tens
         for (int64_t c = 0; c < Ev; ++c) o[c] = T(0);
         if (m == neg_inf) {  // fully masked row: zeros (see the header)
           for (int64_t j = 0; j < S; ++j) p[j] = T(0);
+          if (plse) plse[row] = T(neg_inf);
           continue;
         }
         double sum = 0.0;
@@ -75,6 +91,7 @@ inline void attention_forward(const Tensor& out, const Tensor& probs, const Tens
           p[j] = T(e);
           sum += e;
         }
+        if (plse) plse[row] = T(m + std::log(sum));
         const double inv = 1.0 / sum;
         for (int64_t j = 0; j < S; ++j) {
           p[j] = T(double(p[j]) * inv);
@@ -164,17 +181,80 @@ inline void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor&
   });
 }
 
+// The CPU entries of the slots below. Shapes as in graft/kernels/cpu/attention.hpp: q [*batch, L, E],
+// k [*batch, S, E], v [*batch, S, Ev] and bias [*batch, L, S] (undefined: none) are views of any strides
+// (broadcast dims stride 0); out, dout, dq, dk, dv [*batch, ...] likewise (outputs not broadcast;
+// dq, dk, dv undefined: not computed); lse [B, L] contiguous, B = numel(batch); keep undefined or bool
+// [B, L, S] (the dropout draws). The fast kernels take float32 under AVX2 / AVX-512; otherwise the
+// reference runs on contiguous copies, the multipliers keep ? 1 / (1 - dropout_p) : 0, and its backward
+// recomputes the probabilities.
+namespace attention_reference {
+// t [*batch, rows, cols] -> contiguous [B, rows, cols]
+inline Tensor flat(const Tensor& t, int64_t B) {
+  return t.defined() ? t.contiguous().reshape({B, t.size(-2), t.size(-1)}) : Tensor();
+}
+// A contiguous [B, rows, cols] buffer for the output t (undefined if t is)
+inline Tensor buffer(const Tensor& t, int64_t B) {
+  return t.defined() ? empty(Shape{B, t.size(-2), t.size(-1)}, t.dtype(), t.device()) : Tensor();
+}
+inline void copy_back(const Tensor& t, const Tensor& buf) {
+  if (t.defined()) copy_into(t, buf.reshape(t.shape()));
+}
+inline Tensor drop(const Tensor& keep, double dropout_p, DType dt) {
+  if (!keep.defined()) return Tensor();
+  Tensor drop = empty(keep.shape(), dt, keep.device());
+  GRAFT_DISPATCH_FLOAT(dt, "scaled_dot_product_attention", T, [&] {
+    const T keep_scale = dropout_p < 1.0 ? T(1.0 / (1.0 - dropout_p)) : T(0);
+    const bool* pk = keep.data<bool>();
+    T* pd = drop.data<T>();
+    for (int64_t i = 0; i < keep.numel(); ++i) pd[i] = pk[i] ? keep_scale : T(0);
+  });
+  return drop;
+}
+}  // namespace attention_reference
+
+inline void attention_forward_cpu(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                                  const Tensor& v, const Tensor& bias, const Tensor& keep, double dropout_p,
+                                  bool is_causal, double scale) {
+  if (attention_forward_fast(out, lse, q, k, v, bias, keep, dropout_p, is_causal, scale)) return;
+  using namespace attention_reference;
+  const int64_t B = lse.shape()[0];
+  const Tensor o = buffer(out, B), probs = empty(Shape{B, q.size(-2), k.size(-2)}, q.dtype(), q.device());
+  attention_forward(o, probs, flat(q, B), flat(k, B), flat(v, B), flat(bias, B), drop(keep, dropout_p, q.dtype()),
+                    is_causal, scale, lse);
+  copy_back(out, o);
+}
+
+inline void attention_backward_cpu(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
+                                   const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                                   const Tensor& lse, const Tensor& bias, const Tensor& keep, double dropout_p,
+                                   bool is_causal, double scale) {
+  if (attention_backward_fast(dq, dk, dv, dout, q, k, v, out, lse, bias, keep, dropout_p, is_causal, scale)) return;
+  using namespace attention_reference;
+  const int64_t B = lse.shape()[0];
+  const Tensor qf = flat(q, B), kf = flat(k, B), vf = flat(v, B), d = drop(keep, dropout_p, q.dtype());
+  const Tensor probs = empty(Shape{B, q.size(-2), k.size(-2)}, q.dtype(), q.device());
+  attention_forward(buffer(out, B), probs, qf, kf, vf, flat(bias, B), d, is_causal, scale);
+  const Tensor dqf = buffer(dq, B), dkf = buffer(dk, B), dvf = buffer(dv, B);
+  attention_backward(dqf, dkf, dvf, flat(dout, B), qf, kf, vf, probs, d, scale);
+  copy_back(dq, dqf);
+  copy_back(dk, dkf);
+  copy_back(dv, dvf);
+}
+
 }  // namespace kernels::cpu
 
-using AttentionKernel = void (*)(const Tensor& out, const Tensor& probs, const Tensor& q, const Tensor& k,
-                                 const Tensor& v, const Tensor& bias, const Tensor& drop, bool is_causal,
-                                 double scale);
+using AttentionKernel = void (*)(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                                 const Tensor& v, const Tensor& bias, const Tensor& keep, double dropout_p,
+                                 bool is_causal, double scale);
 using AttentionBackwardKernel = void (*)(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
-                                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
-                                         const Tensor& drop, double scale);
-inline KernelSlot<AttentionKernel> attention_kernel{"scaled_dot_product_attention", &kernels::cpu::attention_forward};
-inline KernelSlot<AttentionBackwardKernel> attention_backward_kernel{"scaled_dot_product_attention_backward",
-                                                                     &kernels::cpu::attention_backward};
+                                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                                         const Tensor& lse, const Tensor& bias, const Tensor& keep,
+                                         double dropout_p, bool is_causal, double scale);
+inline KernelSlot<AttentionKernel> attention_kernel{"scaled_dot_product_attention",
+                                                    &kernels::cpu::attention_forward_cpu, "avx2 avx512"};
+inline KernelSlot<AttentionBackwardKernel> attention_backward_kernel{
+    "scaled_dot_product_attention_backward", &kernels::cpu::attention_backward_cpu, "avx2 avx512"};
 
 namespace detail_attention {
 // lead + [a, b]
@@ -184,6 +264,31 @@ inline Shape with_last2(const Shape& lead, int64_t a, int64_t b) {
   s.push_back(b);
   return s;
 }
+// An empty tensor of like's shape with its last dim set to cols, laid out in like's dim order (dims
+// sorted by decreasing stride, the last dim innermost). Heads cut from one projection, [B, H, L, E] as
+// a transposed [B, L, H, E], so give an output (and gradients) that the caller's inverse transpose
+// reads without a copy, as PyTorch's CPU flash attention does. Contiguous when like is, or has a
+// broadcast (stride 0) dim.
+inline Tensor empty_like_layout(const Tensor& like, int64_t cols) {
+  const int r = like.dim();
+  Shape shape = like.shape();
+  shape[r - 1] = cols;
+  bool broadcast = false;
+  for (int d = 0; d < r; ++d) broadcast = broadcast || (like.strides()[d] == 0 && like.shape()[d] > 1);
+  if (broadcast || like.is_contiguous()) return empty(shape, like.dtype(), like.device());
+  std::vector<int64_t> order(static_cast<size_t>(r));  // order[p]: the dim stored p-th from the outside
+  for (int d = 0; d < r; ++d) order[size_t(d)] = d;
+  std::stable_sort(order.begin(), order.end() - 1,
+                   [&](int64_t a, int64_t b) { return like.strides()[int(a)] > like.strides()[int(b)]; });
+  Shape stored;
+  std::vector<int64_t> back(static_cast<size_t>(r));  // back[d]: where dim d is stored
+  for (int p = 0; p < r; ++p) {
+    stored.push_back(shape[int(order[size_t(p)])]);
+    back[size_t(order[size_t(p)])] = p;
+  }
+  return empty(stored, like.dtype(), like.device()).permute(back);
+}
+inline Tensor empty_like_layout(const Tensor& like) { return empty_like_layout(like, like.size(-1)); }
 inline Shape leading_dims(const Shape& s) {
   Shape lead;
   for (int i = 0; i + 2 < s.rank(); ++i) lead.push_back(s[i]);
@@ -197,30 +302,34 @@ class ScaledDotProductAttentionBackward final : public Node {
   std::string name() const override { return "ScaledDotProductAttentionBackward"; }
   std::vector<Tensor> apply(std::vector<Tensor>& grads) override {
     GRAFT_CHECK(!GradMode::enabled(), name(), "second derivative (create_graph through attention) is not implemented");
-    const Tensor q = q_.unpack(this), k = k_.unpack(this), v = v_.unpack(this);
-    const int64_t B = q.size(0), L = q.size(1), E = q.size(2), S = k.size(1), Ev = v.size(2);
-    const Tensor dout = grads[0].contiguous().reshape({B, L, Ev});
-    Tensor dq = needs_input_grad(0) ? empty(q.shape(), q.dtype(), q.device()) : Tensor();
-    Tensor dk = needs_input_grad(1) ? empty(k.shape(), k.dtype(), k.device()) : Tensor();
-    Tensor dv = needs_input_grad(2) ? empty(v.shape(), v.dtype(), v.device()) : Tensor();
-    attention_backward_kernel.get(q.device())(dq, dk, dv, dout, q, k, v, probs_.unpack(this), drop_.unpack(this),
-                                              scale);
-    using detail_attention::with_last2;
-    if (dq.defined()) dq = sum_to(dq.reshape(with_last2(batch, L, E)), q_shape);
-    if (dk.defined()) dk = sum_to(dk.reshape(with_last2(batch, S, E)), k_shape);
-    if (dv.defined()) dv = sum_to(dv.reshape(with_last2(batch, S, Ev)), v_shape);
+    const Tensor q = q_.unpack(this), k = k_.unpack(this), v = v_.unpack(this);  // [*batch, ., .] views
+    Tensor dout = grads[0];  // [*batch, L, Ev]
+    if (dout.dim() > 0 && dout.strides()[dout.dim() - 1] != 1) dout = dout.contiguous();
+    using detail_attention::empty_like_layout;
+    Tensor dq = needs_input_grad(0) ? empty_like_layout(q) : Tensor();
+    Tensor dk = needs_input_grad(1) ? empty_like_layout(k) : Tensor();
+    Tensor dv = needs_input_grad(2) ? empty_like_layout(v) : Tensor();
+    attention_backward_kernel.get(q.device())(dq, dk, dv, dout, q, k, v, out_.unpack(this), lse_.unpack(this),
+                                              bias_.unpack(this), keep_.unpack(this), dropout_p, is_causal, scale);
+    if (dq.defined()) dq = sum_to(dq, q_shape);
+    if (dk.defined()) dk = sum_to(dk, k_shape);
+    if (dv.defined()) dv = sum_to(dv, v_shape);
     return {dq, dk, dv, Tensor()};
   }
   void release_saved() override {
     q_.release();
     k_.release();
     v_.release();
-    probs_.release();
-    drop_.release();
+    out_.release();
+    lse_.release();
+    bias_.release();
+    keep_.release();
   }
-  double scale = 1.0;
-  Shape batch, q_shape, k_shape, v_shape;
-  SavedTensor q_, k_, v_, probs_, drop_;  // [B, L, E], [B, S, E], [B, S, Ev], [B, L, S], [B, L, S] or undefined
+  double scale = 1.0, dropout_p = 0.0;
+  bool is_causal = false;
+  Shape q_shape, k_shape, v_shape;
+  SavedTensor q_, k_, v_, out_, lse_;  // views [*batch, L, E], [*batch, S, E], [*batch, S, Ev], [*batch, L, Ev]; [B, L]
+  SavedTensor bias_, keep_;            // a view broadcast to [*batch, L, S], bool [B, L, S]; or undefined
 };
 }  // namespace autograd
 
@@ -249,54 +358,55 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
   const int64_t B = batch.numel();
   const DType dt = q.dtype();
   const double sc = scale.value_or(1.0 / std::sqrt(double(E)));
-  const Tensor qc = q.detach().expand(with_last2(batch, L, E)).contiguous().reshape({B, L, E});
-  const Tensor kc = k.detach().expand(with_last2(batch, S, E)).contiguous().reshape({B, S, E});
-  const Tensor vc = v.detach().expand(with_last2(batch, S, Ev)).contiguous().reshape({B, S, Ev});
-  Tensor bias;  // [B, L, S] additive
+  // views broadcast to the batch (no copies: the kernels read any strides)
+  const Tensor qe = q.detach().expand(with_last2(batch, L, E));
+  const Tensor ke = k.detach().expand(with_last2(batch, S, E));
+  const Tensor ve = v.detach().expand(with_last2(batch, S, Ev));
+  Tensor bias;  // additive, a view broadcast to [*batch, L, S] (never materialized)
   if (attn_mask.defined()) {
     const Shape scores = with_last2(batch, L, S);
     GRAFT_CHECK(detail_index::broadcasts_to(attn_mask.shape(), scores), op, "attn_mask of shape ",
                 attn_mask.shape(), " cannot be broadcast to the scores' shape ", scores);
     if (attn_mask.dtype() == DType::Bool) {
-      const Tensor m = attn_mask.detach().expand(scores).contiguous();
-      bias = empty(Shape{B, L, S}, dt, q.device());
+      const Tensor m = attn_mask.detach().contiguous();
+      Tensor additive = empty(m.shape(), dt, q.device());
       GRAFT_DISPATCH_FLOAT(dt, op, T, [&] {
         const bool* pm = m.data<bool>();
-        T* pb = bias.data<T>();
-        for (int64_t i = 0; i < B * L * S; ++i) pb[i] = pm[i] ? T(0) : -std::numeric_limits<T>::infinity();
+        T* pb = additive.data<T>();
+        for (int64_t i = 0; i < m.numel(); ++i) pb[i] = pm[i] ? T(0) : -std::numeric_limits<T>::infinity();
       });
+      bias = additive.expand(scores);
     } else {
       GRAFT_CHECK(is_floating(attn_mask.dtype()), op, "attn_mask must be bool or floating-point, got ",
                   dtype_name(attn_mask.dtype()));
-      bias = attn_mask.detach().to(dt).expand(scores).contiguous().reshape({B, L, S});
+      bias = attn_mask.detach().to(dt).expand(scores);
     }
   }
-  Tensor drop;  // [B, L, S] inverted-dropout multipliers
+  Tensor keep;  // bool [B, L, S]: the dropout draws, kept where uniform() >= dropout_p
   if (dropout_p > 0.0) {
-    drop = empty(Shape{B, L, S}, dt, q.device());
-    GRAFT_DISPATCH_FLOAT(dt, op, T, [&] {
-      const T keep_scale = dropout_p < 1.0 ? T(1.0 / (1.0 - dropout_p)) : T(0);
-      T* pd = drop.data<T>();
-      Generator& gen = default_generator();
-      for (int64_t i = 0; i < B * L * S; ++i) pd[i] = gen.uniform() >= dropout_p ? keep_scale : T(0);
-    });
+    keep = empty(Shape{B, L, S}, DType::Bool, q.device());
+    bool* pk = keep.data<bool>();
+    Generator& gen = default_generator();
+    for (int64_t i = 0; i < B * L * S; ++i) pk[i] = gen.uniform() >= dropout_p;
   }
-  Tensor out = empty(Shape{B, L, Ev}, dt, q.device());
-  Tensor probs = empty(Shape{B, L, S}, dt, q.device());
-  attention_kernel.get(q.device())(out, probs, qc, kc, vc, bias, drop, is_causal, sc);
-  out = out.reshape(with_last2(batch, L, Ev));
+  const Tensor out = detail_attention::empty_like_layout(qe, Ev);  // [*batch, L, Ev]
+  const Tensor lse = empty(Shape{B, L}, dt, q.device());
+  attention_kernel.get(q.device())(out, lse, qe, ke, ve, bias, keep, dropout_p, is_causal, sc);
   if (autograd::any_requires_grad({&q, &k, &v})) {
     auto node = std::make_shared<autograd::ScaledDotProductAttentionBackward>();
     node->scale = sc;
-    node->batch = batch;
+    node->dropout_p = dropout_p;
+    node->is_causal = is_causal;
     node->q_shape = q.shape();
     node->k_shape = k.shape();
     node->v_shape = v.shape();
-    node->q_ = qc;
-    node->k_ = kc;
-    node->v_ = vc;
-    node->probs_ = probs;
-    node->drop_ = drop;
+    node->q_ = qe;
+    node->k_ = ke;
+    node->v_ = ve;
+    node->out_ = autograd::SavedTensor(out, true);
+    node->lse_ = lse;
+    node->bias_ = bias;
+    node->keep_ = keep;
     autograd::connect(node, {q, k, v, Tensor()}, {out});
   }
   return out;
