@@ -405,9 +405,10 @@ struct Avx2Kernel {
 
 #endif  // GRAFT_GEMM_X86
 
-// Below this many multiply-adds a product stays on one thread (a region costs about a microsecond,
-// packing per thread a little more).
-inline constexpr int64_t kGemmParallelMinWork = int64_t(1) << 18;
+// Below this many multiply-adds (about 10 us on one core) a product stays on one thread: a region
+// costs about a microsecond, packing per thread more, and attention's 64 x 64 x 64 tile products
+// must not each wake the pool.
+inline constexpr int64_t kGemmParallelMinWork = int64_t(1) << 20;
 
 // gemm_blocked<Kernel> split over the pool. Column slabs are whole NR-wide panels and row slabs whole
 // MR-high tiles, so no tile straddles two threads; a slab is gemm_blocked on a sub-block, and since the
