@@ -6,6 +6,11 @@
 // dx = dout * f'(x), with f'(x) from the kernel next to f(x); dout enters through the
 // differentiable mul, so create_graph works in dout. Second derivatives in x are exact for the
 // piecewise-linear ops (relu, relu6, clamp, abs, neg) and throw for the others.
+//
+// Kernels: the plain reference loops below (every dtype; the float64 path and GRAFT_CPU_ISA=scalar)
+// and, for float32 on AVX2 / AVX-512, the fast kernels of kernels/graft/kernels/cpu/elementwise.hpp
+// (every unary op forward and backward; binary ops but pow on rows of unit or zero stride; add_ and
+// mul_), tried first by the *_cpu entries. The op codes and scalar math are in core/scalar_ops.hpp.
 #pragma once
 #include <cmath>
 #include <type_traits>
@@ -13,129 +18,13 @@
 #include "graft/autograd/node.hpp"
 #include "graft/core/dispatch.hpp"
 #include "graft/core/parallel.hpp"
+#include "graft/core/scalar_ops.hpp"
+#include "graft/kernels/cpu/broadcast_rows.hpp"
+#include "graft/kernels/cpu/elementwise.hpp"
 #include "graft/ops/copy.hpp"
 #include "graft/ops/view.hpp"
 
 namespace graft {
-
-enum class BinaryOp { Add, Sub, Mul, Div, Pow, Maximum, Minimum };
-enum class CompareOp { Eq, Ne, Lt, Le, Gt, Ge };
-enum class UnaryOp {
-  Neg, Abs, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, Relu6, GeluErf, GeluTanh, Silu, Hardswish,
-  PowScalar,  // x^p0
-  Clamp,      // clamp(x, p0, p1)
-};
-
-inline const char* unary_name(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::Neg: return "neg";
-    case UnaryOp::Abs: return "abs";
-    case UnaryOp::Exp: return "exp";
-    case UnaryOp::Log: return "log";
-    case UnaryOp::Sqrt: return "sqrt";
-    case UnaryOp::Rsqrt: return "rsqrt";
-    case UnaryOp::Tanh: return "tanh";
-    case UnaryOp::Sigmoid: return "sigmoid";
-    case UnaryOp::Relu: return "relu";
-    case UnaryOp::Relu6: return "relu6";
-    case UnaryOp::GeluErf: return "gelu";
-    case UnaryOp::GeluTanh: return "gelu_tanh";
-    case UnaryOp::Silu: return "silu";
-    case UnaryOp::Hardswish: return "hardswish";
-    case UnaryOp::PowScalar: return "pow_scalar";
-    case UnaryOp::Clamp: return "clamp";
-  }
-  return "unary";
-}
-
-namespace kernels {
-
-using std::erf, std::exp, std::log, std::pow, std::sqrt, std::tanh;
-
-// Scalar math shared with the CUDA kernels (GRAFT_HOST_DEVICE): unqualified exp/log/... resolve to
-// <cmath> on the host and to CUDA's device overloads under nvcc.
-template <class T>
-GRAFT_HOST_DEVICE inline T clamp_scalar(T x, T lo, T hi) {
-  return x < lo ? lo : (x > hi ? hi : x);
-}
-
-template <class T>
-GRAFT_HOST_DEVICE inline T binary_scalar(BinaryOp op, T a, T b) {
-  switch (op) {
-    case BinaryOp::Add: return a + b;
-    case BinaryOp::Sub: return a - b;
-    case BinaryOp::Mul: return a * b;
-    case BinaryOp::Div: return a / b;
-    case BinaryOp::Pow: return pow(a, b);
-    case BinaryOp::Maximum: return (a != a || a > b) ? a : b;  // NaN propagates
-    case BinaryOp::Minimum: return (a != a || a < b) ? a : b;
-  }
-  return a;
-}
-
-constexpr double kSqrt2 = 1.4142135623730951;
-constexpr double kSqrt2OverPi = 0.7978845608028654;
-constexpr double kInvSqrt2Pi = 0.3989422804014327;
-
-template <class T>
-GRAFT_HOST_DEVICE inline T unary_scalar(UnaryOp op, T x, T p0, T p1) {
-  switch (op) {
-    case UnaryOp::Neg: return -x;
-    case UnaryOp::Abs: return (x < T(0) ? -x : (x == T(0) ? T(0) : x));
-    case UnaryOp::Exp: return exp(x);
-    case UnaryOp::Log: return log(x);
-    case UnaryOp::Sqrt: return sqrt(x);
-    case UnaryOp::Rsqrt: return T(1) / sqrt(x);
-    case UnaryOp::Tanh: return tanh(x);
-    case UnaryOp::Sigmoid: return T(1) / (T(1) + exp(-x));
-    case UnaryOp::Relu: return x > T(0) ? x : (x != x ? x : T(0));
-    case UnaryOp::Relu6: return x != x ? x : clamp_scalar(x, T(0), T(6));
-    case UnaryOp::GeluErf: return T(0.5) * x * (T(1) + erf(x / T(kSqrt2)));
-    case UnaryOp::GeluTanh:
-      return T(0.5) * x * (T(1) + tanh(T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x)));
-    case UnaryOp::Silu: return x / (T(1) + exp(-x));
-    case UnaryOp::Hardswish: return x * clamp_scalar(x + T(3), T(0), T(6)) / T(6);
-    case UnaryOp::PowScalar: return pow(x, p0);
-    case UnaryOp::Clamp: return x != x ? x : clamp_scalar(x, p0, p1);
-  }
-  return x;
-}
-
-// f'(x), given x and y = f(x). Conventions at kinks follow PyTorch (relu'(0) = 0, clamp passes
-// the gradient on the closed interval, relu6 on the open one).
-template <class T>
-GRAFT_HOST_DEVICE inline T unary_derivative(UnaryOp op, T x, T y, T p0, T p1) {
-  switch (op) {
-    case UnaryOp::Neg: return T(-1);
-    case UnaryOp::Abs: return x > T(0) ? T(1) : (x < T(0) ? T(-1) : T(0));
-    case UnaryOp::Exp: return y;
-    case UnaryOp::Log: return T(1) / x;
-    case UnaryOp::Sqrt: return T(0.5) / y;
-    case UnaryOp::Rsqrt: return T(-0.5) * y * y * y;
-    case UnaryOp::Tanh: return T(1) - y * y;
-    case UnaryOp::Sigmoid: return y * (T(1) - y);
-    case UnaryOp::Relu: return x > T(0) ? T(1) : T(0);
-    case UnaryOp::Relu6: return (x > T(0) && x < T(6)) ? T(1) : T(0);
-    case UnaryOp::GeluErf:
-      return T(0.5) * (T(1) + erf(x / T(kSqrt2))) + x * T(kInvSqrt2Pi) * exp(T(-0.5) * x * x);
-    case UnaryOp::GeluTanh: {
-      const T inner = T(kSqrt2OverPi) * (x + T(0.044715) * x * x * x);
-      const T t = tanh(inner);
-      return T(0.5) * (T(1) + t) +
-             T(0.5) * x * (T(1) - t * t) * T(kSqrt2OverPi) * (T(1) + T(3 * 0.044715) * x * x);
-    }
-    case UnaryOp::Silu: {
-      const T s = T(1) / (T(1) + exp(-x));
-      return s * (T(1) + x * (T(1) - s));
-    }
-    case UnaryOp::Hardswish: return x < T(-3) ? T(0) : (x <= T(3) ? x / T(3) + T(0.5) : T(1));
-    case UnaryOp::PowScalar: return p0 == T(0) ? T(0) : p0 * pow(x, p0 - T(1));
-    case UnaryOp::Clamp: return (x >= p0 && x <= p1) ? T(1) : T(0);
-  }
-  return T(0);
-}
-
-}  // namespace kernels
 
 namespace kernels::cpu {
 
@@ -187,51 +76,6 @@ inline void binary_row(T* o, const T* a, int64_t sa, const T* b, int64_t sb, int
   } else {
     for (int64_t i = 0; i < n; ++i) o[i] = f(a[i * sa], b[i * sb]);
   }
-}
-
-// The dims of a broadcast binary op, merged where both operands allow it (stride[d] ==
-// stride[d + 1] * size[d + 1] for a and b) and size-1 dims dropped, so [N, C, H, W] * [N, C, 1, 1]
-// becomes N C rows of H W elements times one scalar each. The last dim is the row.
-struct BroadcastRows {
-  int rank = 0;  // merged dims, the last one being the row
-  int64_t size[kMaxDims] = {}, sa[kMaxDims] = {}, sb[kMaxDims] = {};
-  int64_t rows() const {
-    int64_t r = 1;
-    for (int d = 0; d + 1 < rank; ++d) r *= size[d];
-    return r;
-  }
-  int64_t row_len() const { return rank ? size[rank - 1] : 1; }
-  // Offsets of row r in a and b.
-  void row_offsets(int64_t r, int64_t& oa, int64_t& ob) const {
-    oa = ob = 0;
-    for (int d = rank - 2; d >= 0; --d) {
-      const int64_t i = r % size[d];
-      r /= size[d];
-      oa += i * sa[d];
-      ob += i * sb[d];
-    }
-  }
-};
-
-inline BroadcastRows broadcast_rows(const Shape& shape, const Shape& sa, const Shape& sb) {
-  BroadcastRows p;
-  for (int d = 0; d < shape.rank(); ++d) {
-    if (shape[d] == 1) continue;
-    if (p.rank > 0) {
-      const int q = p.rank - 1;  // merge the previous (outer) dim into this one when both allow it
-      if (p.sa[q] == sa[d] * shape[d] && p.sb[q] == sb[d] * shape[d]) {
-        p.size[q] *= shape[d];
-        p.sa[q] = sa[d];
-        p.sb[q] = sb[d];
-        continue;
-      }
-    }
-    p.size[p.rank] = shape[d];
-    p.sa[p.rank] = sa[d];
-    p.sb[p.rank] = sb[d];
-    ++p.rank;
-  }
-  return p;
 }
 
 // out = a (op) b. a and b are already broadcast to out's shape (stride 0 on broadcast dims) and
@@ -348,6 +192,61 @@ inline void unary_backward(const Tensor& dfdx, const Tensor& x, const Tensor& y,
   });
 }
 
+// y += alpha b in y's own storage (any layout); b has y's dtype and shape (broadcast strides
+// allowed) and does not overlap y except as the very same elements. b * alpha is rounded before
+// the add, as add(y, mul(b, alpha)) does. The reference of Tensor::add_.
+inline void add_scaled_inplace(const Tensor& y, const Tensor& b, double alpha) {
+  auto run = [&](auto* py, const auto* pb) {
+    using T = std::remove_pointer_t<decltype(py)>;
+    const T a = T(alpha);
+    if (alpha == 1.0)
+      for_each_offset2(y.shape(), y.strides(), b.strides(), [&](int64_t, int64_t oy, int64_t ob) { py[oy] += pb[ob]; });
+    else
+      for_each_offset2(y.shape(), y.strides(), b.strides(),
+                       [&](int64_t, int64_t oy, int64_t ob) { py[oy] = py[oy] + T(pb[ob] * a); });
+  };
+  switch (y.dtype()) {
+    case DType::Float32: return run(y.data<float>(), b.data<float>());
+    case DType::Float64: return run(y.data<double>(), b.data<double>());
+    case DType::Int32: return run(y.data<int32_t>(), b.data<int32_t>());
+    case DType::Int64: return run(y.data<int64_t>(), b.data<int64_t>());
+    default:
+      throw Error(detail::concat("add_: dtype ", dtype_name(y.dtype()),
+                                 " not supported (expected float32, float64, int32 or int64)"));
+  }
+}
+
+// y *= s in y's own storage (any layout), s rounded to y's dtype first (as mul(y, s)).
+inline void scale_inplace(const Tensor& y, double s) {
+  auto run = [&](auto* py) {
+    using T = std::remove_pointer_t<decltype(py)>;
+    const T v = T(s);
+    for_each_offset(y.shape(), y.strides(), [&](int64_t o) { py[o] = py[o] * v; });
+  };
+  switch (y.dtype()) {
+    case DType::Float32: return run(y.data<float>());
+    case DType::Float64: return run(y.data<double>());
+    case DType::Int32: return run(y.data<int32_t>());
+    case DType::Int64: return run(y.data<int64_t>());
+    default:
+      throw Error(detail::concat("mul_: dtype ", dtype_name(y.dtype()),
+                                 " not supported (expected float32, float64, int32 or int64)"));
+  }
+}
+
+// The CPU entries of the KernelSlots: the fast float32 kernel of kernels/graft/kernels/cpu/
+// elementwise.hpp for the active ISA when it takes the case, else the reference above.
+inline void binary_forward_cpu(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
+  if (!binary_forward_fast(out, a, b, op)) binary_forward(out, a, b, op);
+}
+inline void unary_forward_cpu(const Tensor& out, const Tensor& x, UnaryOp op, double p0, double p1) {
+  if (!unary_forward_fast(out, x, op, p0, p1)) unary_forward(out, x, op, p0, p1);
+}
+inline void unary_backward_cpu(const Tensor& dfdx, const Tensor& x, const Tensor& y, UnaryOp op, double p0,
+                               double p1) {
+  if (!unary_backward_fast(dfdx, x, y, op, p0, p1)) unary_backward(dfdx, x, y, op, p0, p1);
+}
+
 }  // namespace kernels::cpu
 
 using BinaryKernel = void (*)(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op);
@@ -356,11 +255,12 @@ using WhereKernel = void (*)(const Tensor& out, const Tensor& cond, const Tensor
 using UnaryKernel = void (*)(const Tensor& out, const Tensor& x, UnaryOp op, double p0, double p1);
 using UnaryBackwardKernel = void (*)(const Tensor& dfdx, const Tensor& x, const Tensor& y, UnaryOp op,
                                      double p0, double p1);
-inline KernelSlot<BinaryKernel> binary_kernel{"binary", &kernels::cpu::binary_forward};
+inline KernelSlot<BinaryKernel> binary_kernel{"binary", &kernels::cpu::binary_forward_cpu, "avx2 avx512"};
 inline KernelSlot<CompareKernel> compare_kernel{"compare", &kernels::cpu::compare_forward};
 inline KernelSlot<WhereKernel> where_kernel{"where", &kernels::cpu::where_forward};
-inline KernelSlot<UnaryKernel> unary_kernel{"unary", &kernels::cpu::unary_forward};
-inline KernelSlot<UnaryBackwardKernel> unary_backward_kernel{"unary_backward", &kernels::cpu::unary_backward};
+inline KernelSlot<UnaryKernel> unary_kernel{"unary", &kernels::cpu::unary_forward_cpu, "avx2 avx512"};
+inline KernelSlot<UnaryBackwardKernel> unary_backward_kernel{"unary_backward", &kernels::cpu::unary_backward_cpu,
+                                                             "avx2 avx512"};
 
 Tensor sum_to(const Tensor& x, const Shape& shape);  // graft/ops/reduce.hpp
 Tensor mul(const Tensor& a, const Tensor& b);
@@ -647,18 +547,53 @@ GRAFT_REGISTER_OP(pow_scalar, true);
 GRAFT_REGISTER_OP(clamp, true);
 
 // ---- in place (optimizers) -----------------------------------------------------------------------
+// Both write into the tensor's own storage (no temporary the size of *this); the result is that of
+// copy_(add(*this, mul(other, alpha))) and copy_(mul(*this, s)): other broadcasts to this shape and
+// is converted to this dtype, other * alpha computed in other's dtype (float32 for an integer other
+// and a fractional alpha). The float32 fast path computes this + alpha other with one rounding
+// (fma, as PyTorch's CPU add_); the reference rounds alpha other first.
 inline Tensor& Tensor::add_(const Tensor& other, double alpha) {
   check_inplace(*this, "add_");
+  GRAFT_CHECK(other.defined(), "add_", "undefined tensor argument");
+  GRAFT_CHECK(other.device() == device(), "add_", "tensors on different devices: ", device(), " and ",
+              other.device());
   NoGradGuard ng;
-  const Tensor o = alpha == 1.0 ? other : mul(other, alpha);
-  copy_into(*this, add(this->detach(), o.to(dtype())));
+  const Shape b = broadcast_shapes(shape(), other.shape(), "add_");
+  GRAFT_CHECK(b == shape(), "add_", "other's shape ", other.shape(), " cannot be broadcast to this tensor's shape ",
+              shape());
+  if (numel() == 0) return *this;
+  const bool same_dtype = other.dtype() == dtype();
+  const bool exact_alpha = is_floating(dtype()) || alpha == std::floor(alpha);  // alpha in this dtype
+  if (!device().is_cpu()) {  // the CUDA kernels: binary add into a temporary, then a copy
+    const Tensor o = alpha == 1.0 ? other : mul(other, alpha);
+    copy_into(*this, add(this->detach(), o.to(dtype())));
+  } else {
+    Tensor o = other.detach();
+    double scale = alpha;
+    if (!same_dtype || !exact_alpha) {  // other * alpha in other's dtype, converted: other's size
+      o = (alpha == 1.0 ? o : mul(o, alpha)).to(dtype());
+      scale = 1.0;
+    } else if (o.storage() == storage() &&
+               !(o.data_ptr() == data_ptr() && o.shape() == shape() && o.strides() == strides())) {
+      o = o.clone();  // overlaps *this in another layout: read it before writing
+    }
+    const Tensor ob = o.expand(shape());
+    if (!kernels::cpu::add_scaled_inplace_fast(*this, ob, scale)) kernels::cpu::add_scaled_inplace(*this, ob, scale);
+  }
   storage()->bump_version();
   return *this;
 }
 inline Tensor& Tensor::mul_(double s) {
   check_inplace(*this, "mul_");
   NoGradGuard ng;
-  copy_into(*this, mul(this->detach(), s));
+  if (numel() == 0) return *this;
+  if (!device().is_cpu()) {
+    copy_into(*this, mul(this->detach(), s));
+  } else if (!is_floating(dtype()) && s != std::floor(s)) {  // mul promotes to float32, the copy truncates
+    copy_into(*this, mul(this->detach(), s));
+  } else if (!kernels::cpu::scale_inplace_fast(*this, s)) {
+    kernels::cpu::scale_inplace(*this, s);
+  }
   storage()->bump_version();
   return *this;
 }

@@ -1,12 +1,14 @@
 // graft/kernels/cuda/elementwise.cuh - CUDA twins of the elementwise reference kernels in
-// graft/ops/elementwise.hpp and graft/ops/copy.hpp. Same arguments, same math: the scalar
-// functions graft::kernels::{binary_scalar, unary_scalar, unary_derivative} are GRAFT_HOST_DEVICE
-// and compiled for both.
+// graft/ops/elementwise.hpp, graft/ops/copy.hpp and the sum of graft/ops/reduce.hpp. Same arguments,
+// same math: the scalar functions graft::kernels::{binary_scalar, unary_scalar, unary_derivative}
+// (graft/core/scalar_ops.hpp) are GRAFT_HOST_DEVICE and compiled for both. Includes core only.
 // Grid-stride loops over the output's row-major index; operands carry their own strides.
 #pragma once
 #include "graft/kernels/cuda/common.cuh"
-#include "graft/ops/elementwise.hpp"
-#include "graft/ops/reduce.hpp"
+#include "graft/core/dtype.hpp"
+#include "graft/core/error.hpp"
+#include "graft/core/scalar_ops.hpp"
+#include "graft/core/tensor.hpp"
 
 namespace graft::kernels::cuda {
 

@@ -61,7 +61,14 @@ inline MaskF operator<(VecF a, VecF b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LT
 inline MaskF operator<=(VecF a, VecF b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ)}; }
 inline MaskF operator>(VecF a, VecF b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)}; }
 inline MaskF operator>=(VecF a, VecF b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ)}; }
+inline MaskF operator==(VecF a, VecF b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_EQ_OQ)}; }
+inline MaskF is_nan(VecF a) { return {_mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q)}; }
 inline VecF select(MaskF m, VecF t, VecF f) { return {_mm256_blendv_ps(f.v, t.v, m.m)}; }
+
+inline VecF copysign(VecF a, VecF b) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  return {_mm256_or_ps(_mm256_andnot_ps(sign, a.v), _mm256_and_ps(sign, b.v))};
+}
 
 inline VecF round_nearest(VecF x) { return {_mm256_round_ps(x.v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)}; }
 inline VecF mul_pow2(VecF p, VecF n) {
@@ -71,6 +78,14 @@ inline VecF mul_pow2(VecF p, VecF n) {
   const __m256 f1 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(h, bias), 23));
   const __m256 f2 = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_sub_epi32(ni, h), bias), 23));
   return {_mm256_mul_ps(_mm256_mul_ps(p.v, f1), f2)};
+}
+
+// The exponent field minus the bias, and the mantissa bits under the exponent of 1.0f.
+inline VecF mantissa_exponent(VecF x, VecF& e) {
+  const __m256i bits = _mm256_castps_si256(x.v);
+  e.v = _mm256_cvtepi32_ps(_mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127)));
+  const __m256i m = _mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007fffff)), _mm256_set1_epi32(0x3f800000));
+  return {_mm256_castsi256_ps(m)};
 }
 
 #include "graft/kernels/cpu/vec/math.inc"
