@@ -253,6 +253,22 @@ TEST_CASE("efficientnet: the real lite0 .pth loads strictly and matches PyTorch'
               graft_test::max_abs_diff(c.at("out").to(DType::Float64), f64));
 }
 
+TEST_CASE("efficientnet: real lite0 with BatchNorm folded into the convs matches unfused and PyTorch",
+          "[efficientnet][big]") {
+  auto model = effnet_real_lite0();
+  const GoldenCase& c = effnet_real_case("lite0_real");
+  NoGradGuard no_grad;
+  const Tensor unfused = model->forward(c.at("x"));
+  // stem and head, then per block: expand (absent in block 0), depthwise, project
+  REQUIRE(model->fuse_for_inference() == 2 + 16 * 3 - 1);
+  const Tensor fused = model->forward(c.at("x"));
+  GRAFT_REQUIRE_CLOSE(fused, unfused, kTolF32);
+  GRAFT_REQUIRE_CLOSE(fused, c.at("out"), kTolF32);
+  CHECK(effnet_topk(fused, 5) == effnet_rows(c.at("top5")));
+  std::printf("[parity] efficientnet_lite0 (real) with BatchNorm folded: max|fused - unfused| %.3g, vs PyTorch %.3g\n",
+              graft_test::max_abs_diff(fused, unfused), graft_test::max_abs_diff(fused, c.at("out")));
+}
+
 // Training mode against PyTorch: the real checkpoint with a new 10-class head, BatchNorm on batch
 // statistics (momentum 0.1, the demo's), SAME padding, depthwise and pointwise convolutions, ReLU6 and
 // the head all on the backward path. In float64 (kTolF64): loss at three SGD steps, every parameter's

@@ -101,6 +101,27 @@ void models_check_big_parity(Model& model, const std::string& name) {
               graft_test::max_abs_diff(c.at("out"), zeros_like(c.at("out"))));
 }
 
+// Folds every BatchNorm2d into its conv (Module::fuse_for_inference, eval mode) and checks the
+// fused model against the unfused one and against the golden logits, both within kTolF32.
+template <class Model>
+void models_check_fused(Model& model, const std::string& name, int64_t expected_pairs) {
+  REQUIRE(model.load_state_dict(io::load_safetensors(models_big_file(name + ".safetensors"))).ok());
+  const graft_test::GoldenFile file = graft_test::read_golden(models_big_file(name + "_golden.bin"));
+  const GoldenCase& c = file.cases.at(0);
+  model.eval();
+  NoGradGuard no_grad;
+  const Tensor unfused = model.forward(c.at("x"));
+  REQUIRE(model.fuse_for_inference() == expected_pairs);
+  REQUIRE(model.fuse_for_inference() == 0);  // folded once only
+  const Tensor fused = model.forward(c.at("x"));
+  GRAFT_REQUIRE_CLOSE(fused, unfused, kTolF32);
+  GRAFT_REQUIRE_CLOSE(fused, c.at("out"), kTolF32);
+  std::printf("[parity] %s with BatchNorm folded: max|fused - unfused| %.3g, vs torchvision %.3g\n", name.c_str(),
+              graft_test::max_abs_diff(fused, unfused), graft_test::max_abs_diff(fused, c.at("out")));
+  model.train();
+  graft_test::require_error([&] { (void)model.forward(c.at("x")); }, {"BatchNorm2d", "folded", "training"});
+}
+
 }  // namespace
 
 TEST_CASE("models: ResNet state_dict keys and shapes equal torchvision's", "[models]") {
@@ -220,6 +241,39 @@ TEST_CASE("models: bad configurations and inputs throw naming the problem", "[mo
 TEST_CASE("models: ResNet-18 matches torchvision at 224x224", "[models][big]") {
   auto model = models::resnet18();
   models_check_big_parity(*model, "resnet18");
+}
+
+TEST_CASE("models: ResNet-18 and ResNet-50 with BatchNorm folded into the convs match unfused", "[models][big]") {
+  auto r18 = models::resnet18();
+  models_check_fused(*r18, "resnet18", 1 + 8 * 2 + 3);  // stem, 8 BasicBlocks, 3 downsamples
+  auto r50 = models::resnet50();
+  models_check_fused(*r50, "resnet50", 1 + 16 * 3 + 4);  // stem, 16 Bottlenecks, 4 downsamples
+}
+
+TEST_CASE("fuse_for_inference needs eval mode; fuse_conv_bn folds scale and shift", "[models]") {
+  auto model = models::resnet18(10);
+  graft_test::require_error([&] { model->fuse_for_inference(); }, {"fuse_for_inference", "training mode", "eval()"});
+  // One conv + batch norm with non-trivial statistics, float64: fused == unfused to kTolF64.
+  nn::Conv2dOptions o;
+  o.padding = {1, 1};
+  o.bias = false;
+  nn::Sequential seq({std::make_shared<nn::Conv2d>(3, 5, 3, o), std::make_shared<nn::BatchNorm2d>(5)});
+  seq.to(DType::Float64);
+  auto bn = std::dynamic_pointer_cast<nn::BatchNorm2d>(seq[1]);
+  {
+    NoGradGuard no_grad;
+    bn->running_mean.copy_(graft_test::rand_in({5}, -1, 1, 7));
+    bn->running_var.copy_(graft_test::rand_in({5}, 0.5, 2, 8));
+    bn->weight.copy_(graft_test::rand_in({5}, -2, 2, 9));
+    bn->bias.copy_(graft_test::rand_in({5}, -1, 1, 10));
+  }
+  seq.eval();
+  const Tensor x = graft_test::rand_in({2, 3, 7, 6}, -1, 1, 11).detach();
+  NoGradGuard no_grad;
+  const Tensor unfused = seq.forward(x);
+  REQUIRE(seq.fuse_for_inference() == 1);
+  REQUIRE(std::dynamic_pointer_cast<nn::Conv2d>(seq[0])->bias.defined());  // gained a bias
+  GRAFT_REQUIRE_CLOSE(seq.forward(x), unfused, kTolF64);
 }
 
 TEST_CASE("models: ResNet-50 matches torchvision at 224x224", "[models][big]") {

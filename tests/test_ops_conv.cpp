@@ -22,60 +22,29 @@ struct ConvCase {
   Conv2dParams p;
 };
 
-// Direct convolution, the oracle: out [N, O, OH, OW] from x [N, C, H, W], w [O, C/G, KH, KW], b [O].
-Tensor conv2d_direct(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p) {
-  const auto xv = x.to_vector(), wv = w.to_vector(), bv = b.to_vector();
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const int64_t O = w.size(0), Cg = w.size(1), KH = w.size(2), KW = w.size(3), Og = O / p.groups;
-  const int64_t OH = (H + 2 * p.padding[0] - p.dilation[0] * (KH - 1) - 1) / p.stride[0] + 1;
-  const int64_t OW = (W + 2 * p.padding[1] - p.dilation[1] * (KW - 1) - 1) / p.stride[1] + 1;
-  std::vector<double> out(size_t(N * O * OH * OW));
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t o = 0; o < O; ++o)
-      for (int64_t oh = 0; oh < OH; ++oh)
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          double s = bv[size_t(o)];
-          for (int64_t c = 0; c < Cg; ++c)
-            for (int64_t kh = 0; kh < KH; ++kh)
-              for (int64_t kw = 0; kw < KW; ++kw) {
-                const int64_t ih = oh * p.stride[0] - p.padding[0] + kh * p.dilation[0];
-                const int64_t iw = ow * p.stride[1] - p.padding[1] + kw * p.dilation[1];
-                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                const int64_t ci = (o / Og) * Cg + c;
-                s += xv[size_t(((n * C + ci) * H + ih) * W + iw)] * wv[size_t(((o * Cg + c) * KH + kh) * KW + kw)];
-              }
-          out[size_t(((n * O + o) * OH + oh) * OW + ow)] = s;
-        }
-  return vec(out, {N, O, OH, OW});
+// The oracle: the library's reference loops (direct convolution, include/graft/ops/conv2d.hpp) in
+// float64. out [N, O, OH, OW] from x [N, C, H, W], w [O, C/G, KH, KW], b [O].
+Tensor conv2d_direct(const Tensor& x_in, const Tensor& w_in, const Tensor& b_in, const Conv2dParams& p) {
+  const Tensor x = x_in.to(DType::Float64).contiguous(), w = w_in.to(DType::Float64).contiguous();
+  const Tensor b = b_in.to(DType::Float64).contiguous();
+  const Conv2dGeometry g = conv2d_geometry(x.shape(), w.shape(), p);
+  Tensor out = empty({g.N, g.O, g.OH, g.OW}, DType::Float64);
+  kernels::cpu::conv2d_forward_reference<double>(out.data<double>(), x.data<double>(), w.data<double>(),
+                                                 b.data<double>(), g);
+  return out;
 }
 
-// The adjoint of conv2d_direct: {dx, dw, db} for upstream gradient dout.
-std::vector<Tensor> conv2d_direct_backward(const Tensor& dout, const Tensor& x, const Tensor& w,
+// The adjoint of conv2d_direct (the reference backward loops, float64): {dx, dw, db} for dout.
+std::vector<Tensor> conv2d_direct_backward(const Tensor& dout_in, const Tensor& x_in, const Tensor& w_in,
                                            const Conv2dParams& p) {
-  const auto xv = x.to_vector(), wv = w.to_vector(), gv = dout.to_vector();
-  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
-  const int64_t O = w.size(0), Cg = w.size(1), KH = w.size(2), KW = w.size(3), Og = O / p.groups;
-  const int64_t OH = dout.size(2), OW = dout.size(3);
-  std::vector<double> dx(xv.size(), 0.0), dw(wv.size(), 0.0), db(size_t(O), 0.0);
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t o = 0; o < O; ++o)
-      for (int64_t oh = 0; oh < OH; ++oh)
-        for (int64_t ow = 0; ow < OW; ++ow) {
-          const double g = gv[size_t(((n * O + o) * OH + oh) * OW + ow)];
-          db[size_t(o)] += g;
-          for (int64_t c = 0; c < Cg; ++c)
-            for (int64_t kh = 0; kh < KH; ++kh)
-              for (int64_t kw = 0; kw < KW; ++kw) {
-                const int64_t ih = oh * p.stride[0] - p.padding[0] + kh * p.dilation[0];
-                const int64_t iw = ow * p.stride[1] - p.padding[1] + kw * p.dilation[1];
-                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                const size_t xi = size_t(((n * C + (o / Og) * Cg + c) * H + ih) * W + iw);
-                const size_t wi = size_t(((o * Cg + c) * KH + kh) * KW + kw);
-                dx[xi] += g * wv[wi];
-                dw[wi] += g * xv[xi];
-              }
-        }
-  return {vec(dx, x.shape()), vec(dw, w.shape()), vec(db, {O})};
+  const Tensor x = x_in.to(DType::Float64).contiguous(), w = w_in.to(DType::Float64).contiguous();
+  const Tensor dout = dout_in.to(DType::Float64).contiguous();
+  const Conv2dGeometry g = conv2d_geometry(x.shape(), w.shape(), p);
+  Tensor dx = empty(x.shape(), DType::Float64), dw = zeros(w.shape(), DType::Float64);
+  Tensor db = zeros({g.O}, DType::Float64);
+  kernels::cpu::conv2d_backward_reference<double>(dx.data<double>(), dw.data<double>(), db.data<double>(),
+                                                  dout.data<double>(), x.data<double>(), w.data<double>(), g);
+  return {dx, dw, db};
 }
 
 const std::vector<ConvCase> kConvCases = {
@@ -228,30 +197,32 @@ GRADCHECK_CASE("conv2d", "second order (create_graph), grouped with bias") {
        rand_in({2, 4, 3, 6}, -1, 1, 5)});
 }
 
-TEST_CASE("conv2d kernels match direct loops, poisoned outputs, both dtypes", "[conv2d]") {
-  for (DType dt : {DType::Float32, DType::Float64}) {
-    for (const ConvCase& c : kConvCases) {
-      INFO("dtype " << dtype_name(dt) << " x " << c.x << " w " << c.w << " groups " << c.p.groups);
-      const Tensor x = det(c.x).to(dt), w = det(c.w, 0.53, 0.2).to(dt), b = det({c.w[0]}, 1.1, 0.3).to(dt);
-      const Tensor ref = conv2d_direct(x, w, b, c.p);
-      Tensor out = empty(ref.shape(), dt);
-      poison(out);
-      conv2d_kernel.cpu(out, x, w, b, c.p);
-      GRAFT_REQUIRE_CLOSE(out, ref.to(dt), tol_for(dt));
+TEST_CASE("conv2d kernels match direct loops, poisoned outputs, both dtypes, every ISA", "[conv2d]") {
+  for_each_cpu_isa([&](kernels::cpu::CpuIsa) {
+    for (DType dt : {DType::Float32, DType::Float64}) {
+      for (const ConvCase& c : kConvCases) {
+        INFO("dtype " << dtype_name(dt) << " x " << c.x << " w " << c.w << " groups " << c.p.groups);
+        const Tensor x = det(c.x).to(dt), w = det(c.w, 0.53, 0.2).to(dt), b = det({c.w[0]}, 1.1, 0.3).to(dt);
+        const Tensor ref = conv2d_direct(x, w, b, c.p);
+        Tensor out = empty(ref.shape(), dt);
+        poison(out);
+        conv2d_kernel.cpu(out, x, w, b, c.p);
+        GRAFT_REQUIRE_CLOSE(out, ref.to(dt), tol_for(dt));
 
-      const Tensor dout = det(ref.shape(), 0.71, 0.4).to(dt);
-      const auto refs = conv2d_direct_backward(dout, x, w, c.p);
-      Tensor dx = empty(x.shape(), dt);
-      poison(dx);
-      Tensor dw = det(w.shape(), 0.29, 0.5).to(dt);  // accumulated into
-      Tensor db = det({c.w[0]}, 0.17, 0.6).to(dt);
-      const Tensor dw0 = dw.clone(), db0 = db.clone();
-      conv2d_backward_kernel.cpu(dx, dw, db, dout, x, w, x.shape(), w.shape(), c.p);
-      GRAFT_REQUIRE_CLOSE(dx, refs[0].to(dt), tol_for(dt));
-      GRAFT_REQUIRE_CLOSE(dw, (dw0.to(DType::Float64) + refs[1]).to(dt), tol_for(dt));
-      GRAFT_REQUIRE_CLOSE(db, (db0.to(DType::Float64) + refs[2]).to(dt), tol_for(dt));
+        const Tensor dout = det(ref.shape(), 0.71, 0.4).to(dt);
+        const auto refs = conv2d_direct_backward(dout, x, w, c.p);
+        Tensor dx = empty(x.shape(), dt);
+        poison(dx);
+        Tensor dw = det(w.shape(), 0.29, 0.5).to(dt);  // accumulated into
+        Tensor db = det({c.w[0]}, 0.17, 0.6).to(dt);
+        const Tensor dw0 = dw.clone(), db0 = db.clone();
+        conv2d_backward_kernel.cpu(dx, dw, db, dout, x, w, x.shape(), w.shape(), c.p);
+        GRAFT_REQUIRE_CLOSE(dx, refs[0].to(dt), tol_for(dt));
+        GRAFT_REQUIRE_CLOSE(dw, (dw0.to(DType::Float64) + refs[1]).to(dt), tol_for(dt));
+        GRAFT_REQUIRE_CLOSE(db, (db0.to(DType::Float64) + refs[2]).to(dt), tol_for(dt));
+      }
     }
-  }
+  });
 }
 
 TEST_CASE("conv2d matches PyTorch (groups 2, stride, padding, dilation)", "[conv2d][parity]") {

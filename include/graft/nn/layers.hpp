@@ -119,6 +119,12 @@ class BatchNorm2d : public Module {
   Tensor forward(const Tensor& x) override {
     GRAFT_CHECK(x.dim() == 4 && x.size(1) == num_features, "BatchNorm2d", "expected input [N, ", num_features,
                 ", H, W], got shape ", x.shape());
+    if (folded) {
+      GRAFT_CHECK(!is_training(), "BatchNorm2d",
+                  "this batch norm was folded into the preceding Conv2d (fuse_for_inference) and cannot run in "
+                  "training mode; build and load the model again to train it");
+      return x;
+    }
     double factor = options.momentum.value_or(0.0);
     if (stats_frozen && options.track_running_stats)  // running stats normalize, nothing is updated
       return batch_norm(x, running_mean, running_var, weight, bias, /*training=*/false, 0.0, options.eps);
@@ -137,10 +143,42 @@ class BatchNorm2d : public Module {
   BatchNormOptions options;
   Tensor weight, bias, running_mean, running_var, num_batches_tracked;
   bool stats_frozen = false;  // set through Module::freeze_norm_stats
+  bool folded = false;        // set by fuse_conv_bn: forward passes x through (eval mode only)
 
  protected:
   void set_stats_frozen(bool frozen) override { stats_frozen = frozen; }
 };
+
+// Folds bn, in eval mode, into conv, the Conv2d whose output it normalizes (Module::fuse_for_inference):
+//   scale[o]   = gamma[o] / sqrt(running_var[o] + eps)
+//   weight'[o] = weight[o] scale[o]                      weight [O, Cg, KH, KW]
+//   bias'[o]   = (bias[o] - running_mean[o]) scale[o] + beta[o]
+// so that conv'(x) = bn(conv(x)) (gamma = 1, beta = 0 without affine; bias = 0 when the conv had none:
+// it gains a "bias" parameter). Computed in float64, stored in the conv's dtype. Afterwards bn passes
+// its input through (bn.folded). Returns false, changing nothing, when bn keeps no running statistics
+// (it normalizes with batch statistics in eval too) or was folded already.
+inline bool fuse_conv_bn(Conv2d& conv, BatchNorm2d& bn) {
+  GRAFT_CHECK(conv.out_channels == bn.num_features, "fuse_conv_bn", "Conv2d with ", conv.out_channels,
+              " output channels cannot be followed by BatchNorm2d(", bn.num_features, ")");
+  if (bn.folded || !bn.options.track_running_stats) return false;
+  NoGradGuard no_grad;
+  const int64_t O = conv.out_channels;
+  const DType dt = conv.weight.dtype();
+  const Device dev = conv.weight.device();
+  const DType f64 = DType::Float64;
+  const Tensor gamma = bn.weight.defined() ? bn.weight.to(f64) : ones({O}, f64, dev);
+  const Tensor beta = bn.bias.defined() ? bn.bias.to(f64) : zeros({O}, f64, dev);
+  const Tensor scale = div(gamma, sqrt(add(bn.running_var.to(f64), bn.options.eps)));  // [O]
+  const Tensor bias = conv.bias.defined() ? conv.bias.to(f64) : zeros({O}, f64, dev);
+  conv.weight.copy_(mul(conv.weight.to(f64), scale.reshape({O, 1, 1, 1})).to(dt));
+  if (!conv.bias.defined()) {
+    conv.bias = conv.register_parameter("bias", zeros({O}, dt, dev), conv.weight.requires_grad());
+    conv.options.bias = true;
+  }
+  conv.bias.copy_(add(mul(sub(bias, bn.running_mean.to(f64)), scale), beta).to(dt));
+  bn.folded = true;
+  return true;
+}
 
 class LayerNorm : public Module {
  public:
@@ -281,6 +319,19 @@ class Sequential : public Module {
     Tensor y = x;
     for (const ModulePtr& m : children()) y = m->forward(y);
     return y;
+  }
+
+ protected:
+  // Adjacent (Conv2d, BatchNorm2d) children: the batch norm normalizes the conv's output.
+  int64_t fuse_own_pairs() override {
+    const std::vector<ModulePtr> kids = children();
+    int64_t folded = 0;
+    for (size_t i = 0; i + 1 < kids.size(); ++i) {
+      auto* conv = dynamic_cast<Conv2d*>(kids[i].get());
+      auto* bn = dynamic_cast<BatchNorm2d*>(kids[i + 1].get());
+      if (conv && bn && fuse_conv_bn(*conv, *bn)) ++folded;
+    }
+    return folded;
   }
 
  private:

@@ -297,6 +297,25 @@ class Module {
     return *this;
   }
 
+  // ---- inference ---------------------------------------------------------------------------------
+  // Folds every BatchNorm2d that directly follows a Conv2d into that conv's weight and bias
+  // (nn::fuse_conv_bn, layers.hpp), so inference runs one conv where it ran conv + batch norm. Which
+  // conv a batch norm follows is known only to the module that calls them, so each module folds its
+  // own pairs (fuse_own_pairs): Sequential its adjacent (Conv2d, BatchNorm2d) children, the models
+  // theirs (ResNet's blocks, EfficientNet-Lite's MBConv blocks). Eval mode only (the running
+  // statistics are what is folded); afterwards the model is for inference: a folded BatchNorm2d passes
+  // its input through and throws in training mode, and convs that had no bias gain one (state_dict
+  // changes accordingly). Returns the number of pairs folded.
+  int64_t fuse_for_inference() {
+    int64_t folded = 0;
+    apply([&](const std::string& name, Module& m) {
+      GRAFT_CHECK(!m.training_, "Module", "fuse_for_inference on ", type_name_, ": module '", name,
+                  "' is in training mode; call eval() first (the running statistics are what is folded)");
+      folded += m.fuse_own_pairs();
+    });
+    return folded;
+  }
+
   // Converts every floating parameter and buffer (and existing .grad) to dt, in place (see the top).
   Module& to(DType dt) {
     GRAFT_CHECK(is_floating(dt), "Module", "to(", dtype_name(dt), ") on ", type_name_,
@@ -363,6 +382,9 @@ class Module {
   void set_type_name(std::string n) { type_name_ = std::move(n); }
   // The hook freeze_norm_stats calls on every module; layers with running statistics override it.
   virtual void set_stats_frozen(bool) {}
+  // The hook fuse_for_inference calls on every module: fold this module's own (Conv2d, BatchNorm2d)
+  // pairs with nn::fuse_conv_bn and return how many.
+  virtual int64_t fuse_own_pairs() { return 0; }
 
  private:
   struct Buffer {

@@ -11,6 +11,7 @@
 //   Tensor logits = model->forward(images);                   // images [B, 3, 224, 224] -> [B, 1000]
 //   Tensor feats  = model->forward_features(images);          // [B, 1280], pooled, before dropout/_fc
 //   model->reset_classifier(10);                              // new _fc: Linear(1280, 10); 0 = Identity
+//   model->fuse_for_inference();                              // (eval mode) every BatchNorm folded into its conv
 // Preprocessing of that checkpoint (TF EfficientNet-Lite): mean 127/255, std 128/255 on [0, 1] RGB
 // (kLiteMean / kLiteStd below), after resize(256) + center_crop(224) for lite0.
 //
@@ -189,6 +190,12 @@ class MBConvBlock : public nn::Module {
   std::shared_ptr<nn::BatchNorm2d> _bn0, _bn1, _bn2;                          // _bn0 null when e = 1
   std::shared_ptr<nn::ReLU6> _swish;
 
+ protected:
+  int64_t fuse_own_pairs() override {
+    int64_t folded = _expand_conv ? nn::fuse_conv_bn(*_expand_conv, *_bn0) : 0;
+    return folded + nn::fuse_conv_bn(*_depthwise_conv, *_bn1) + nn::fuse_conv_bn(*_project_conv, *_bn2);
+  }
+
  private:
   // Stochastic depth: y [B, ...] with each sample kept with probability keep = 1 - rate, scaled by 1 / keep.
   Tensor drop_connect(const Tensor& y) const {
@@ -275,6 +282,12 @@ class EfficientNetLite : public nn::Module {
   std::shared_ptr<nn::AdaptiveAvgPool2d> _avg_pooling;
   std::shared_ptr<nn::Dropout> _dropout;
   std::shared_ptr<nn::ReLU6> _swish;
+
+ protected:
+  // The stem and the head; the blocks fold their own pairs (model->eval(); model->fuse_for_inference()).
+  int64_t fuse_own_pairs() override {
+    return int64_t(nn::fuse_conv_bn(*_conv_stem, *_bn0)) + nn::fuse_conv_bn(*_conv_head, *_bn1);
+  }
 
  private:
   nn::ModulePtr make_head(int64_t num_classes) const {

@@ -9,6 +9,7 @@
 //   Tensor logits = model->forward(images);               // images [B, 3, H, W] -> [B, 1000]
 //   Tensor feats  = model->forward_features(images);      // [B, 512 * expansion], pooled, before fc
 //   model->reset_classifier(10);                          // new fc: Linear(2048, 10), torch default init
+//   model->fuse_for_inference();                          // (eval mode) every BatchNorm folded into its conv
 //
 // Names (torchvision): conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc; inside layerK, blocks
 // "0", "1", ...; a block's shortcut projection is "downsample.0" (conv1x1, stride) + "downsample.1" (bn).
@@ -74,7 +75,10 @@ class BasicBlock : public nn::Module {
   std::shared_ptr<nn::Conv2d> conv1, conv2;
   std::shared_ptr<nn::BatchNorm2d> bn1, bn2;
   std::shared_ptr<nn::ReLU> relu;
-  std::shared_ptr<nn::Sequential> downsample;  // null when the shortcut is the identity
+  std::shared_ptr<nn::Sequential> downsample;  // null when the shortcut is the identity (a Sequential fuses its own)
+
+ protected:
+  int64_t fuse_own_pairs() override { return int64_t(nn::fuse_conv_bn(*conv1, *bn1)) + nn::fuse_conv_bn(*conv2, *bn2); }
 };
 
 // torchvision.models.resnet.Bottleneck (groups 1, base width 64): width = planes, output planes * 4.
@@ -106,6 +110,11 @@ class Bottleneck : public nn::Module {
   std::shared_ptr<nn::BatchNorm2d> bn1, bn2, bn3;
   std::shared_ptr<nn::ReLU> relu;
   std::shared_ptr<nn::Sequential> downsample;
+
+ protected:
+  int64_t fuse_own_pairs() override {
+    return int64_t(nn::fuse_conv_bn(*conv1, *bn1)) + nn::fuse_conv_bn(*conv2, *bn2) + nn::fuse_conv_bn(*conv3, *bn3);
+  }
 };
 
 class ResNet : public nn::Module {
@@ -177,6 +186,10 @@ class ResNet : public nn::Module {
   std::shared_ptr<nn::MaxPool2d> maxpool;
   std::shared_ptr<nn::Sequential> stages[4];  // layer1..layer4
   std::shared_ptr<nn::AdaptiveAvgPool2d> avgpool;
+
+ protected:
+  // The stem; the blocks fold their own pairs (model->eval(); model->fuse_for_inference()).
+  int64_t fuse_own_pairs() override { return nn::fuse_conv_bn(*conv1, *bn1); }
 
  private:
   std::vector<detail_features::Stage> feature_stages() {
