@@ -273,7 +273,7 @@ TEST_CASE("fuse_for_inference needs eval mode; fuse_conv_bn folds scale and shif
   const Tensor unfused = seq.forward(x);
   REQUIRE(seq.fuse_for_inference() == 1);
   REQUIRE(std::dynamic_pointer_cast<nn::Conv2d>(seq[0])->bias.defined());  // gained a bias
-  GRAFT_REQUIRE_CLOSE(seq.forward(x), unfused, kTolF64);
+  GRAFT_REQUIRE_CLOSE(seq.forward(x), unfused, graft_test::kTolF64);
 }
 
 TEST_CASE("models: ResNet-50 matches torchvision at 224x224", "[models][big]") {
