@@ -302,3 +302,25 @@ TEST_CASE("optim kernels: clip_grad_norm_ over many gradients equals the double 
     for (size_t k = 0; k < ps.size(); ++k) GRAFT_REQUIRE_CLOSE(ps[k].grad(), before[k] * double(coef), kTolF32);
   });
 }
+
+TEST_CASE("optim kernels: bfloat16 and float16 parameters take the reference, computed in float",
+          "[optim][optim_kernels]") {
+  // Without momentum an SGD step rounds once (p = T(fma(fma(p, wd, g), -lr, p)) in float), so it
+  // equals the float32 step on the same values, rounded to T.
+  for (const DType dt : {DType::BFloat16, DType::Float16}) {
+    INFO(dtype_name(dt));
+    const Tensor p0 = graft_test::rand_in({19}, -1, 1, 201, DType::Float32).to(dt);
+    const Tensor g0 = graft_test::rand_in({19}, -1, 1, 202, DType::Float32).to(dt);
+    Tensor p = p0.clone(), q = p0.to(DType::Float32).clone();
+    p.set_requires_grad(true);
+    q.set_requires_grad(true);
+    p.set_grad(g0.clone());
+    q.set_grad(g0.to(DType::Float32));
+    optim::SGD a({p}, 0.1, 0.0, 0.0, 0.05), b({q}, 0.1, 0.0, 0.0, 0.05);
+    a.step();
+    b.step();
+    REQUIRE(p.dtype() == dt);
+    REQUIRE(graft_test::max_abs_diff(p, q.to(dt)) == 0.0);
+    REQUIRE(graft_test::max_abs_diff(p, p0) > 0.0);
+  }
+}

@@ -56,9 +56,13 @@ inline void adam_update(const Tensor& p, const Tensor& g, const Tensor& m, const
   if (p.dtype() == DType::Float32 &&
       adam_update_fast(p.data<float>(), g.data<float>(), m.data<float>(), v.data<float>(), n, c))
     return;
-  visit_optim_dtype(p.dtype(), "adam_update", [&](auto zero) {
+  visit_optim_dtype(p.dtype(), "adam_update", [&](auto zero) {  // elementwise: threads split the elements
     using T = decltype(zero);
-    adam_update_reference(p.data<T>(), g.data<T>(), m.data<T>(), v.data<T>(), n, c);
+    T *pd = p.data<T>(), *md = m.data<T>(), *vd = v.data<T>();
+    const T* gd = g.data<T>();
+    parallel_for(0, n, kOptimGrain, [&](int64_t lo, int64_t hi) {
+      adam_update_reference(pd + lo, gd + lo, md + lo, vd + lo, hi - lo, c);
+    });
   });
 }
 

@@ -64,9 +64,14 @@ inline void sgd_update(const Tensor& p, const Tensor& g, const Tensor& buf, cons
   if (p.dtype() == DType::Float32 &&
       sgd_update_fast(p.data<float>(), g.data<float>(), buf.defined() ? buf.data<float>() : nullptr, n, c))
     return;
-  visit_optim_dtype(p.dtype(), "sgd_update", [&](auto zero) {
+  visit_optim_dtype(p.dtype(), "sgd_update", [&](auto zero) {  // elementwise: threads split the elements
     using T = decltype(zero);
-    sgd_update_reference(p.data<T>(), g.data<T>(), buf.defined() ? buf.data<T>() : nullptr, n, c);
+    T* pd = p.data<T>();
+    const T* gd = g.data<T>();
+    T* bd = buf.defined() ? buf.data<T>() : nullptr;
+    parallel_for(0, n, kOptimGrain, [&](int64_t lo, int64_t hi) {
+      sgd_update_reference(pd + lo, gd + lo, bd == nullptr ? nullptr : bd + lo, hi - lo, c);
+    });
   });
 }
 
