@@ -21,6 +21,7 @@
 // and copies the values in, so a resumed run continues bit for bit.
 #pragma once
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <map>
 #include <string>
@@ -28,6 +29,7 @@
 #include <vector>
 
 #include "graft/autograd/grad_mode.hpp"
+#include "graft/core/parallel.hpp"
 #include "graft/core/tensor.hpp"
 #include "graft/ops/copy.hpp"
 #include "graft/ops/creation.hpp"
@@ -54,16 +56,26 @@ class Optimizer {
   // One update of every parameter that has a gradient (parameters without one are skipped).
   virtual void step() = 0;
 
-  // Drops every gradient (set_to_none, PyTorch's default since 2.0) or zeroes it in place.
+  // Drops every gradient (set_to_none, PyTorch's default since 2.0) or zeroes it in place (a
+  // contiguous CPU gradient is cleared with memset, threaded, allocating nothing).
   void zero_grad(bool set_to_none = true) {
     for (auto& g : groups_)
       for (Tensor& p : g.params) {
         if (!p.grad().defined()) continue;
         if (set_to_none) {
           p.zero_grad();
+          continue;
+        }
+        NoGradGuard no_grad;
+        Tensor grad = p.grad();
+        if (grad.device().is_cpu() && grad.is_contiguous()) {
+          char* bytes = static_cast<char*>(grad.data_ptr());
+          const int64_t size = grad.numel() * int64_t(dtype_size(grad.dtype()));
+          parallel_for(0, size, int64_t(1) << 18, [&](int64_t lo, int64_t hi) {  // all-zero bits: 0 in every dtype
+            std::memset(bytes + lo, 0, size_t(hi - lo));
+          });
+          grad.storage()->bump_version();
         } else {
-          NoGradGuard no_grad;
-          Tensor grad = p.grad();
           grad.zero_();
         }
       }
@@ -203,6 +215,10 @@ class Optimizer {
   std::string group_label(size_t g) const {
     return groups_[g].name.empty() ? "group " + std::to_string(g) : "group '" + groups_[g].name + "'";
   }
+
+  // t itself when it is contiguous of dtype dt, else a contiguous copy in dt: what the fused CPU
+  // updates read and write (parameters and their state are contiguous unless restored oddly).
+  static Tensor dense(const Tensor& t, DType dt) { return (t.dtype() == dt ? t : t.to(dt)).contiguous(); }
 
   // The gradient of p, checked against p's shape.
   Tensor grad_of(const Tensor& p, size_t g, size_t i) const {
