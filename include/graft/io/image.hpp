@@ -22,6 +22,7 @@
 //   allocation). Bad bytes never crash and never yield a silently wrong image.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -41,10 +42,14 @@
 // translation units include it. So stb is compiled here with STB_IMAGE_STATIC /
 // STB_IMAGE_WRITE_STATIC: every stbi_* function is `static`, one private copy per translation unit
 // that includes this header (some code size, which is why this header is opt-in), never clashing
-// with another copy of stb elsewhere in the program. The graft functions below that call stb are in
-// an unnamed namespace for the same reason: an inline function with external linkage that calls a
-// TU-local function would have a different definition in each TU (an ODR violation); making them
-// TU-local too keeps every definition well-formed. Consequence: a translation unit must not include
+// with another copy of stb elsewhere in the program.
+// The graft functions below are ordinary inline functions (external linkage), so any inline function
+// or template, graft's own (data::ImageFolder::get) or a user's, may call them. An inline function
+// must mean the same entities in every translation unit (the one-definition rule), so they never
+// name a TU-local stbi_* function: they call stb through one program-wide table of function pointers,
+// detail_image::stb(), which the first translation unit that includes this header fills with its
+// own copy during static initialization (registration below, the only TU-local part; every copy is
+// the same code, so which one wins does not matter). Consequence: a translation unit must not include
 // <stb/stb_image.h> or <stb/stb_image_write.h> itself before this header (its extern declarations
 // would clash with the static definitions, a compile error, never a silent one).
 // Only formats with a magic number are compiled in (TGA has none: a text file could decode as one).
@@ -273,15 +278,49 @@ inline void check_complete(const uint8_t* data, size_t size, const std::string& 
   }
 }
 
+// The stb entry points graft calls, taken from one translation unit's static copy of stb (see "Why
+// stb is static"). Set during static initialization by the first translation unit that includes this
+// header (in each unit the registration runs before any static initializer written after the
+// include), never changed after.
+struct StbApi {
+  int (*info_from_memory)(const stbi_uc* buffer, int len, int* x, int* y, int* comp);
+  stbi_uc* (*load_from_memory)(const stbi_uc* buffer, int len, int* x, int* y, int* comp, int req_comp);
+  void (*image_free)(void* pixels);
+  const char* (*failure_reason)();
+  int (*write_png_to_func)(stbi_write_func* func, void* context, int w, int h, int comp, const void* data,
+                           int stride_in_bytes);
+};
+
+inline std::atomic<const StbApi*> registered_stb{nullptr};  // constant-initialized: null until a TU registers
+
+// The first registration wins; returns true so that it can initialize a TU-local flag.
+inline bool register_stb(const StbApi* api) {
+  const StbApi* none = nullptr;
+  registered_stb.compare_exchange_strong(none, api);
+  return true;
+}
+
+inline const StbApi& stb() {
+  const StbApi* api = registered_stb.load(std::memory_order_acquire);
+  GRAFT_CHECK(api != nullptr, "image", "stb_image is not registered yet: an image function was called from a "
+              "static initializer that runs before those of every translation unit including graft/io/image.hpp");
+  return *api;
+}
+
 }  // namespace detail_image
 
-namespace {  // TU-local: these call the static stb functions (see "Why stb is static")
+namespace {  // TU-local: this translation unit's copy of stb, offered to detail_image::stb()
+const detail_image::StbApi kThisUnitsStb{&stbi_info_from_memory, &stbi_load_from_memory, &stbi_image_free,
+                                         &stbi_failure_reason, &stbi_write_png_to_func};
+[[maybe_unused]] const bool kThisUnitsStbRegistered = detail_image::register_stb(&kThisUnitsStb);
+}  // namespace
 
 // Decodes PNG / JPEG / BMP bytes to HWC uint8 with the channels `mode` asks for. `source` names the
 // bytes in errors (a file path, or e.g. "<memory>"). max_pixels (at most kMaxImagePixels) lowers the
 // pixel limit, e.g. for untrusted uploads: a 1 KB JPEG can declare 64 Mpx.
 inline ImageU8 decode_image_u8(const uint8_t* data, size_t size, const std::string& source,
                                ImageMode mode = ImageMode::RGB, int64_t max_pixels = kMaxImagePixels) {
+  const detail_image::StbApi& stb = detail_image::stb();
   max_pixels = std::min(max_pixels, kMaxImagePixels);
   GRAFT_CHECK(size > 0, "image", source, ": empty (0 bytes), not an image");
   GRAFT_CHECK(size <= size_t(std::numeric_limits<int>::max()), "image", source, ": ", size,
@@ -307,17 +346,17 @@ inline ImageU8 decode_image_u8(const uint8_t* data, size_t size, const std::stri
   }
   detail_image::check_complete(data, size, source);  // before stb parses anything
   int w = 0, h = 0, file_channels = 0;
-  if (!stbi_info_from_memory(data, len, &w, &h, &file_channels))
-    GRAFT_CHECK(false, "image", source, ": cannot read the image header (stb_image: ", stbi_failure_reason(), ")");
+  if (!stb.info_from_memory(data, len, &w, &h, &file_channels))
+    GRAFT_CHECK(false, "image", source, ": cannot read the image header (stb_image: ", stb.failure_reason(), ")");
   GRAFT_CHECK(w > 0 && h > 0 && w <= kMaxImageSide && h <= kMaxImageSide && int64_t(w) * h <= max_pixels,
               "image", source, ": absurd dimensions ", w, " x ", h, " (limit ", kMaxImageSide,
               " per side and ", max_pixels, " pixels)");
 
   const int want = static_cast<int>(mode);
   int dw = 0, dh = 0, dc = 0;
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(data, len, &dw, &dh, &dc, want),
-                                                   stbi_image_free);
-  GRAFT_CHECK(pixels != nullptr, "image", source, ": decoding failed (stb_image: ", stbi_failure_reason(), ")");
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stb.load_from_memory(data, len, &dw, &dh, &dc, want),
+                                                   stb.image_free);
+  GRAFT_CHECK(pixels != nullptr, "image", source, ": decoding failed (stb_image: ", stb.failure_reason(), ")");
   GRAFT_ASSERT(dw == w && dh == h);
   ImageU8 img;
   img.height = dh;
@@ -350,12 +389,13 @@ inline std::vector<uint8_t> encode_png(const ImageU8& img) {
               img.width, " x ", img.channels, " with ", img.pixels.size(), " bytes");
   GRAFT_CHECK(img.height <= kMaxImageSide && img.width <= kMaxImageSide, "encode_png", "image ", img.height,
               " x ", img.width, " exceeds ", kMaxImageSide, " per side");
+  const detail_image::StbApi& stb = detail_image::stb();
   std::vector<uint8_t> out;
   auto append = [](void* ctx, void* bytes, int n) {
     auto* v = static_cast<std::vector<uint8_t>*>(ctx);
     v->insert(v->end(), static_cast<uint8_t*>(bytes), static_cast<uint8_t*>(bytes) + n);
   };
-  const int ok = stbi_write_png_to_func(append, &out, int(img.width), int(img.height), int(img.channels),
+  const int ok = stb.write_png_to_func(append, &out, int(img.width), int(img.height), int(img.channels),
                                         img.pixels.data(), int(img.width * img.channels));
   GRAFT_CHECK(ok != 0, "encode_png", "stb_image_write failed for a ", img.height, " x ", img.width, " x ",
               img.channels, " image");
@@ -373,7 +413,5 @@ inline void write_png(const std::string& path, const ImageU8& img) {
 
 // [C, H, W] floating tensor in [0, 1] (see tensor_to_image) -> PNG file.
 inline void write_png(const std::string& path, const Tensor& chw) { write_png(path, tensor_to_image(chw)); }
-
-}  // namespace
 
 }  // namespace graft::io
