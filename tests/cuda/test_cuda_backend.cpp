@@ -7,6 +7,8 @@
 #include <string>
 
 #include "graft/graft.hpp"
+#include "graft/optim/adam.hpp"  // their kernel slots belong in --op-table too
+#include "graft/optim/clip.hpp"
 
 int graft_test_cuda_device_count();
 

@@ -73,7 +73,7 @@ inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) 
 }  // namespace kernels::cpu
 
 using MatmulKernel = void (*)(const Tensor& out, const Tensor& a, const Tensor& b);
-inline KernelSlot<MatmulKernel> matmul_kernel{"matmul", &kernels::cpu::matmul_forward};
+inline KernelSlot<MatmulKernel> matmul_kernel{"matmul", &kernels::cpu::matmul_forward, "avx2 avx512"};
 
 Tensor matmul(const Tensor& a, const Tensor& b);
 
