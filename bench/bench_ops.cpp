@@ -126,23 +126,19 @@ void run_gemm_benchmark(benchmark::State& st, GemmOperands::Fn fn, kernels::cpu:
   st.counters["GFLOP/s"] = benchmark::Counter(2.0 * double(g.m * g.n * g.k), benchmark::Counter::kIsIterationInvariantRate,
                                               benchmark::Counter::kIs1000);
 }
+// An ISA GEMM without its epilogue, as the plain function pointer run_gemm_benchmark takes.
+using IsaGemm = void (*)(int64_t, int64_t, int64_t, const float*, int64_t, int64_t, const float*, int64_t, int64_t,
+                         float*, int64_t, bool, const kernels::cpu::GemmEpilogue<float>*);
+template <IsaGemm Gemm>
+void without_epilogue(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                      int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate) {
+  Gemm(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, nullptr);
+}
 void BM_gemm_avx512(benchmark::State& st) {
-  run_gemm_benchmark(
-      st,
-      [](int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t b_rs,
-         int64_t b_cs, float* c, int64_t ldc, bool acc) {
-        kernels::cpu::gemm_avx512(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, acc);  // no epilogue
-      },
-      kernels::cpu::CpuIsa::Avx512, "gemm_avx512");
+  run_gemm_benchmark(st, without_epilogue<kernels::cpu::gemm_avx512>, kernels::cpu::CpuIsa::Avx512, "gemm_avx512");
 }
 void BM_gemm_avx2(benchmark::State& st) {
-  run_gemm_benchmark(
-      st,
-      [](int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t b_rs,
-         int64_t b_cs, float* c, int64_t ldc, bool acc) {
-        kernels::cpu::gemm_avx2(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, acc);  // no epilogue
-      },
-      kernels::cpu::CpuIsa::Avx2, "gemm_avx2");
+  run_gemm_benchmark(st, without_epilogue<kernels::cpu::gemm_avx2>, kernels::cpu::CpuIsa::Avx2, "gemm_avx2");
 }
 void BM_gemm_reference(benchmark::State& st) {
   run_gemm_benchmark(st, kernels::cpu::gemm_reference<float>, kernels::cpu::CpuIsa::Scalar, "gemm_reference");
