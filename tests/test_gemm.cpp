@@ -151,10 +151,13 @@ int64_t count_bad(const Problem& pr, const std::vector<float>& c, std::string& r
 struct Shape3 {
   int64_t m, n, k;
 };
-// Tiles are 6x16 (AVX2) and 12x32 (AVX-512), KC = 256; packing starts at 8 row tiles / 4 column tiles.
-const Shape3 kShapes[] = {{1, 1, 1},    {1, 1, 0},     {3, 5, 0},    {5, 7, 3},     {13, 33, 17},  {12, 32, 256},
-                          {6, 16, 257}, {7, 17, 513},  {25, 100, 31}, {1, 700, 300}, {97, 15, 31}, {100, 200, 64},
-                          {200, 5, 600}, {49, 129, 40}, {300, 700, 257}};
+// Tiles are 6x16 (AVX2) and 6x64 (AVX-512, narrower for the last column tile), k blocks of <= 256;
+// b is packed from 8 row tiles (48 rows) on, a from 4 column tiles (64 / 256 columns); blocks of a are
+// 1008 rows, blocks of b 256 (AVX2) / 512 (AVX-512) columns.
+const Shape3 kShapes[] = {{1, 1, 1},     {1, 1, 0},      {3, 5, 0},      {5, 7, 3},       {13, 33, 17},
+                          {12, 32, 256}, {6, 16, 257},   {7, 17, 513},   {25, 100, 31},   {1, 700, 300},
+                          {97, 15, 31},  {100, 200, 64}, {200, 5, 600},  {49, 129, 40},   {300, 700, 257},
+                          {48, 256, 33}, {97, 321, 700}, {55, 1100, 20}, {1030, 300, 40}, {6, 64, 1}};
 
 void check_all_shapes(GemmFloat fn, const char* name) {
   uint32_t seed = 1;
@@ -285,7 +288,8 @@ TEST_CASE("gemm: results do not depend on the thread count", "[gemm][threads]") 
   // Large products are split over the pool inside one call (column slabs when wide, row slabs when
   // tall): 1, 2 and 3 threads must give the same bits, under every ISA.
   const int saved_threads = get_num_threads();
-  const Shape3 shapes[] = {{64, 3136, 147}, {512, 49, 600}, {300, 700, 257}, {1, 4000, 300}, {2000, 20, 30}};
+  const Shape3 shapes[] = {{64, 3136, 147}, {512, 49, 600},  {300, 700, 257},
+                           {1, 4000, 300},  {2000, 20, 30}, {1030, 1100, 300}};
   graft_test::for_each_cpu_isa([&](CpuIsa) {
     for (const Shape3& s : shapes)
       for (bool accumulate : {false, true}) {

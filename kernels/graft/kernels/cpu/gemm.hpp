@@ -7,33 +7,31 @@
 //     c[i, j] = c[i * ldc + j]          accumulate == false overwrites c; only the m x n block is written.
 //     c must not overlap a or b.
 //   Threads: a float product large enough (m n k >= kGemmParallelMinWork) is split over the thread pool
-//   inside the call, into column slabs (each thread packs its own part of b) when n is wide, else into
-//   row slabs; called from inside a pool task (a caller that already parallelizes over batches) it
-//   runs serially. Either way every c[i, j] gets the same bits (see row-split invariance below).
+//   inside the call: the threads pack each block of a together and share it, then take column slabs
+//   (each packing its own blocks of b) when n is wide, else row slabs; called from inside a pool task
+//   (a caller that already parallelizes over batches) it runs serially. Either way every c[i, j] gets
+//   the same bits (see row-split invariance below).
 //   float dispatches on active_cpu_isa() (cpu_features.hpp, GRAFT_CPU_ISA): gemm_avx512, gemm_avx2, or
 //   gemm_reference; double (and any other T) always takes gemm_reference, so gradchecks stay exact.
 //
-// The packed kernels (BLIS / GotoBLAS layout):
-//   for jc over n in steps of NC:                      B panel   b[pc:pc+kc, jc:jc+nc] packed once
-//     for pc over k in steps of KC:                    (L3)      as [nc/NR][kc][NR]
-//       for ic over m in steps of MC:                  A block   a[ic:ic+mc, pc:pc+kc] packed
-//         for jr over nc in steps of NR:               (L2)      as [mc/MR][kc][MR]
-//           for ir over mc in steps of MR:             micro-kernel: an MR x NR tile of c in registers,
-//             c[ir:ir+MR, jr:jr+NR] (+)= A_panel B_panel          kc rank-1 updates (broadcast a, FMA)
-//   Packing reads any strides, so the micro-kernel sees contiguous, zero-padded panels; edge tiles are
-//   computed whole and only their valid part is written back. With few rows (or few columns) packing B
-//   (or A) costs more than it saves, and a twin micro-kernel reads that operand in place instead (masked
-//   loads past the last column), doing per element the same operations: the same bits.
+// The packed kernels (the GotoBLAS / BLIS scheme, loops in the order of gemm_driver below): a block of
+// a (MC x KC, L3) and a block of b (KC x NC, L2) are packed into contiguous, zero-padded panels; the
+// micro-kernel keeps an MR x NR tile of c in registers and does kc rank-1 updates (broadcast a, FMA
+// with b), its a micro-panel in L1 while the b micro-panels stream past from L2. Packing reads any
+// strides. With few rows (or few columns) packing b (or a) costs more than it saves, and the
+// micro-kernel reads that operand in place instead (masked loads past the last column), doing per
+// element the same operations: the same bits.
 //
 // Row-split invariance (callers rely on it): every c[i, j] is summed in the same order wherever row i
 // falls in [0, m) and whatever m is. Per element: acc = 0; acc = fma(a[i,p], b[p,j], acc) for p in one
-// KC block in increasing order; c = acc (first block, overwrite) or c = c + acc; blocks in increasing
-// order. The KC blocking depends only on k, every lane of every tile (edge tiles zero-padded) runs the
+// k block in increasing order; c = acc (first block, overwrite) or c = c + acc; blocks in increasing
+// order. The k blocks (k_block_begin) depend only on k, every lane of every tile (edge tiles zero-padded) runs the
 // same instruction sequence, packed or not, and the choice between the vector kernels and
 // gemm_reference depends on (n, k) only, never on m. So gemm on rows [0, m) equals, bit for bit, gemm on
 // [0, r) then [r, m) (tests/test_gemm.cpp checks it).
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -106,23 +104,37 @@ inline void pack_a_block(int64_t rows, int64_t kc, const float* a, int64_t a_rs,
 //   packed: [ceil(cols / NR)][kc][NR]
 template <int NR>
 inline void pack_b_panel(int64_t kc, int64_t cols, const float* b, int64_t b_rs, int64_t b_cs, float* packed) {
+  const int64_t panels = (cols + NR - 1) / NR, full = cols / NR;
+  if (b_cs == 1) {
+    // Row by row: each row of b is read once, front to back (what the hardware prefetcher follows),
+    // and its NR-wide pieces go to the panels.
+    for (int64_t p = 0; p < kc; ++p) {
+      const float* b_row = b + p * b_rs;
+      for (int64_t q = 0; q < full; ++q) std::memcpy(packed + (q * kc + p) * NR, b_row + q * NR, NR * sizeof(float));
+      if (full < panels) {
+        float* dst = packed + (full * kc + p) * NR;
+        const int64_t valid = cols - full * NR;
+        std::memcpy(dst, b_row + full * NR, size_t(valid) * sizeof(float));
+        std::fill(dst + valid, dst + NR, 0.0f);
+      }
+    }
+    return;
+  }
   for (int64_t j0 = 0; j0 < cols; j0 += NR, packed += kc * NR) {
     const int64_t valid = std::min<int64_t>(NR, cols - j0);
     const float* b_tile = b + j0 * b_cs;  // [kc, valid] with strides (b_rs, b_cs)
-    if (b_cs == 1) {
-      for (int64_t p = 0; p < kc; ++p) {
-        float* dst = packed + p * NR;
-        std::memcpy(dst, b_tile + p * b_rs, size_t(valid) * sizeof(float));
-        for (int64_t j = valid; j < NR; ++j) dst[j] = 0.0f;
+    if (b_rs == 1) {
+      // b is a transposed view: a transpose by 16-row strips, so the strip's rows of the panel
+      // (16 x NR floats) stay in L1 while each column's 16 floats (one cache line) go in.
+      for (int64_t p0 = 0; p0 < kc; p0 += 16) {
+        const int64_t p1 = std::min<int64_t>(kc, p0 + 16);
+        for (int64_t j = 0; j < valid; ++j) {
+          const float* b_col = b_tile + j * b_cs;
+          for (int64_t p = p0; p < p1; ++p) packed[p * NR + j] = b_col[p];
+        }
+        for (int64_t p = p0; p < p1; ++p)
+          for (int64_t j = valid; j < NR; ++j) packed[p * NR + j] = 0.0f;
       }
-    } else if (b_rs == 1) {
-      // b is a transposed view: read each column along p, write with stride NR
-      for (int64_t j = 0; j < valid; ++j) {
-        const float* b_col = b_tile + j * b_cs;
-        for (int64_t p = 0; p < kc; ++p) packed[p * NR + j] = b_col[p];
-      }
-      for (int64_t p = 0; p < kc; ++p)
-        for (int64_t j = valid; j < NR; ++j) packed[p * NR + j] = 0.0f;
     } else {
       for (int64_t p = 0; p < kc; ++p) {
         float* dst = packed + p * NR;
@@ -135,251 +147,168 @@ inline void pack_b_panel(int64_t kc, int64_t cols, const float* b, int64_t b_rs,
   }
 }
 
-// Writes an MR x NR tile held in `tile` (row-major, [MR][NR]) to c: only rows < rows, cols < cols.
-// c = tile (overwrite) or c = c + tile: the same float additions the full-tile vector path does.
-template <int MR, int NR>
-inline void store_edge_tile(const float* tile, float* c, int64_t ldc, int64_t rows, int64_t cols, bool overwrite) {
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t j = 0; j < cols; ++j)
-      c[r * ldc + j] = overwrite ? tile[r * NR + j] : c[r * ldc + j] + tile[r * NR + j];
-}
+// The k blocks: ceil(k / KC) blocks of nearly equal length, block b = [k b / nb, k (b + 1) / nb). A
+// function of k and KC alone (row-split invariance), and no short tail block paying a pass over c.
+inline int64_t k_block_count(int64_t k, int64_t kc_max) { return (k + kc_max - 1) / kc_max; }
+inline int64_t k_block_begin(int64_t k, int64_t blocks, int64_t b) { return k * b / blocks; }
 
-// The blocked driver shared by the ISAs. Kernel provides MR, NR, KC, MC, NC, kPackAMinCols,
-// kPackBMinRows and two micro-kernels that compute the same bits:
-//   micro(kc, a_panel [kc][MR], b_panel [kc][NR], c, ldc, rows, cols, overwrite)      both operands packed
-//   micro_direct(kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, overwrite)          a strided, b rows b_rs
-//     apart with contiguous columns; loads only columns < cols (masked, zero like the packed padding)
-// Packing B pays when many row tiles reuse it (m large), and is needed when b's columns are strided;
-// packing A pays when many column tiles reuse it (n large). Without packing the micro-kernel reads the
-// operand in place. The arithmetic per element is the same either way, so these choices may depend on m.
-// ep (may be null) is applied to each tile after its last KC block, while the tile is in L1; the
-// block's element (0, 0) is the product's (i_base, j_base).
-template <class Kernel>
-inline void gemm_blocked(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
-                         int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate,
-                         const GemmEpilogue<float>* ep = nullptr, int64_t i_base = 0, int64_t j_base = 0) {
-  constexpr int64_t MR = Kernel::MR, NR = Kernel::NR, KC = Kernel::KC, MC = Kernel::MC, NC = Kernel::NC;
-  static_assert(MC % MR == 0 && NC % NR == 0, "cache blocks hold whole register tiles");
-  if (m <= 0 || n <= 0) return;
-  if (k <= 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < m; ++i) std::fill(c + i * ldc, c + i * ldc + n, 0.0f);
-    if (ep) Kernel::epilogue(*ep, i_base, j_base, m, n, c, ldc);
-    return;
-  }
-  const bool pack_b = b_cs != 1 || m >= Kernel::kPackBMinRows;
-  const bool pack_a = pack_b && n >= Kernel::kPackAMinCols;
-  const int64_t mc_max = std::min(MC, (m + MR - 1) / MR * MR), nc_max = std::min(NC, (n + NR - 1) / NR * NR);
-  const int64_t kc_max = std::min(KC, k);
-  float* a_packed = pack_a ? pack_buffer(0, size_t(mc_max * kc_max)) : nullptr;  // [mc/MR][kc][MR]
-  float* b_packed = pack_b ? pack_buffer(1, size_t(kc_max * nc_max)) : nullptr;  // [nc/NR][kc][NR]
-  for (int64_t jc = 0; jc < n; jc += NC) {
-    const int64_t nc = std::min(NC, n - jc);
-    for (int64_t pc = 0; pc < k; pc += KC) {
-      const int64_t kc = std::min(KC, k - pc);
-      const bool overwrite = pc == 0 && !accumulate;
-      const bool last_block = pc + kc >= k;
-      const float* b_block = b + pc * b_rs + jc * b_cs;  // b[pc:pc+kc, jc:jc+nc]
-      if (pack_b) pack_b_panel<NR>(kc, nc, b_block, b_rs, b_cs, b_packed);
-      for (int64_t ic = 0; ic < m; ic += MC) {
-        const int64_t mc = std::min(MC, m - ic);
-        const float* a_block = a + ic * a_rs + pc * a_cs;  // a[ic:ic+mc, pc:pc+kc]
-        if (pack_a) pack_a_block<MR>(mc, kc, a_block, a_rs, a_cs, a_packed);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          const int64_t cols = std::min(NR, nc - jr);
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int64_t rows = std::min(MR, mc - ir);
-            float* c_tile = c + (ic + ir) * ldc + jc + jr;
-            if (pack_a) {
-              Kernel::micro(kc, a_packed + (ir / MR) * kc * MR, b_packed + (jr / NR) * kc * NR, c_tile, ldc, rows, cols,
-                            overwrite);
-            } else if (pack_b) {
-              Kernel::micro_direct(kc, a_block + ir * a_rs, a_rs, a_cs, b_packed + (jr / NR) * kc * NR, NR, c_tile, ldc,
-                                   rows, cols, overwrite);
-            } else {
-              Kernel::micro_direct(kc, a_block + ir * a_rs, a_rs, a_cs, b_block + jr, b_rs, c_tile, ldc, rows, cols,
-                                   overwrite);
-            }
-            if (ep && last_block) Kernel::epilogue(*ep, i_base + ic + ir, j_base + jc + jr, rows, cols, c_tile, ldc);
-          }
-        }
-      }
-    }
-  }
-}
+// How the micro-kernel reads its operands (see gemm_driver): both packed, b packed and a in place,
+// or both in place.
+enum class Operands { PackedAB, PackedB, Direct };
 
 #if GRAFT_GEMM_X86
 
-// The micro-kernels hold an MR x NR tile of c in registers, acc[r][h] = c[r, h*V : (h+1)*V] (V lanes),
-// and do kc rank-1 updates: per p, two vector loads of b[p, 0:NR], MR broadcasts of a[r, p], 2*MR FMAs.
-// store_tile_* writes the tile back: c = acc (overwrite) or c = c + acc, only rows < rows, cols < cols.
+// The micro-kernels keep an MR x (NV vectors) tile of c in registers, acc[r][h] = c[r, h*V : (h+1)*V],
+// and do kc rank-1 updates: per p, NV vector loads of b[p, :], MR broadcasts of a[r, p], MR*NV FMAs.
+//   a: packed ([kc][MR], Operands::PackedAB), else a[r, p] = a[r * a_rs + p * a_cs], rows >= `rows`
+//      read row 0 (computed, never stored)
+//   b: b[p, j] = b[p * b_rs + j], packed panels zero-padded; in place (Direct) the columns >= cols are
+//      loaded as zero through masks, so nothing past the last column is read
+//   c: c = acc (overwrite) or c = c + acc, rows < rows and columns < cols only (masked stores)
+// NV < the full width serves the last column tile, so a tile of 4 columns costs one vector, not four;
+// every lane runs the same instructions whatever NV, so the bits do not depend on it.
 
-__attribute__((target("avx512f"), always_inline)) inline void store_tile_avx512_12x32(const __m512 (&acc)[12][2], float* c,
-                                                                       int64_t ldc, int64_t rows, int64_t cols,
-                                                                       bool overwrite) {
-  constexpr int MR = 12, NR = 32;
-  if (rows == MR && cols == NR) {
-    GRAFT_GEMM_UNROLL(12)
-    for (int r = 0; r < MR; ++r) {
-      float* c_row = c + r * ldc;
-      if (overwrite) {
-        _mm512_storeu_ps(c_row, acc[r][0]);
-        _mm512_storeu_ps(c_row + 16, acc[r][1]);
-      } else {
-        _mm512_storeu_ps(c_row, _mm512_add_ps(_mm512_loadu_ps(c_row), acc[r][0]));
-        _mm512_storeu_ps(c_row + 16, _mm512_add_ps(_mm512_loadu_ps(c_row + 16), acc[r][1]));
-      }
-    }
-    return;
+template <int NV, Operands kOps>
+__attribute__((target("avx512f"))) inline void micro_avx512_6(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs,
+                                                              const float* b, int64_t b_rs, float* c, int64_t ldc,
+                                                              int64_t rows, int64_t cols, bool overwrite) {
+  constexpr int MR = 6, V = 16;
+  __mmask16 mask[NV];
+  GRAFT_GEMM_UNROLL(4)
+  for (int h = 0; h < NV; ++h) {
+    const int64_t left = cols - h * V;
+    mask[h] = left >= V ? __mmask16(0xFFFF) : left > 0 ? __mmask16((1u << left) - 1) : __mmask16(0);
   }
-  alignas(64) float tile[MR * NR];  // [MR][NR]
-  GRAFT_GEMM_UNROLL(12)
-  for (int r = 0; r < MR; ++r) {
-    _mm512_store_ps(tile + r * NR, acc[r][0]);
-    _mm512_store_ps(tile + r * NR + 16, acc[r][1]);
-  }
-  store_edge_tile<MR, NR>(tile, c, ldc, rows, cols, overwrite);
-}
-
-// AVX-512, 12 x 32 tile (24 zmm accumulators) from packed panels: a_panel [kc][12], b_panel [kc][32].
-__attribute__((target("avx512f"))) inline void gemm_microkernel_avx512_12x32(int64_t kc, const float* a_panel,
-                                                                             const float* b_panel, float* c,
-                                                                             int64_t ldc, int64_t rows, int64_t cols,
-                                                                             bool overwrite) {
-  constexpr int MR = 12, NR = 32;
-  __m512 acc[MR][2];
-  GRAFT_GEMM_UNROLL(12)
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < kc; ++p) {
-    const __m512 b0 = _mm512_loadu_ps(b_panel + p * NR);       // b[p, 0:16]
-    const __m512 b1 = _mm512_loadu_ps(b_panel + p * NR + 16);  // b[p, 16:32]
-    const float* a_p = a_panel + p * MR;                       // a[0:12, p]
-    GRAFT_GEMM_UNROLL(12)
-    for (int r = 0; r < MR; ++r) {
-      const __m512 a_rp = _mm512_set1_ps(a_p[r]);
-      acc[r][0] = _mm512_fmadd_ps(a_rp, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(a_rp, b1, acc[r][1]);
-    }
-  }
-  store_tile_avx512_12x32(acc, c, ldc, rows, cols, overwrite);
-}
-
-// AVX-512, 12 x 32 tile straight from a (strides a_rs, a_cs) and b (rows b_rs apart, columns contiguous).
-// Columns >= cols are loaded as zero (masked), rows >= rows repeat row 0 and are not stored.
-__attribute__((target("avx512f"))) inline void gemm_microkernel_avx512_12x32_direct(
-    int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t b_rs, float* c, int64_t ldc,
-    int64_t rows, int64_t cols, bool overwrite) {
-  constexpr int MR = 12;
-  const __mmask16 mask0 = cols >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << cols) - 1);
-  const __mmask16 mask1 = cols >= 32 ? __mmask16(0xFFFF) : cols > 16 ? __mmask16((1u << (cols - 16)) - 1) : __mmask16(0);
   const float* a_row[MR];
+  GRAFT_GEMM_UNROLL(6)
   for (int r = 0; r < MR; ++r) a_row[r] = a + (r < rows ? r : 0) * a_rs;
-  __m512 acc[MR][2];
-  GRAFT_GEMM_UNROLL(12)
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  for (int64_t p = 0; p < kc; ++p) {
-    const __m512 b0 = _mm512_maskz_loadu_ps(mask0, b + p * b_rs);       // b[p, 0:16]
-    const __m512 b1 = _mm512_maskz_loadu_ps(mask1, b + p * b_rs + 16);  // b[p, 16:32]
-    GRAFT_GEMM_UNROLL(12)
-    for (int r = 0; r < MR; ++r) {
-      const __m512 a_rp = _mm512_set1_ps(a_row[r][p * a_cs]);
-      acc[r][0] = _mm512_fmadd_ps(a_rp, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(a_rp, b1, acc[r][1]);
-    }
-  }
-  store_tile_avx512_12x32(acc, c, ldc, rows, cols, overwrite);
-}
-
-__attribute__((target("avx2,fma"), always_inline)) inline void store_tile_avx2_6x16(const __m256 (&acc)[6][2], float* c, int64_t ldc,
-                                                                     int64_t rows, int64_t cols, bool overwrite) {
-  constexpr int MR = 6, NR = 16;
-  if (rows == MR && cols == NR) {
-    GRAFT_GEMM_UNROLL(6)
-    for (int r = 0; r < MR; ++r) {
-      float* c_row = c + r * ldc;
-      if (overwrite) {
-        _mm256_storeu_ps(c_row, acc[r][0]);
-        _mm256_storeu_ps(c_row + 8, acc[r][1]);
-      } else {
-        _mm256_storeu_ps(c_row, _mm256_add_ps(_mm256_loadu_ps(c_row), acc[r][0]));
-        _mm256_storeu_ps(c_row + 8, _mm256_add_ps(_mm256_loadu_ps(c_row + 8), acc[r][1]));
-      }
-    }
-    return;
-  }
-  alignas(32) float tile[MR * NR];  // [MR][NR]
+  __m512 acc[MR][NV];
   GRAFT_GEMM_UNROLL(6)
   for (int r = 0; r < MR; ++r) {
-    _mm256_store_ps(tile + r * NR, acc[r][0]);
-    _mm256_store_ps(tile + r * NR + 8, acc[r][1]);
+    GRAFT_GEMM_UNROLL(4)
+    for (int h = 0; h < NV; ++h) acc[r][h] = _mm512_setzero_ps();
   }
-  store_edge_tile<MR, NR>(tile, c, ldc, rows, cols, overwrite);
-}
-
-// AVX2+FMA, 6 x 16 tile (12 ymm accumulators) from packed panels: a_panel [kc][6], b_panel [kc][16].
-__attribute__((target("avx2,fma"))) inline void gemm_microkernel_avx2_6x16(int64_t kc, const float* a_panel,
-                                                                          const float* b_panel, float* c, int64_t ldc,
-                                                                          int64_t rows, int64_t cols, bool overwrite) {
-  constexpr int MR = 6, NR = 16;
-  __m256 acc[MR][2];
-  GRAFT_GEMM_UNROLL(6)
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
   for (int64_t p = 0; p < kc; ++p) {
-    const __m256 b0 = _mm256_loadu_ps(b_panel + p * NR);      // b[p, 0:8]
-    const __m256 b1 = _mm256_loadu_ps(b_panel + p * NR + 8);  // b[p, 8:16]
-    const float* a_p = a_panel + p * MR;                      // a[0:6, p]
+    __m512 b_p[NV];  // b[p, h*16 : (h+1)*16]
+    GRAFT_GEMM_UNROLL(4)
+    for (int h = 0; h < NV; ++h)
+      b_p[h] = kOps == Operands::Direct ? _mm512_maskz_loadu_ps(mask[h], b + p * b_rs + h * V)
+                                        : _mm512_loadu_ps(b + p * b_rs + h * V);
     GRAFT_GEMM_UNROLL(6)
     for (int r = 0; r < MR; ++r) {
-      const __m256 a_rp = _mm256_broadcast_ss(a_p + r);
-      acc[r][0] = _mm256_fmadd_ps(a_rp, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(a_rp, b1, acc[r][1]);
+      const __m512 a_rp = _mm512_set1_ps(kOps == Operands::PackedAB ? a[p * MR + r] : a_row[r][p * a_cs]);
+      GRAFT_GEMM_UNROLL(4)
+      for (int h = 0; h < NV; ++h) acc[r][h] = _mm512_fmadd_ps(a_rp, b_p[h], acc[r][h]);
     }
   }
-  store_tile_avx2_6x16(acc, c, ldc, rows, cols, overwrite);
+  GRAFT_GEMM_UNROLL(6)
+  for (int r = 0; r < MR; ++r) {
+    if (r >= rows) break;
+    float* c_row = c + r * ldc;
+    GRAFT_GEMM_UNROLL(4)
+    for (int h = 0; h < NV; ++h) {
+      const __m512 out = overwrite ? acc[r][h] : _mm512_add_ps(_mm512_maskz_loadu_ps(mask[h], c_row + h * V), acc[r][h]);
+      _mm512_mask_storeu_ps(c_row + h * V, mask[h], out);
+    }
+  }
 }
 
-// AVX2+FMA, 6 x 16 tile straight from a and b, as gemm_microkernel_avx512_12x32_direct.
-__attribute__((target("avx2,fma"))) inline void gemm_microkernel_avx2_6x16_direct(int64_t kc, const float* a,
-                                                                                 int64_t a_rs, int64_t a_cs,
-                                                                                 const float* b, int64_t b_rs, float* c,
-                                                                                 int64_t ldc, int64_t rows,
-                                                                                 int64_t cols, bool overwrite) {
-  constexpr int MR = 6;
-  alignas(32) int32_t lane_valid[16];  // -1 where the column is < cols (maskload reads those lanes only)
-  for (int j = 0; j < 16; ++j) lane_valid[j] = j < cols ? -1 : 0;
-  const __m256i mask0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_valid));
-  const __m256i mask1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_valid + 8));
+template <int NV, Operands kOps>
+__attribute__((target("avx2,fma"))) inline void micro_avx2_6(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs,
+                                                             const float* b, int64_t b_rs, float* c, int64_t ldc,
+                                                             int64_t rows, int64_t cols, bool overwrite) {
+  constexpr int MR = 6, V = 8;
+  __m256i mask[NV];  // lanes with all bits set are the columns < cols
+  GRAFT_GEMM_UNROLL(2)
+  for (int h = 0; h < NV; ++h) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    mask[h] = _mm256_cmpgt_epi32(_mm256_set1_epi32(int(std::min<int64_t>(cols - h * V, V))), lane);
+  }
   const float* a_row[MR];
-  for (int r = 0; r < MR; ++r) a_row[r] = a + (r < rows ? r : 0) * a_rs;
-  __m256 acc[MR][2];
   GRAFT_GEMM_UNROLL(6)
-  for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+  for (int r = 0; r < MR; ++r) a_row[r] = a + (r < rows ? r : 0) * a_rs;
+  __m256 acc[MR][NV];
+  GRAFT_GEMM_UNROLL(6)
+  for (int r = 0; r < MR; ++r) {
+    GRAFT_GEMM_UNROLL(2)
+    for (int h = 0; h < NV; ++h) acc[r][h] = _mm256_setzero_ps();
+  }
   for (int64_t p = 0; p < kc; ++p) {
-    const __m256 b0 = _mm256_maskload_ps(b + p * b_rs, mask0);      // b[p, 0:8]
-    const __m256 b1 = _mm256_maskload_ps(b + p * b_rs + 8, mask1);  // b[p, 8:16]
+    __m256 b_p[NV];  // b[p, h*8 : (h+1)*8]
+    GRAFT_GEMM_UNROLL(2)
+    for (int h = 0; h < NV; ++h)
+      b_p[h] = kOps == Operands::Direct ? _mm256_maskload_ps(b + p * b_rs + h * V, mask[h])
+                                        : _mm256_loadu_ps(b + p * b_rs + h * V);
     GRAFT_GEMM_UNROLL(6)
     for (int r = 0; r < MR; ++r) {
-      const __m256 a_rp = _mm256_broadcast_ss(a_row[r] + p * a_cs);
-      acc[r][0] = _mm256_fmadd_ps(a_rp, b0, acc[r][0]);
-      acc[r][1] = _mm256_fmadd_ps(a_rp, b1, acc[r][1]);
+      const __m256 a_rp = _mm256_broadcast_ss(kOps == Operands::PackedAB ? a + p * MR + r : a_row[r] + p * a_cs);
+      GRAFT_GEMM_UNROLL(2)
+      for (int h = 0; h < NV; ++h) acc[r][h] = _mm256_fmadd_ps(a_rp, b_p[h], acc[r][h]);
     }
   }
-  store_tile_avx2_6x16(acc, c, ldc, rows, cols, overwrite);
+  GRAFT_GEMM_UNROLL(6)
+  for (int r = 0; r < MR; ++r) {
+    if (r >= rows) break;
+    float* c_row = c + r * ldc;
+    GRAFT_GEMM_UNROLL(2)
+    for (int h = 0; h < NV; ++h) {
+      const __m256 out =
+          overwrite ? acc[r][h] : _mm256_add_ps(_mm256_maskload_ps(c_row + h * V, mask[h]), acc[r][h]);
+      _mm256_maskstore_ps(c_row + h * V, mask[h], out);
+    }
+  }
 }
 
-// Cache blocks: the KC x NR micro-panel of B (reused by every row tile) stays in L1, the MC x KC block of
-// A in L2, the KC x NC panel of B in L3. Packing thresholds measured on Zen 3 (AVX2): reading in place
-// wins up to ~8 row tiles (B) and ~4 column tiles (A). The AVX-512 numbers are the same rule, untuned.
+// Calls micro<NV, ops> with NV = the vectors the tile's `cols` columns need.
+template <int kMaxNV, template <int, Operands> class Micro>
+inline void micro_dispatch(Operands ops, int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                           int64_t b_rs, float* c, int64_t ldc, int64_t rows, int64_t cols, int64_t lanes,
+                           bool overwrite) {
+  const int64_t nv = (cols + lanes - 1) / lanes;
+  auto run = [&](auto nv_const) {
+    constexpr int kNV = decltype(nv_const)::value;
+    switch (ops) {
+      case Operands::PackedAB: return Micro<kNV, Operands::PackedAB>::run(kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, overwrite);
+      case Operands::PackedB: return Micro<kNV, Operands::PackedB>::run(kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, overwrite);
+      case Operands::Direct: return Micro<kNV, Operands::Direct>::run(kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, overwrite);
+    }
+  };
+  if (nv >= kMaxNV) return run(std::integral_constant<int, kMaxNV>{});
+  if constexpr (kMaxNV > 1)
+    if (nv == 1) return run(std::integral_constant<int, 1>{});
+  if constexpr (kMaxNV > 2)
+    if (nv == 2) return run(std::integral_constant<int, 2>{});
+  if constexpr (kMaxNV > 3)
+    if (nv == 3) return run(std::integral_constant<int, 3>{});
+}
+
+template <int NV, Operands kOps>
+struct MicroAvx512 {
+  static void run(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t b_rs, float* c,
+                  int64_t ldc, int64_t rows, int64_t cols, bool overwrite) {
+    micro_avx512_6<NV, kOps>(kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, overwrite);
+  }
+};
+template <int NV, Operands kOps>
+struct MicroAvx2 {
+  static void run(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t b_rs, float* c,
+                  int64_t ldc, int64_t rows, int64_t cols, bool overwrite) {
+    micro_avx2_6<NV, kOps>(kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, overwrite);
+  }
+};
+
+// Register tiles and cache blocks. The tile's a micro-panel (MR x kc, 6 KB) stays in L1 while the
+// b micro-panels of a KC x NC block (L2) stream past it; the MC x KC block of a lives in L3, shared by
+// the threads. 6 x 64 (24 zmm accumulators, 4 loads + 6 broadcasts per 24 FMAs) beat 12 x 32, 14 x 32
+// and 8 x 48 on Ice Lake (single thread, 1024 and 2048; numbers in bench/README.md); AVX2's 6 x 16 is
+// BLIS's Haswell tile. Packing thresholds: reading b in place wins up to ~8 row tiles, a up to ~4
+// column tiles (measured on Zen 3 with the AVX2 kernel).
 struct Avx512Kernel {
-  static constexpr int64_t MR = 12, NR = 32, KC = 256, MC = 144, NC = 4096;
+  static constexpr int64_t MR = 6, NR = 64, KC = 256, MC = 1008, NC = 512;
   static constexpr int64_t kPackBMinRows = 8 * MR, kPackAMinCols = 4 * NR;
-  static void micro(int64_t kc, const float* a_panel, const float* b_panel, float* c, int64_t ldc, int64_t rows,
-                    int64_t cols, bool overwrite) {
-    gemm_microkernel_avx512_12x32(kc, a_panel, b_panel, c, ldc, rows, cols, overwrite);
-  }
-  static void micro_direct(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t b_rs,
-                           float* c, int64_t ldc, int64_t rows, int64_t cols, bool overwrite) {
-    gemm_microkernel_avx512_12x32_direct(kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, overwrite);
+  static void micro(Operands ops, int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                    int64_t b_rs, float* c, int64_t ldc, int64_t rows, int64_t cols, bool overwrite) {
+    micro_dispatch<4, MicroAvx512>(ops, kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, 16, overwrite);
   }
   static void epilogue(const GemmEpilogue<float>& ep, int64_t i0, int64_t j0, int64_t rows, int64_t cols, float* c,
                        int64_t ldc) {
@@ -387,15 +316,11 @@ struct Avx512Kernel {
   }
 };
 struct Avx2Kernel {
-  static constexpr int64_t MR = 6, NR = 16, KC = 256, MC = 120, NC = 3072;
+  static constexpr int64_t MR = 6, NR = 16, KC = 256, MC = 1008, NC = 256;
   static constexpr int64_t kPackBMinRows = 8 * MR, kPackAMinCols = 4 * NR;
-  static void micro(int64_t kc, const float* a_panel, const float* b_panel, float* c, int64_t ldc, int64_t rows,
-                    int64_t cols, bool overwrite) {
-    gemm_microkernel_avx2_6x16(kc, a_panel, b_panel, c, ldc, rows, cols, overwrite);
-  }
-  static void micro_direct(int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b, int64_t b_rs,
-                           float* c, int64_t ldc, int64_t rows, int64_t cols, bool overwrite) {
-    gemm_microkernel_avx2_6x16_direct(kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, overwrite);
+  static void micro(Operands ops, int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
+                    int64_t b_rs, float* c, int64_t ldc, int64_t rows, int64_t cols, bool overwrite) {
+    micro_dispatch<2, MicroAvx2>(ops, kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, 8, overwrite);
   }
   static void epilogue(const GemmEpilogue<float>& ep, int64_t i0, int64_t j0, int64_t rows, int64_t cols, float* c,
                        int64_t ldc) {
@@ -410,40 +335,154 @@ struct Avx2Kernel {
 // must not each wake the pool.
 inline constexpr int64_t kGemmParallelMinWork = int64_t(1) << 20;
 
-// gemm_blocked<Kernel> split over the pool. Column slabs are whole NR-wide panels and row slabs whole
-// MR-high tiles, so no tile straddles two threads; a slab is gemm_blocked on a sub-block, and since the
-// per-element arithmetic depends on neither m nor n (only on k and the ISA) the bits do not change.
+struct GemmProblem {
+  int64_t m, n, k;
+  const float* a;
+  int64_t a_rs, a_cs;
+  const float* b;
+  int64_t b_rs, b_cs;
+  float* c;
+  int64_t ldc;
+  bool accumulate;
+  const GemmEpilogue<float>* ep;
+};
+
+// One thread's part of the (ic, pc) block: rows [ic + i0, ic + i1) (i0 a multiple of MR) and columns
+// [j0, j1) (j0 a multiple of NR) of c, k block [pc, pc + kc). a_packed: the block's packed a
+// ([mc/MR][kc][MR], shared) or null (a read in place). Packs its own b blocks when pack_b.
+template <class Kernel>
+inline void gemm_block_part(const GemmProblem& g, int64_t ic, int64_t pc, int64_t kc, bool overwrite, bool last,
+                            const float* a_packed, bool pack_b, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  constexpr int64_t MR = Kernel::MR, NR = Kernel::NR, NC = Kernel::NC;
+  const Operands ops = a_packed ? Operands::PackedAB : pack_b ? Operands::PackedB : Operands::Direct;
+  float* b_packed = pack_b ? pack_buffer(1, size_t(kc * std::min(NC, (j1 - j0 + NR - 1) / NR * NR))) : nullptr;
+  for (int64_t jc = j0; jc < j1; jc += NC) {
+    const int64_t nc = std::min(NC, j1 - jc);
+    const float* b_block = g.b + pc * g.b_rs + jc * g.b_cs;  // b[pc:pc+kc, jc:jc+nc]
+    if (pack_b) pack_b_panel<NR>(kc, nc, b_block, g.b_rs, g.b_cs, b_packed);
+    for (int64_t ir = i0; ir < i1; ir += MR) {
+      const int64_t rows = std::min(MR, i1 - ir);
+      const float* a_tile = a_packed ? a_packed + (ir / MR) * kc * MR : g.a + (ic + ir) * g.a_rs + pc * g.a_cs;
+      for (int64_t jr = 0; jr < nc; jr += NR) {
+        const int64_t cols = std::min(NR, nc - jr);
+        const float* b_tile = pack_b ? b_packed + (jr / NR) * kc * NR : b_block + jr;
+        float* c_tile = g.c + (ic + ir) * g.ldc + jc + jr;
+        Kernel::micro(ops, kc, a_tile, g.a_rs, g.a_cs, b_tile, pack_b ? NR : g.b_rs, c_tile, g.ldc, rows, cols,
+                      overwrite);
+        if (g.ep && last) Kernel::epilogue(*g.ep, ic + ir, jc + jr, rows, cols, c_tile, g.ldc);
+      }
+    }
+  }
+}
+
+// At most this many floats (8 MB) of packed a at once: a group of k blocks is packed together.
+inline constexpr int64_t kGemmPackedAMax = int64_t(1) << 21;
+
+// The blocked product on `threads` threads (1: serially in the caller):
+//   for ic over m in steps of MC:            a block  a[ic:ic+mc, pc:pc+kc] packed by all threads, shared,
+//     for pc over the k blocks:              (L3)     [mc/MR][kc][MR] (only when a is strided, see below)
+//       each thread, its columns (or rows):
+//         for jc over its columns by NC:     b block  b[pc:pc+kc, jc:jc+nc] packed by the thread
+//           for ir over its rows by MR:      (L2)     as [nc/NR][kc][NR]
+//             for jr over nc by NR:          micro-kernel: c[ir:ir+MR, jc+jr:jc+jr+NR] (+)= a tile b tile
+// Threads split the columns (whole NR panels) when each gets at least 4 panels or there are more
+// column tiles than row tiles, else the rows (whole MR tiles), into a few tasks per thread that the
+// threads claim as they become free. No tile straddles two tasks and the
+// per-element arithmetic depends on neither the split nor the operand modes, so the bits do not change.
+// With a read in place the threads never wait for each other: one region does the whole product. A
+// packed a is packed for a group of k blocks at a time (kGemmPackedAMax), then computed on.
+// Packing b pays when many row tiles reuse it (m large) and is needed when b's columns are strided.
+// Packing a pays only when its rows are strided (a transposed view) and many column tiles reuse it (n
+// large): a tile's 6 contiguous rows read in place are as good as a packed micro-panel (measured).
+template <class Kernel>
+inline void gemm_driver(const GemmProblem& g, int threads) {
+  constexpr int64_t MR = Kernel::MR, NR = Kernel::NR, KC = Kernel::KC, MC = Kernel::MC;
+  static_assert(MC % MR == 0 && Kernel::NC % NR == 0, "cache blocks hold whole register tiles");
+  if (g.m <= 0 || g.n <= 0) return;
+  if (g.k <= 0) {
+    if (!g.accumulate)
+      for (int64_t i = 0; i < g.m; ++i) std::fill(g.c + i * g.ldc, g.c + i * g.ldc + g.n, 0.0f);
+    if (g.ep) Kernel::epilogue(*g.ep, 0, 0, g.m, g.n, g.c, g.ldc);
+    return;
+  }
+  const bool pack_b = g.b_cs != 1 || g.m >= Kernel::kPackBMinRows;
+  const bool pack_a = pack_b && g.a_cs != 1 && g.n >= Kernel::kPackAMinCols;
+  const int64_t blocks = k_block_count(g.k, KC);
+  const int64_t col_tiles = (g.n + NR - 1) / NR, row_tiles_max = (std::min(MC, g.m) + MR - 1) / MR;
+  const bool by_cols = col_tiles >= 4 * threads || col_tiles >= row_tiles_max;
+  // Tasks: slabs of whole tiles, two per thread, claimed one at a time by whichever thread is free
+  // (on these shared machines one core often runs slower than the other: a static split waits for it).
+  const int64_t tiles_total = by_cols ? col_tiles : row_tiles_max;
+  const int64_t tasks = threads == 1 ? 1 : std::min<int64_t>(tiles_total, 2 * int64_t(threads));
+
+  // Task t of the a block at ic, k blocks [blk0, blk1); a_group: their packed a, one block after the other.
+  auto run_part = [&](int64_t t, int64_t ic, int64_t blk0, int64_t blk1, const float* a_group) {
+    const int64_t mc = std::min(MC, g.m - ic), row_tiles = (mc + MR - 1) / MR;
+    const int64_t tiles = by_cols ? col_tiles : row_tiles;
+    const int64_t first = tiles * t / tasks, end = tiles * (t + 1) / tasks;
+    if (first == end) return;
+    const int64_t i0 = by_cols ? 0 : first * MR, i1 = by_cols ? mc : std::min(mc, end * MR);
+    const int64_t j0 = by_cols ? first * NR : 0, j1 = by_cols ? std::min(g.n, end * NR) : g.n;
+    const int64_t pc0 = k_block_begin(g.k, blocks, blk0);
+    for (int64_t blk = blk0; blk < blk1; ++blk) {
+      const int64_t pc = k_block_begin(g.k, blocks, blk), kc = k_block_begin(g.k, blocks, blk + 1) - pc;
+      const float* a_block = a_group ? a_group + row_tiles * MR * (pc - pc0) : nullptr;
+      gemm_block_part<Kernel>(g, ic, pc, kc, blk == 0 && !g.accumulate, blk + 1 == blocks, a_block, pack_b, i0, i1, j0,
+                              j1);
+    }
+  };
+  auto on_tasks = [&](auto&& body) {  // body(t) for every task, on every thread when there are several
+    if (tasks == 1) return body(int64_t(0));
+    std::atomic<int64_t> next{0};
+    parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+      for (int64_t t = next.fetch_add(1, std::memory_order_relaxed); t < tasks;
+           t = next.fetch_add(1, std::memory_order_relaxed))
+        body(t);
+    });
+  };
+
+  if (!pack_a) {
+    on_tasks([&](int64_t t) {
+      for (int64_t ic = 0; ic < g.m; ic += MC) run_part(t, ic, 0, blocks, nullptr);
+    });
+    return;
+  }
+  const int64_t group = std::max<int64_t>(1, kGemmPackedAMax / (row_tiles_max * MR * KC));
+  float* a_packed = pack_buffer(0, size_t(row_tiles_max * MR * std::min(g.k, group * KC)));
+  for (int64_t ic = 0; ic < g.m; ic += MC) {
+    const int64_t mc = std::min(MC, g.m - ic), row_tiles = (mc + MR - 1) / MR;
+    for (int64_t blk0 = 0; blk0 < blocks; blk0 += group) {
+      const int64_t blk1 = std::min(blocks, blk0 + group), pc0 = k_block_begin(g.k, blocks, blk0);
+      auto pack_tiles = [&](int64_t r0, int64_t r1) {  // row tiles [r0, r1) of every k block in the group
+        for (int64_t blk = blk0; blk < blk1; ++blk) {
+          const int64_t pc = k_block_begin(g.k, blocks, blk), kc = k_block_begin(g.k, blocks, blk + 1) - pc;
+          pack_a_block<MR>(std::min(mc, r1 * MR) - r0 * MR, kc, g.a + (ic + r0 * MR) * g.a_rs + pc * g.a_cs, g.a_rs,
+                           g.a_cs, a_packed + row_tiles * MR * (pc - pc0) + r0 * kc * MR);
+        }
+      };
+      if (threads > 1)
+        parallel_for(0, row_tiles, 1, pack_tiles);
+      else
+        pack_tiles(0, row_tiles);
+      on_tasks([&](int64_t t) { run_part(t, ic, blk0, blk1, a_packed); });
+    }
+  }
+}
+
+// gemm_driver on the pool's threads when the product is large enough and the caller is not itself a
+// pool task (a caller that already parallelizes over batches), else on the calling thread.
 template <class Kernel>
 inline void gemm_threaded(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
                           int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate,
                           const GemmEpilogue<float>* ep) {
-  constexpr int64_t MR = Kernel::MR, NR = Kernel::NR;
-  const int64_t threads = get_num_threads();
-  if (threads <= 1 || m * n * k < kGemmParallelMinWork || ThreadPool::in_worker() || m <= 0 || n <= 0) {
-    gemm_blocked<Kernel>(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, ep);
-    return;
-  }
-  const int64_t col_tiles = (n + NR - 1) / NR, row_tiles = (m + MR - 1) / MR;
-  // Columns when every thread gets at least 4 panels (then packing all of a per thread is cheap next
-  // to its share of the work), else whichever dimension has more tiles.
-  const bool by_cols = col_tiles >= 4 * threads || col_tiles >= row_tiles;
-  const int64_t tiles = by_cols ? col_tiles : row_tiles;
-  const int64_t per_thread = (tiles + threads - 1) / threads;
-  parallel_for(0, tiles, per_thread, [&](int64_t t0, int64_t t1) {
-    if (by_cols) {
-      const int64_t j0 = t0 * NR, j1 = std::min(n, t1 * NR);
-      gemm_blocked<Kernel>(m, j1 - j0, k, a, a_rs, a_cs, b + j0 * b_cs, b_rs, b_cs, c + j0, ldc, accumulate, ep, 0, j0);
-    } else {
-      const int64_t i0 = t0 * MR, i1 = std::min(m, t1 * MR);
-      gemm_blocked<Kernel>(i1 - i0, n, k, a + i0 * a_rs, a_rs, a_cs, b, b_rs, b_cs, c + i0 * ldc, ldc, accumulate, ep,
-                           i0, 0);
-    }
-  });
+  const GemmProblem g{m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, ep};
+  const bool serial = m * n * k < kGemmParallelMinWork || ThreadPool::in_worker();
+  gemm_driver<Kernel>(g, serial ? 1 : get_num_threads());
 }
 
 }  // namespace gemm_detail
 
-// The AVX-512 kernels (12 x 32 tiles) for any shape, never gemm_reference. Throws if the CPU lacks avx512f.
+// The AVX-512 kernels (6 x 64 tiles) for any shape, never gemm_reference. Throws if the CPU lacks avx512f.
 inline void gemm_avx512(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
                         int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate,
                         const GemmEpilogue<float>* ep = nullptr) {
