@@ -54,7 +54,7 @@ all_rows=(sgemm_1024 sgemm_2048 sgemm_4096 resnet18_b1 resnet18_b16 resnet50_b1 
   efficientnet_lite0_b1 efficientnet_lite0_b16 minilm_l6_b8_s128 bert_base_b8_s128 resnet18_train_b16)
 if [ -n "$only" ]; then IFS=, read -r -a rows <<<"$only"; else rows=("${all_rows[@]}"); fi
 for r in "${rows[@]}"; do
-  printf '%s\n' "${all_rows[@]}" | grep -qx "$r" || { echo "compare.sh: unknown row $r (rows: ${all_rows[*]})" >&2; exit 2; }
+  [[ " ${all_rows[*]} " == *" $r "* ]] || { echo "compare.sh: unknown row $r (rows: ${all_rows[*]})" >&2; exit 2; }
 done
 has_openblas=0
 "$graft" --list | grep -qx sgemm_openblas_1024 && has_openblas=1

@@ -15,16 +15,16 @@
 //                 dcols [R, L]  = w_g^T [R, Og] @ dout [Og, L], then col2im into dx
 //                 dw_g  [Og, R] += dout [Og, L] @ cols^T [L, R]
 //   1x1 stride 1, no padding: cols is x itself (no im2col, no col2im)
-//   1x1 on small maps (L < kBatchedPointwiseMaxL): one GEMM over the whole batch (see below)
+//   1x1 on small maps (L < kBatchedPointwiseMaxL, batches with enough rows): one GEMM over the whole
+//               batch (see below)
 //   depthwise   (Cg = 1) a direct vectorized loop per plane on a padded copy of the plane (conv2d.inc)
 //   dbias       vectorized sums per output channel
-// The bias is written into each output tile just before its GEMM accumulates into it (the tile is in
-// cache), so the output is written once more than the GEMM itself does, not a separate pass.
+// The bias is the GEMM's epilogue: added to each output tile while it is in L1, no separate pass.
 //
 // Threads (graft::parallel_for). Every output element is computed by one task, in an order fixed by
 // the shape alone, so results do not depend on the thread count:
-//   im2col rows, col2im channels, and the GEMM as up to kMaxTiles tiles of its output (out [Og, L],
-//   dcols [R, L], dw [Og, R]; see gemm_tiled), so one image (batch 1) uses every core. Convolutions
+//   im2col rows, col2im channels, and the GEMM split inside gemm (column or row tasks of its output,
+//   out [Og, L], dcols [R, L], dw [Og, R]), so one image (batch 1) uses every core. Convolutions
 //   too small to split (< kConvTaskMinWork multiply-adds per image and group) run one (image, group)
 //   per task instead. Depthwise: planes (n, o) forward, (n, c) for dx, channels o for dw (each sums
 //   its images in order). dbias: channels.
@@ -160,44 +160,18 @@ inline float* scratch(int slot, int64_t count) {
   return b.data();
 }
 
-// GEMM output tiles. The split depends on the shape only (so does every element's arithmetic):
-// up to kMaxTiles tiles, a power of two each way, columns first (each column tile packs its own
-// part of the large operand, the im2col matrix; only the small weight block is packed again), of at
-// least kMinTileCols columns (below 128 the GEMM stops packing the weights) and kMinTileRows rows
-// (each row tile packs the columns again: measured on ResNet-18's layer4 conv, 512 x 49 x 4608, 4 row
-// tiles cost 20% more than 2). Tile widths are rounded up to 32 columns and 12 rows,
-// the AVX-512 register tile (twice AVX2's).
-inline constexpr int64_t kMaxTiles = 8, kMinTileCols = 192, kMinTileRows = 192;
-inline int64_t power_of_two_at_most(int64_t n) {
-  int64_t p = 1;
-  while (2 * p <= n) p *= 2;
-  return p;
-}
 // Below this many multiply-adds per (image, group), whole (image, group)s are the tasks.
 inline constexpr int64_t kConvTaskMinWork = int64_t(1) << 20;
 
-// c [m, n] (+)= a [m, k] @ b [k, n] (strides as gemm's contract) as tiles in parallel; with bias
-// (overwrite only), each tile's rows are first set to bias[row] so the GEMM accumulates onto it.
+// c [m, n] (+)= a [m, k] @ b [k, n] (strides as gemm's contract), then + bias[row] when bias is
+// non-null (the GEMM's epilogue, while each tile is in L1). gemm splits a large product over the
+// pool itself (column tasks, shared packing); inside a pool task it runs serially.
 inline void gemm_tiled(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
-                       int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate, const float* bias,
-                       const IsaLoops& loops) {
-  if (m <= 0 || n <= 0) return;
-  const int64_t col_tiles = power_of_two_at_most(std::clamp<int64_t>(n / kMinTileCols, 1, kMaxTiles));
-  const int64_t row_tiles = power_of_two_at_most(std::clamp<int64_t>(m / kMinTileRows, 1, kMaxTiles / col_tiles));
-  const int64_t cols_per = std::min(n, ((n + col_tiles - 1) / col_tiles + 31) / 32 * 32);
-  const int64_t rows_per = std::min(m, ((m + row_tiles - 1) / row_tiles + 11) / 12 * 12);
-  const int64_t tiles_n = (n + cols_per - 1) / cols_per, tiles_m = (m + rows_per - 1) / rows_per;
-  parallel_for(0, tiles_m * tiles_n, 1, [&](int64_t lo, int64_t hi) {
-    for (int64_t t = lo; t < hi; ++t) {
-      const int64_t i0 = (t / tiles_n) * rows_per, j0 = (t % tiles_n) * cols_per;
-      const int64_t rows = std::min(rows_per, m - i0), cols = std::min(cols_per, n - j0);
-      float* c_tile = c + i0 * ldc + j0;
-      if (bias)
-        for (int64_t i = 0; i < rows; ++i) loops.fill(c_tile + i * ldc, cols, bias[i0 + i]);
-      gemm<float>(rows, cols, k, a + i0 * a_rs, a_rs, a_cs, b + j0 * b_cs, b_rs, b_cs, c_tile, ldc,
-                  accumulate || bias != nullptr);
-    }
-  });
+                       int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate, const float* bias) {
+  GemmEpilogue<float> ep;
+  ep.bias = bias;
+  ep.bias_per_row = true;
+  gemm<float>(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, bias ? &ep : nullptr);
 }
 
 // ---- 1x1 convolutions on small maps: one GEMM over the whole batch ---------------------------------
@@ -209,10 +183,15 @@ inline void gemm_tiled(int64_t m, int64_t n, int64_t k, const float* a, int64_t 
 //   dx:   dxt [N L, C] = dyt @ w                    dyt[(n, l), o] = dout[n, o, l]
 //   dw:   dw [O, C] += dyt^T @ xt                   a sum over the N L rows
 // The transposes are O(N L (C + O)) copies against the GEMM's O(N L C O) work.
-inline constexpr int64_t kBatchedPointwiseMaxL = 64;
+// The batched GEMM packs the weights (its b, a transposed view) on every call; that pays when the
+// batch's N L rows reuse them (N L >= kBatchedPointwiseMinRows) or when L is below one vector of
+// columns. Otherwise (batch 1 at 7 x 7, ResNet-50's last stage) the per-image GEMM, reading the
+// weights in place and packing only the small image, is faster.
+inline constexpr int64_t kBatchedPointwiseMaxL = 64, kBatchedPointwiseMinRows = 192, kBatchedPointwiseAlwaysL = 16;
 
 inline bool batched_pointwise(const Conv2dGeometry& g) {
-  return g.pointwise && g.G == 1 && g.L < kBatchedPointwiseMaxL;
+  return g.pointwise && g.G == 1 && g.L < kBatchedPointwiseMaxL &&
+         (g.N * g.L >= kBatchedPointwiseMinRows || g.L < kBatchedPointwiseAlwaysL);
 }
 
 // dst [N, L, C] = src [N, C, L] transposed per image.
@@ -229,7 +208,7 @@ inline void pointwise_forward_batched(float* out, const float* x, const float* w
   const int64_t rows = g.N * g.L;
   std::vector<float> xt(size_t(rows * g.C)), yt(size_t(rows * g.O));  // [N L, C], [N L, O]
   transpose_images(xt.data(), x, g.N, g.C, g.L);
-  gemm_tiled(rows, g.O, g.C, xt.data(), g.C, 1, w, 1, g.C, yt.data(), g.O, false, nullptr, loops);
+  gemm_tiled(rows, g.O, g.C, xt.data(), g.C, 1, w, 1, g.C, yt.data(), g.O, false, nullptr);
   parallel_for(0, g.N * g.O, std::max<int64_t>(1, 4096 / g.L), [&](int64_t lo, int64_t hi) {
     for (int64_t t = lo; t < hi; ++t) {
       const int64_t n = t / g.O, o = t % g.O;
@@ -246,13 +225,13 @@ inline void pointwise_backward_batched(float* dx, float* dw, float* db, const fl
   transpose_images(dyt.data(), dout, g.N, g.O, g.L);
   if (dx) {
     std::vector<float> dxt(size_t(rows * g.C));  // [N L, C]
-    gemm_tiled(rows, g.C, g.O, dyt.data(), g.O, 1, w, g.C, 1, dxt.data(), g.C, false, nullptr, loops);
+    gemm_tiled(rows, g.C, g.O, dyt.data(), g.O, 1, w, g.C, 1, dxt.data(), g.C, false, nullptr);
     transpose_images(dx, dxt.data(), g.N, g.L, g.C);
   }
   if (dw) {
     std::vector<float> xt(size_t(rows * g.C));
     transpose_images(xt.data(), x, g.N, g.C, g.L);
-    gemm_tiled(g.O, g.C, rows, dyt.data(), 1, g.O, xt.data(), g.C, 1, dw, g.C, true, nullptr, loops);
+    gemm_tiled(g.O, g.C, rows, dyt.data(), 1, g.O, xt.data(), g.C, 1, dw, g.C, true, nullptr);
   }
   if (db)
     parallel_for(0, g.O, 64, [&](int64_t lo, int64_t hi) {
@@ -325,7 +304,7 @@ inline void general_forward(float* out, const float* x, const float* w, const fl
       cols = buf;
     }
     gemm_tiled(g.Og, g.L, g.R, w + grp * g.Og * g.R, g.R, 1, cols, g.L, 1, out + (n * g.O + grp * g.Og) * g.L, g.L,
-               false, bias ? bias + grp * g.Og : nullptr, loops);
+               false, bias ? bias + grp * g.Og : nullptr);
   };
   if (g.N * g.G > 1 && g.Og * g.L * g.R < kConvTaskMinWork) {
     parallel_for(0, g.N * g.G, 1, [&](int64_t lo, int64_t hi) {  // nested regions run serially
@@ -344,11 +323,11 @@ inline void general_backward_dx(float* dx, const float* dout, const float* w, co
     const float* dout_ng = dout + (n * g.O + grp * g.Og) * g.L;  // [Og, L]
     float* dx_ng = dx + (n * g.C + grp * g.Cg) * g.H * g.W;      // [Cg, H, W]
     if (g.pointwise) {  // dx_ng [Cg, L] = w_g^T [Cg, Og] @ dout_ng [Og, L]
-      gemm_tiled(g.R, g.L, g.Og, w_g, 1, g.R, dout_ng, g.L, 1, dx_ng, g.L, false, nullptr, loops);
+      gemm_tiled(g.R, g.L, g.Og, w_g, 1, g.R, dout_ng, g.L, 1, dx_ng, g.L, false, nullptr);
       return;
     }
     float* dcols = scratch(0, g.R * g.L);  // [R, L]
-    gemm_tiled(g.R, g.L, g.Og, w_g, 1, g.R, dout_ng, g.L, 1, dcols, g.L, false, nullptr, loops);
+    gemm_tiled(g.R, g.L, g.Og, w_g, 1, g.R, dout_ng, g.L, 1, dcols, g.L, false, nullptr);
     parallel_for(0, g.Cg, std::max<int64_t>(1, 16384 / (g.KH * g.KW * g.L)), [&](int64_t lo, int64_t hi) {
       for (int64_t c = lo; c < hi; ++c)
         loops.col2im_channel(dx_ng + c * g.H * g.W, dcols + c * g.KH * g.KW * g.L, g);
@@ -377,7 +356,7 @@ inline void general_backward_dw(float* dw, const float* dout, const float* x, co
         cols = buf;
       }
       gemm_tiled(g.Og, g.R, g.L, dout + (n * g.O + grp * g.Og) * g.L, g.L, 1, cols, 1, g.L, dw + grp * g.Og * g.R,
-                 g.R, true, nullptr, loops);
+                 g.R, true, nullptr);
     }
 }
 

@@ -102,8 +102,11 @@ inline void pack_a_block(int64_t rows, int64_t kc, const float* a, int64_t a_rs,
 
 // packed[panel][p][j] = b[p0 + p, j0 + panel * NR + j], zero for columns past `cols`.
 //   packed: [ceil(cols / NR)][kc][NR]
-template <int NR>
+// Kernel gives NR and, for a transposed b (b_rs == 1), transpose_block(src, src_stride, dst, dst_stride):
+// dst[p * dst_stride + j] = src[j * src_stride + p] for p, j < Kernel::kTransposeBlock, in registers.
+template <class Kernel>
 inline void pack_b_panel(int64_t kc, int64_t cols, const float* b, int64_t b_rs, int64_t b_cs, float* packed) {
+  constexpr int64_t NR = Kernel::NR, TB = Kernel::kTransposeBlock;
   const int64_t panels = (cols + NR - 1) / NR, full = cols / NR;
   if (b_cs == 1) {
     // Row by row: each row of b is read once, front to back (what the hardware prefetcher follows),
@@ -124,16 +127,16 @@ inline void pack_b_panel(int64_t kc, int64_t cols, const float* b, int64_t b_rs,
     const int64_t valid = std::min<int64_t>(NR, cols - j0);
     const float* b_tile = b + j0 * b_cs;  // [kc, valid] with strides (b_rs, b_cs)
     if (b_rs == 1) {
-      // b is a transposed view: a transpose by 16-row strips, so the strip's rows of the panel
-      // (16 x NR floats) stay in L1 while each column's 16 floats (one cache line) go in.
-      for (int64_t p0 = 0; p0 < kc; p0 += 16) {
-        const int64_t p1 = std::min<int64_t>(kc, p0 + 16);
-        for (int64_t j = 0; j < valid; ++j) {
-          const float* b_col = b_tile + j * b_cs;
-          for (int64_t p = p0; p < p1; ++p) packed[p * NR + j] = b_col[p];
-        }
-        for (int64_t p = p0; p < p1; ++p)
-          for (int64_t j = valid; j < NR; ++j) packed[p * NR + j] = 0.0f;
+      // b is a transposed view (a linear layer's weight): TB x TB blocks transposed in registers;
+      // the partial blocks at the panel's right and bottom edges element by element.
+      const int64_t kc_full = kc / TB * TB, valid_full = valid / TB * TB;
+      for (int64_t p0 = 0; p0 < kc_full; p0 += TB)
+        for (int64_t jb = 0; jb < valid_full; jb += TB)
+          Kernel::transpose_block(b_tile + jb * b_cs + p0, b_cs, packed + p0 * NR + jb, NR);
+      for (int64_t p = 0; p < kc; ++p) {
+        float* dst = packed + p * NR;
+        for (int64_t j = p < kc_full ? valid_full : 0; j < valid; ++j) dst[j] = b_tile[j * b_cs + p];
+        for (int64_t j = valid; j < NR; ++j) dst[j] = 0.0f;
       }
     } else {
       for (int64_t p = 0; p < kc; ++p) {
@@ -259,6 +262,73 @@ __attribute__((target("avx2,fma"))) inline void micro_avx2_6(int64_t kc, const f
   }
 }
 
+// GCC 12 reports the intrinsics' own _mm512_undefined_ps() operands as uninitialized (a false positive).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+// dst[p * ld_dst + j] = src[j * ld_src + p], p, j < 16 (AVX-512) / 8 (AVX2): unpack pairs of rows,
+// shuffle 64-bit pairs, then 128-bit lanes (the classic in-register transpose).
+__attribute__((target("avx512f"))) inline void transpose16_avx512(const float* src, int64_t ld_src, float* dst,
+                                                                  int64_t ld_dst) {
+  __m512 r[16], t[16];
+  GRAFT_GEMM_UNROLL(16)
+  for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * ld_src);  // r[i][p] = column i, element p
+  GRAFT_GEMM_UNROLL(8)
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);      // per 128-bit lane: r_i[0] r_i+1[0] r_i[1] r_i+1[1]
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);  //                   r_i[2] r_i+1[2] r_i[3] r_i+1[3]
+  }
+  GRAFT_GEMM_UNROLL(4)
+  for (int i = 0; i < 16; i += 4) {  // r[i + e]: per lane, element e of columns i .. i+3
+    r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  GRAFT_GEMM_UNROLL(4)
+  for (int e = 0; e < 4; ++e) {  // lanes (0, 2) and (1, 3) of columns 0-3 with 4-7, and 8-11 with 12-15
+    t[e] = _mm512_shuffle_f32x4(r[e], r[4 + e], 0x88);
+    t[4 + e] = _mm512_shuffle_f32x4(r[e], r[4 + e], 0xDD);
+    t[8 + e] = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0x88);
+    t[12 + e] = _mm512_shuffle_f32x4(r[8 + e], r[12 + e], 0xDD);
+  }
+  GRAFT_GEMM_UNROLL(8)
+  for (int e = 0; e < 8; ++e) {  // element e and e + 8 of all 16 columns
+    _mm512_storeu_ps(dst + e * ld_dst, _mm512_shuffle_f32x4(t[e], t[8 + e], 0x88));
+    _mm512_storeu_ps(dst + (e + 8) * ld_dst, _mm512_shuffle_f32x4(t[e], t[8 + e], 0xDD));
+  }
+}
+
+__attribute__((target("avx2,fma"))) inline void transpose8_avx2(const float* src, int64_t ld_src, float* dst,
+                                                                int64_t ld_dst) {
+  __m256 r[8], t[8];
+  GRAFT_GEMM_UNROLL(8)
+  for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * ld_src);
+  GRAFT_GEMM_UNROLL(4)
+  for (int i = 0; i < 8; i += 2) {
+    t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+  }
+  GRAFT_GEMM_UNROLL(2)
+  for (int i = 0; i < 8; i += 4) {
+    r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+    r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+    r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  GRAFT_GEMM_UNROLL(4)
+  for (int e = 0; e < 4; ++e) {
+    _mm256_storeu_ps(dst + e * ld_dst, _mm256_permute2f128_ps(r[e], r[4 + e], 0x20));
+    _mm256_storeu_ps(dst + (e + 4) * ld_dst, _mm256_permute2f128_ps(r[e], r[4 + e], 0x31));
+  }
+}
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
 // Calls micro<NV, ops> with NV = the vectors the tile's `cols` columns need.
 template <int kMaxNV, template <int, Operands> class Micro>
 inline void micro_dispatch(Operands ops, int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
@@ -305,7 +375,10 @@ struct MicroAvx2 {
 // column tiles (measured on Zen 3 with the AVX2 kernel).
 struct Avx512Kernel {
   static constexpr int64_t MR = 6, NR = 64, KC = 256, MC = 1008, NC = 512;
-  static constexpr int64_t kPackBMinRows = 8 * MR, kPackAMinCols = 4 * NR;
+  static constexpr int64_t kPackBMinRows = 8 * MR, kPackAMinCols = 4 * NR, kTransposeBlock = 16;
+  static void transpose_block(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+    transpose16_avx512(src, ld_src, dst, ld_dst);
+  }
   static void micro(Operands ops, int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
                     int64_t b_rs, float* c, int64_t ldc, int64_t rows, int64_t cols, bool overwrite) {
     micro_dispatch<4, MicroAvx512>(ops, kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, 16, overwrite);
@@ -317,7 +390,10 @@ struct Avx512Kernel {
 };
 struct Avx2Kernel {
   static constexpr int64_t MR = 6, NR = 16, KC = 256, MC = 1008, NC = 256;
-  static constexpr int64_t kPackBMinRows = 8 * MR, kPackAMinCols = 4 * NR;
+  static constexpr int64_t kPackBMinRows = 8 * MR, kPackAMinCols = 4 * NR, kTransposeBlock = 8;
+  static void transpose_block(const float* src, int64_t ld_src, float* dst, int64_t ld_dst) {
+    transpose8_avx2(src, ld_src, dst, ld_dst);
+  }
   static void micro(Operands ops, int64_t kc, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
                     int64_t b_rs, float* c, int64_t ldc, int64_t rows, int64_t cols, bool overwrite) {
     micro_dispatch<2, MicroAvx2>(ops, kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, 8, overwrite);
@@ -359,7 +435,7 @@ inline void gemm_block_part(const GemmProblem& g, int64_t ic, int64_t pc, int64_
   for (int64_t jc = j0; jc < j1; jc += NC) {
     const int64_t nc = std::min(NC, j1 - jc);
     const float* b_block = g.b + pc * g.b_rs + jc * g.b_cs;  // b[pc:pc+kc, jc:jc+nc]
-    if (pack_b) pack_b_panel<NR>(kc, nc, b_block, g.b_rs, g.b_cs, b_packed);
+    if (pack_b) pack_b_panel<Kernel>(kc, nc, b_block, g.b_rs, g.b_cs, b_packed);
     for (int64_t ir = i0; ir < i1; ir += MR) {
       const int64_t rows = std::min(MR, i1 - ir);
       const float* a_tile = a_packed ? a_packed + (ir / MR) * kc * MR : g.a + (ic + ir) * g.a_rs + pc * g.a_cs;
