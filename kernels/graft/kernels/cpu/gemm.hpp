@@ -455,7 +455,7 @@ inline void gemm_block_part(const GemmProblem& g, int64_t ic, int64_t pc, int64_
 inline constexpr int64_t kGemmPackedAMax = int64_t(1) << 21;
 
 // The blocked product on `threads` threads (1: serially in the caller):
-//   for ic over m in steps of MC:            a block  a[ic:ic+mc, pc:pc+kc] packed by all threads, shared,
+//   for ic over m in steps of ~MC:           a block  a[ic:ic+mc, pc:pc+kc] packed by all threads, shared,
 //     for pc over the k blocks:              (L3)     [mc/MR][kc][MR] (only when a is strided, see below)
 //       each thread, its columns (or rows):
 //         for jc over its columns by NC:     b block  b[pc:pc+kc, jc:jc+nc] packed by the thread
@@ -484,7 +484,11 @@ inline void gemm_driver(const GemmProblem& g, int threads) {
   const bool pack_b = g.b_cs != 1 || g.m >= Kernel::kPackBMinRows;
   const bool pack_a = pack_b && g.a_cs != 1 && g.n >= Kernel::kPackAMinCols;
   const int64_t blocks = k_block_count(g.k, KC);
-  const int64_t col_tiles = (g.n + NR - 1) / NR, row_tiles_max = (std::min(MC, g.m) + MR - 1) / MR;
+  // Blocks of a of nearly equal height, m / MC of them rounded to nearest (at most 1.5 MC high), in
+  // whole tiles: 1024 rows are one block, not 1008 + 16, which would pack b a second time for 16 rows.
+  const int64_t ic_blocks = std::max<int64_t>(1, (g.m + MC / 2) / MC);
+  const int64_t mc_step = ((g.m + ic_blocks - 1) / ic_blocks + MR - 1) / MR * MR;
+  const int64_t col_tiles = (g.n + NR - 1) / NR, row_tiles_max = (std::min(mc_step, g.m) + MR - 1) / MR;
   const bool by_cols = col_tiles >= 4 * threads || col_tiles >= row_tiles_max;
   // Tasks: slabs of whole tiles, two per thread, claimed one at a time by whichever thread is free
   // (on these shared machines one core often runs slower than the other: a static split waits for it).
@@ -493,7 +497,7 @@ inline void gemm_driver(const GemmProblem& g, int threads) {
 
   // Task t of the a block at ic, k blocks [blk0, blk1); a_group: their packed a, one block after the other.
   auto run_part = [&](int64_t t, int64_t ic, int64_t blk0, int64_t blk1, const float* a_group) {
-    const int64_t mc = std::min(MC, g.m - ic), row_tiles = (mc + MR - 1) / MR;
+    const int64_t mc = std::min(mc_step, g.m - ic), row_tiles = (mc + MR - 1) / MR;
     const int64_t tiles = by_cols ? col_tiles : row_tiles;
     const int64_t first = tiles * t / tasks, end = tiles * (t + 1) / tasks;
     if (first == end) return;
@@ -519,14 +523,14 @@ inline void gemm_driver(const GemmProblem& g, int threads) {
 
   if (!pack_a) {
     on_tasks([&](int64_t t) {
-      for (int64_t ic = 0; ic < g.m; ic += MC) run_part(t, ic, 0, blocks, nullptr);
+      for (int64_t ic = 0; ic < g.m; ic += mc_step) run_part(t, ic, 0, blocks, nullptr);
     });
     return;
   }
   const int64_t group = std::max<int64_t>(1, kGemmPackedAMax / (row_tiles_max * MR * KC));
   float* a_packed = pack_buffer(0, size_t(row_tiles_max * MR * std::min(g.k, group * KC)));
-  for (int64_t ic = 0; ic < g.m; ic += MC) {
-    const int64_t mc = std::min(MC, g.m - ic), row_tiles = (mc + MR - 1) / MR;
+  for (int64_t ic = 0; ic < g.m; ic += mc_step) {
+    const int64_t mc = std::min(mc_step, g.m - ic), row_tiles = (mc + MR - 1) / MR;
     for (int64_t blk0 = 0; blk0 < blocks; blk0 += group) {
       const int64_t blk1 = std::min(blocks, blk0 + group), pc0 = k_block_begin(g.k, blocks, blk0);
       auto pack_tiles = [&](int64_t r0, int64_t r1) {  // row tiles [r0, r1) of every k block in the group
