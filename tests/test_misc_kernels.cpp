@@ -11,7 +11,9 @@ using namespace graft;
 using namespace graft_test;
 using kernels::cpu::CpuIsa;
 
-namespace {
+// A named namespace around the whole file, test cases included: the suite is a unity build, and the
+// other test files' helpers (kSizes, rand_f32, ...) live in the same translation unit.
+namespace misc_kernels_test {
 
 const std::vector<int64_t> kSizes = {1, 7, 15, 17, 33, 100, 1000, 70001};
 
@@ -83,8 +85,6 @@ Tensor layout_operand(const Shape& s, bool transpose, uint64_t seed) {
   if (!transpose) return rand_f32(s, -2, 2, seed);
   return rand_f32({s[1], s[0]}, -2, 2, seed).transpose(0, 1);
 }
-
-}  // namespace
 
 TEST_CASE("misc kernels: compare, fast vs reference, broadcast, ties and NaN", "[misc-kernels]") {
   const CompareOp ops[] = {CompareOp::Eq, CompareOp::Ne, CompareOp::Lt, CompareOp::Le, CompareOp::Gt, CompareOp::Ge};
@@ -361,3 +361,5 @@ TEST_CASE("misc kernels: amax backward splits among ties as the reference, NaN r
     }
   });
 }
+
+}  // namespace misc_kernels_test

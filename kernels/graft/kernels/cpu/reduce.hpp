@@ -227,8 +227,9 @@ inline bool max_dim_backward_fast(float* dx, const float* dvalues, const int64_t
     });
     return true;
   }
-  const int64_t W = avx512 ? avx512::VecF::kWidth : avx2::VecF::kWidth;
-  parallel_for(0, outer * ((inner + W - 1) / W), tasks_per_chunk(n * W), [&](int64_t lo, int64_t hi) {
+  const int64_t span = std::min(inner, avx512 ? avx512::kMaxBackwardSpan : avx2::kMaxBackwardSpan);
+  const int64_t spans = (inner + span - 1) / span;
+  parallel_for(0, outer * spans, tasks_per_chunk(n * span), [&](int64_t lo, int64_t hi) {
     if (avx512) avx512::max_dim_backward_strided(dx, dvalues, indices, n, inner, lo, hi);
     else avx2::max_dim_backward_strided(dx, dvalues, indices, n, inner, lo, hi);
   });
