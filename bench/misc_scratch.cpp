@@ -76,12 +76,11 @@ int main() {
 
   Tensor out_b = empty({N}, DType::Bool), out_b2 = empty({1024, 1024}, DType::Bool);
   Tensor out = empty({N}), out2 = empty({1024, 1024}), out3 = empty({N});
-  // compare's result as float for the difference column
-  Tensor cmp_f;
 
   // max over a dim: x [outer, n, inner]
   const Tensor xr = rand32({1024, 1024}, 8), xs = rand32({16, 64, 1024}, 9);
-  Tensor vr = empty({1024}), ir = empty({1024}, DType::Int64), vs = empty({16, 1024}), is = empty({16, 1024}, DType::Int64);
+  Tensor vr = empty({1024}), ir = empty({1024}, DType::Int64);
+  Tensor vs = empty({16, 1024}), is = empty({16, 1024}, DType::Int64);
   kernels::cpu::max_dim_forward_reference(vr, ir, xr, 1024, 1024, 1, true);
   kernels::cpu::max_dim_forward_reference(vs, is, xs, 16, 64, 1024, true);
   const Tensor dvr = rand32({1024}, 10), dvs = rand32({16, 1024}, 11);
@@ -109,8 +108,8 @@ int main() {
         [&] { where_kernel.cpu(out2, cond_col.expand({1024, 1024}), a2, full(Shape{}, 0.0).expand({1024, 1024})); },
         out2);
     row("bce_with_logits fwd [1M] + pos_weight", [&] { bce_with_logits_kernel.cpu(out, a, t, pw); }, out);
-    row("bce_with_logits bwd [1M] dlogits+dtarget", [&] { bce_with_logits_backward_kernel.cpu(out, out3, dl1, a, t, Tensor()); },
-        out);
+    row("bce_with_logits bwd [1M] dlogits+dtarget",
+        [&] { bce_with_logits_backward_kernel.cpu(out, out3, dl1, a, t, Tensor()); }, out);
     row("mse fwd [1M]", [&] { mse_kernel.cpu(out, a, b); }, out);
     row("mse bwd [1M] dinput+dtarget, dloss [1M]", [&] { mse_backward_kernel.cpu(out, out3, dln, a, b); }, out);
     row("mse_loss(a, b) Mean [1M] (op: kernel + sum)", [&] { loss0 = mse_loss(a, b); }, full(Shape{}, 0.0));

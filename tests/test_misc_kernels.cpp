@@ -115,7 +115,8 @@ TEST_CASE("misc kernels: compare, fast vs reference, broadcast, ties and NaN", "
 
 TEST_CASE("misc kernels: compare at infinities, zeros and NaN follows IEEE", "[misc-kernels]") {
   // Every pair of the specials (13 x 13 = 169: a tail for both widths).
-  const std::vector<float> v = {-INFINITY, -1e30f, -1.f, -1e-40f, -0.f, 0.f, 1e-40f, 1.f, 1.5f, 1e30f, INFINITY, NAN, -NAN};
+  const std::vector<float> v = {-INFINITY, -1e30f, -1.f, -1e-40f, -0.f,     0.f, 1e-40f,
+                                1.f,       1.5f,   1e30f, INFINITY, NAN,     -NAN};
   const int64_t k = int64_t(v.size());
   std::vector<float> av, bv;
   for (float x : v)
@@ -214,7 +215,8 @@ TEST_CASE("misc kernels: binary_cross_entropy_with_logits forward and backward, 
 }
 
 TEST_CASE("misc kernels: binary_cross_entropy_with_logits at infinities, NaN and large logits", "[misc-kernels]") {
-  const std::vector<float> xs = {-INFINITY, -200.f, -88.f, -20.f, -1e-30f, 0.f, 1e-30f, 0.5f, 20.f, 88.f, 200.f, INFINITY, NAN, 3.f};
+  const std::vector<float> xs = {-INFINITY, -200.f, -88.f, -20.f, -1e-30f,  0.f, 1e-30f,
+                                 0.5f,      20.f,   88.f,  200.f, INFINITY, NAN, 3.f};
   const std::vector<float> ts = {0.f, 0.3f, 1.f, 0.5f, 0.f, 1.f, 0.2f, NAN, 1.f, 0.f, 0.7f, 0.f, 0.4f, 0.9f};
   const Tensor x = from_vector(xs, {14}), t = from_vector(ts, {14});
   const Tensor dl = rand_f32({14}, -2, 2, 3);
@@ -333,7 +335,8 @@ TEST_CASE("misc kernels: amax backward splits among ties as the reference, NaN r
   struct Rows {
     int64_t M, K;
   };
-  const std::vector<Rows> rows = {{1, 1}, {7, 1}, {5, 7}, {3, 17}, {4, 33}, {2, 1000}, {9, 100}, {1, 70001}, {2, 100003}};
+  const std::vector<Rows> rows = {{1, 1},    {7, 1},   {5, 7},     {3, 17},    {4, 33},
+                                  {2, 1000}, {9, 100}, {1, 70001}, {2, 100003}};
   for_each_cpu_isa([&](CpuIsa isa) {
     for (const Rows& r : rows) {
       for (bool is_max : {true, false}) {

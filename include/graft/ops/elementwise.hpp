@@ -10,7 +10,8 @@
 // Kernels: the plain reference loops below (every dtype; the float64 path and GRAFT_CPU_ISA=scalar)
 // and, for float32 on AVX2 / AVX-512, the fast kernels of kernels/graft/kernels/cpu/elementwise.hpp
 // (every unary op forward and backward; binary ops but pow, compare and where on rows of unit or
-// zero stride; add_ and mul_), tried first by the *_cpu entries. The op codes and scalar math are in core/scalar_ops.hpp.
+// zero stride; add_ and mul_), tried first by the *_cpu entries. The op codes and scalar math are in
+// core/scalar_ops.hpp.
 #pragma once
 #include <cmath>
 #include <type_traits>

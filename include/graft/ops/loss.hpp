@@ -1,10 +1,13 @@
 // graft/ops/loss.hpp - losses: cross_entropy, binary_cross_entropy_with_logits, mse_loss
 // (torch.nn.functional semantics, reduction None / Mean / Sum).
 //
-// Each loss has a forward kernel that writes the per-element loss (the op then sums it for Sum/Mean:
-// in double, or for float32 on AVX2 / AVX-512 by the fast sum of kernels/graft/kernels/cpu/reduce.hpp,
-// float within blocks of 4096, double across, in an order fixed by n) and a backward kernel that takes the per-element upstream gradient dloss [n]; for
-// Sum/Mean dloss is a stride-0 view of one value (dout, or dout / divisor for Mean).
+// Each loss has a forward kernel that writes the per-element loss and a backward kernel that takes
+// the per-element upstream gradient dloss [n]; for Sum/Mean dloss is a stride-0 view of one value
+// (dout, or dout / divisor for Mean). The op sums the per-element loss for Sum/Mean: in double (the
+// reference), or for float32 on AVX2 / AVX-512 by the fast sum of kernels/graft/kernels/cpu/reduce.hpp
+// (float within blocks of 4096, double across, in an order fixed by n: thread-count independent).
+// Kernels: the references below (every dtype) and, for float32 on AVX2 / AVX-512, the fast ones of
+// kernels/graft/kernels/cpu/loss.hpp (cross_entropy [N, C], bce_with_logits, mse_loss).
 // Weights (cross_entropy's weight, bce's pos_weight) are constants: as in PyTorch, passing one that
 // requires grad is an error. Second derivatives (create_graph through a loss) are not implemented
 // and throw.

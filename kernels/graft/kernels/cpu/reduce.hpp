@@ -1,7 +1,7 @@
 // graft/kernels/cpu/reduce.hpp - fast float32 reductions: sum over dims (the kernel behind sum, mean
 // and sum_to, which reduces every broadcast gradient, bias gradients included), var over rows, and
-// max/min/argmax over a dim and amax/amin over rows with their gradients (below), plus the run helpers of reduce.inc the
-// other row kernels (softmax, layer_norm, batch_norm, loss) build on.
+// max/min/argmax over a dim and amax/amin over rows with their gradients (below), plus the run
+// helpers of reduce.inc the other row kernels (softmax, layer_norm, batch_norm, loss) build on.
 //
 //   sum_forward_fast(out, x, shape, mask)   x contiguous float32 of `shape`; out contiguous float32 in
 //     the keepdim layout; mask[d] true for the reduced dims. Returns false (nothing written) when the
