@@ -9,8 +9,9 @@
 //
 // Kernels: the plain reference loops below (every dtype; the float64 path and GRAFT_CPU_ISA=scalar)
 // and, for float32 on AVX2 / AVX-512, the fast kernels of kernels/graft/kernels/cpu/elementwise.hpp
-// (every unary op forward and backward; binary ops but pow on rows of unit or zero stride; add_ and
-// mul_), tried first by the *_cpu entries. The op codes and scalar math are in core/scalar_ops.hpp.
+// (every unary op forward and backward; binary ops but pow, compare and where on rows of unit or
+// zero stride; add_ and mul_), tried first by the *_cpu entries. The op codes and scalar math are in
+// core/scalar_ops.hpp.
 #pragma once
 #include <cmath>
 #include <type_traits>
@@ -239,6 +240,12 @@ inline void scale_inplace(const Tensor& y, double s) {
 inline void binary_forward_cpu(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
   if (!binary_forward_fast(out, a, b, op)) binary_forward(out, a, b, op);
 }
+inline void compare_forward_cpu(const Tensor& out, const Tensor& a, const Tensor& b, CompareOp op) {
+  if (!compare_forward_fast(out, a, b, op)) compare_forward(out, a, b, op);
+}
+inline void where_forward_cpu(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {
+  if (!where_forward_fast(out, cond, a, b)) where_forward(out, cond, a, b);
+}
 inline void unary_forward_cpu(const Tensor& out, const Tensor& x, UnaryOp op, double p0, double p1) {
   if (!unary_forward_fast(out, x, op, p0, p1)) unary_forward(out, x, op, p0, p1);
 }
@@ -256,8 +263,8 @@ using UnaryKernel = void (*)(const Tensor& out, const Tensor& x, UnaryOp op, dou
 using UnaryBackwardKernel = void (*)(const Tensor& dfdx, const Tensor& x, const Tensor& y, UnaryOp op,
                                      double p0, double p1);
 inline KernelSlot<BinaryKernel> binary_kernel{"binary", &kernels::cpu::binary_forward_cpu, "avx2 avx512"};
-inline KernelSlot<CompareKernel> compare_kernel{"compare", &kernels::cpu::compare_forward};
-inline KernelSlot<WhereKernel> where_kernel{"where", &kernels::cpu::where_forward};
+inline KernelSlot<CompareKernel> compare_kernel{"compare", &kernels::cpu::compare_forward_cpu, "avx2 avx512"};
+inline KernelSlot<WhereKernel> where_kernel{"where", &kernels::cpu::where_forward_cpu, "avx2 avx512"};
 inline KernelSlot<UnaryKernel> unary_kernel{"unary", &kernels::cpu::unary_forward_cpu, "avx2 avx512"};
 inline KernelSlot<UnaryBackwardKernel> unary_backward_kernel{"unary_backward", &kernels::cpu::unary_backward_cpu,
                                                              "avx2 avx512"};

@@ -1,9 +1,13 @@
 // graft/ops/loss.hpp - losses: cross_entropy, binary_cross_entropy_with_logits, mse_loss
 // (torch.nn.functional semantics, reduction None / Mean / Sum).
 //
-// Each loss has a forward kernel that writes the per-element loss (the op then sums it in double
-// for Sum/Mean) and a backward kernel that takes the per-element upstream gradient dloss [n]; for
-// Sum/Mean dloss is a stride-0 view of one value (dout, or dout / divisor for Mean).
+// Each loss has a forward kernel that writes the per-element loss and a backward kernel that takes
+// the per-element upstream gradient dloss [n]; for Sum/Mean dloss is a stride-0 view of one value
+// (dout, or dout / divisor for Mean). The op sums the per-element loss for Sum/Mean: in double (the
+// reference), or for float32 on AVX2 / AVX-512 by the fast sum of kernels/graft/kernels/cpu/reduce.hpp
+// (float within blocks of 4096, double across, in an order fixed by n: thread-count independent).
+// Kernels: the references below (every dtype) and, for float32 on AVX2 / AVX-512, the fast ones of
+// kernels/graft/kernels/cpu/loss.hpp (cross_entropy [N, C], bce_with_logits, mse_loss).
 // Weights (cross_entropy's weight, bce's pos_weight) are constants: as in PyTorch, passing one that
 // requires grad is an error. Second derivatives (create_graph through a loss) are not implemented
 // and throw.
@@ -25,6 +29,14 @@ namespace detail_loss {
 // its sum (Sum) or sum / mean_divisor (Mean), summed in double.
 inline Tensor reduce_loss(const Tensor& per_element, Reduction reduction, double mean_divisor) {
   if (reduction == Reduction::None) return per_element;
+  if (per_element.dtype() == DType::Float32 && per_element.device().is_cpu()) {
+    float s = 0.0f;  // the fast float32 sum: deterministic, independent of the thread count
+    const int64_t n = per_element.numel();
+    if (n == 0 || kernels::cpu::sum_forward_fast(&s, per_element.data<float>(), Shape{n}, {true})) {
+      const double v = reduction == Reduction::Mean ? double(s) / mean_divisor : double(s);
+      return full(Shape{}, v, DType::Float32, per_element.device());
+    }
+  }
   return GRAFT_DISPATCH_FLOAT(per_element.dtype(), "loss", T, [&] {
     const T* p = per_element.data<T>();
     double s = 0.0;
@@ -171,8 +183,8 @@ inline void cross_entropy_backward(const Tensor& dlogits, const Tensor& dloss, c
 // loss, logits, target, pos_weight [n] contiguous (pos_weight undefined: 1). With L = 1 + (pw - 1) t
 // and softplus(-x) = max(-x, 0) + log1p(exp(-|x|)) (no overflow for any x):
 //   loss = (1 - t) x + L softplus(-x)
-inline void bce_with_logits_forward(const Tensor& loss, const Tensor& logits, const Tensor& target,
-                                    const Tensor& pos_weight) {
+inline void bce_with_logits_forward_reference(const Tensor& loss, const Tensor& logits, const Tensor& target,
+                                              const Tensor& pos_weight) {
   GRAFT_DISPATCH_FLOAT(logits.dtype(), "binary_cross_entropy_with_logits", T, [&] {
     const T* x = logits.data<T>();
     const T* t = target.data<T>();
@@ -191,8 +203,9 @@ inline void bce_with_logits_forward(const Tensor& loss, const Tensor& logits, co
 
 // dlogits = dloss (L sigmoid(x) - pw t);  dtarget = dloss ((pw - 1) softplus(-x) - x)  (pw = 1 when
 // undefined). dlogits / dtarget undefined: not computed. dloss [n], stride 0 allowed.
-inline void bce_with_logits_backward(const Tensor& dlogits, const Tensor& dtarget, const Tensor& dloss,
-                                     const Tensor& logits, const Tensor& target, const Tensor& pos_weight) {
+inline void bce_with_logits_backward_reference(const Tensor& dlogits, const Tensor& dtarget, const Tensor& dloss,
+                                               const Tensor& logits, const Tensor& target,
+                                               const Tensor& pos_weight) {
   GRAFT_DISPATCH_FLOAT(logits.dtype(), "binary_cross_entropy_with_logits_backward", T, [&] {
     const T* x = logits.data<T>();
     const T* t = target.data<T>();
@@ -220,7 +233,7 @@ inline void bce_with_logits_backward(const Tensor& dlogits, const Tensor& dtarge
 
 // ---- mse_loss --------------------------------------------------------------------------------------
 // loss [n] = (input - target)^2; all contiguous.
-inline void mse_forward(const Tensor& loss, const Tensor& input, const Tensor& target) {
+inline void mse_forward_reference(const Tensor& loss, const Tensor& input, const Tensor& target) {
   GRAFT_DISPATCH_FLOAT(input.dtype(), "mse_loss", T, [&] {
     const T* a = input.data<T>();
     const T* b = target.data<T>();
@@ -232,8 +245,8 @@ inline void mse_forward(const Tensor& loss, const Tensor& input, const Tensor& t
 }
 
 // dinput = 2 dloss (input - target), dtarget = -dinput; undefined outputs are skipped.
-inline void mse_backward(const Tensor& dinput, const Tensor& dtarget, const Tensor& dloss, const Tensor& input,
-                         const Tensor& target) {
+inline void mse_backward_reference(const Tensor& dinput, const Tensor& dtarget, const Tensor& dloss,
+                                   const Tensor& input, const Tensor& target) {
   GRAFT_DISPATCH_FLOAT(input.dtype(), "mse_loss_backward", T, [&] {
     const T* a = input.data<T>();
     const T* b = target.data<T>();
@@ -249,6 +262,47 @@ inline void mse_backward(const Tensor& dinput, const Tensor& dtarget, const Tens
       }
     });
   });
+}
+
+// The CPU entries of the bce and mse slots: float32 takes the fast kernels
+// (kernels/graft/kernels/cpu/loss.hpp), everything else (and GRAFT_CPU_ISA=scalar) the references.
+namespace detail_loss {
+inline int64_t dloss_stride(const Tensor& dloss) { return dloss.numel() > 1 ? dloss.strides()[0] : 0; }
+inline float* data_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
+}  // namespace detail_loss
+
+inline void bce_with_logits_forward(const Tensor& loss, const Tensor& logits, const Tensor& target,
+                                    const Tensor& pos_weight) {
+  if (logits.dtype() == DType::Float32 &&
+      bce_with_logits_forward_fast(loss.data<float>(), logits.data<float>(), target.data<float>(),
+                                   detail_loss::data_or_null(pos_weight), logits.numel()))
+    return;
+  bce_with_logits_forward_reference(loss, logits, target, pos_weight);
+}
+inline void bce_with_logits_backward(const Tensor& dlogits, const Tensor& dtarget, const Tensor& dloss,
+                                     const Tensor& logits, const Tensor& target, const Tensor& pos_weight) {
+  if (logits.dtype() == DType::Float32 && dloss.dtype() == DType::Float32 &&
+      bce_with_logits_backward_fast(detail_loss::data_or_null(dlogits), detail_loss::data_or_null(dtarget),
+                                    static_cast<const float*>(dloss.data_ptr()), detail_loss::dloss_stride(dloss),
+                                    logits.data<float>(), target.data<float>(),
+                                    detail_loss::data_or_null(pos_weight), logits.numel()))
+    return;
+  bce_with_logits_backward_reference(dlogits, dtarget, dloss, logits, target, pos_weight);
+}
+inline void mse_forward(const Tensor& loss, const Tensor& input, const Tensor& target) {
+  if (input.dtype() == DType::Float32 &&
+      mse_forward_fast(loss.data<float>(), input.data<float>(), target.data<float>(), input.numel()))
+    return;
+  mse_forward_reference(loss, input, target);
+}
+inline void mse_backward(const Tensor& dinput, const Tensor& dtarget, const Tensor& dloss, const Tensor& input,
+                         const Tensor& target) {
+  if (input.dtype() == DType::Float32 && dloss.dtype() == DType::Float32 &&
+      mse_backward_fast(detail_loss::data_or_null(dinput), detail_loss::data_or_null(dtarget),
+                        static_cast<const float*>(dloss.data_ptr()), detail_loss::dloss_stride(dloss),
+                        input.data<float>(), target.data<float>(), input.numel()))
+    return;
+  mse_backward_reference(dinput, dtarget, dloss, input, target);
 }
 
 }  // namespace kernels::cpu
@@ -270,11 +324,13 @@ inline KernelSlot<CrossEntropyBackwardKernel> cross_entropy_backward_kernel{"cro
                                                                             &kernels::cpu::cross_entropy_backward,
                                                                             "avx2 avx512"};
 inline KernelSlot<BceKernel> bce_with_logits_kernel{"binary_cross_entropy_with_logits",
-                                                    &kernels::cpu::bce_with_logits_forward};
+                                                    &kernels::cpu::bce_with_logits_forward, "avx2 avx512"};
 inline KernelSlot<BceBackwardKernel> bce_with_logits_backward_kernel{"binary_cross_entropy_with_logits_backward",
-                                                                     &kernels::cpu::bce_with_logits_backward};
-inline KernelSlot<MseKernel> mse_kernel{"mse_loss", &kernels::cpu::mse_forward};
-inline KernelSlot<MseBackwardKernel> mse_backward_kernel{"mse_loss_backward", &kernels::cpu::mse_backward};
+                                                                     &kernels::cpu::bce_with_logits_backward,
+                                                                     "avx2 avx512"};
+inline KernelSlot<MseKernel> mse_kernel{"mse_loss", &kernels::cpu::mse_forward, "avx2 avx512"};
+inline KernelSlot<MseBackwardKernel> mse_backward_kernel{"mse_loss_backward", &kernels::cpu::mse_backward,
+                                                         "avx2 avx512"};
 
 // ---- cross_entropy -----------------------------------------------------------------------------------
 namespace autograd {

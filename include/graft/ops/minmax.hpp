@@ -138,8 +138,8 @@ inline void max_dim_forward(const Tensor& values, const Tensor& indices, const T
 
 // dx[o, indices[o, i], i] = dvalues[o, i]; every other element of dx is 0.
 // dx contiguous [outer, n, inner]; dvalues, indices contiguous [outer, inner].
-inline void max_dim_backward(const Tensor& dx, const Tensor& dvalues, const Tensor& indices, int64_t outer,
-                             int64_t n, int64_t inner) {
+inline void max_dim_backward_reference(const Tensor& dx, const Tensor& dvalues, const Tensor& indices,
+                                       int64_t outer, int64_t n, int64_t inner) {
   GRAFT_DISPATCH_FLOAT(dx.dtype(), "max_backward", T, [&] {
     T* pdx = dx.data<T>();
     const T* pdv = dvalues.data<T>();
@@ -152,6 +152,15 @@ inline void max_dim_backward(const Tensor& dx, const Tensor& dvalues, const Tens
       }
     });
   });
+}
+
+// The CPU entry: the fast float32 kernel (kernels/graft/kernels/cpu/reduce.hpp), else the reference.
+inline void max_dim_backward(const Tensor& dx, const Tensor& dvalues, const Tensor& indices, int64_t outer,
+                             int64_t n, int64_t inner) {
+  if (dx.dtype() == DType::Float32 && dvalues.dtype() == DType::Float32 &&
+      max_dim_backward_fast(dx.data<float>(), dvalues.data<float>(), indices.data<int64_t>(), outer, n, inner))
+    return;
+  max_dim_backward_reference(dx, dvalues, indices, outer, n, inner);
 }
 
 // out[m] = max_k x[m, k] (min when !is_max), NaN propagating. x contiguous [M, K], K >= 1.
@@ -179,8 +188,8 @@ inline void amax_forward(const Tensor& out, const Tensor& x, int64_t M, int64_t 
 
 // dx[m, k] = dout[m] / count_m where x[m, k] equals out[m] (both NaN counts as equal), else 0;
 // count_m is the number of such ties. dx, x contiguous [M, K]; dout, out contiguous [M].
-inline void amax_backward(const Tensor& dx, const Tensor& dout, const Tensor& x, const Tensor& out, int64_t M,
-                          int64_t K) {
+inline void amax_backward_reference(const Tensor& dx, const Tensor& dout, const Tensor& x, const Tensor& out,
+                                    int64_t M, int64_t K) {
   GRAFT_DISPATCH_FLOAT(dx.dtype(), "amax_backward", T, [&] {
     T* pdx = dx.data<T>();
     const T* pdo = dout.data<T>();
@@ -200,6 +209,15 @@ inline void amax_backward(const Tensor& dx, const Tensor& dout, const Tensor& x,
   });
 }
 
+// The CPU entry: the fast float32 kernel (kernels/graft/kernels/cpu/reduce.hpp), else the reference.
+inline void amax_backward(const Tensor& dx, const Tensor& dout, const Tensor& x, const Tensor& out, int64_t M,
+                          int64_t K) {
+  if (dx.dtype() == DType::Float32 && dout.dtype() == DType::Float32 && x.dtype() == DType::Float32 &&
+      amax_backward_fast(dx.data<float>(), dout.data<float>(), x.data<float>(), out.data<float>(), M, K))
+    return;
+  amax_backward_reference(dx, dout, x, out, M, K);
+}
+
 }  // namespace kernels::cpu
 
 using MaxDimKernel = void (*)(const Tensor& values, const Tensor& indices, const Tensor& x, int64_t outer,
@@ -210,9 +228,11 @@ using AmaxKernel = void (*)(const Tensor& out, const Tensor& x, int64_t M, int64
 using AmaxBackwardKernel = void (*)(const Tensor& dx, const Tensor& dout, const Tensor& x, const Tensor& out,
                                     int64_t M, int64_t K);
 inline KernelSlot<MaxDimKernel> max_dim_kernel{"max", &kernels::cpu::max_dim_forward, "avx2 avx512"};
-inline KernelSlot<MaxDimBackwardKernel> max_dim_backward_kernel{"max_backward", &kernels::cpu::max_dim_backward};
+inline KernelSlot<MaxDimBackwardKernel> max_dim_backward_kernel{"max_backward", &kernels::cpu::max_dim_backward,
+                                                                "avx2 avx512"};
 inline KernelSlot<AmaxKernel> amax_kernel{"amax", &kernels::cpu::amax_forward, "avx2 avx512"};
-inline KernelSlot<AmaxBackwardKernel> amax_backward_kernel{"amax_backward", &kernels::cpu::amax_backward};
+inline KernelSlot<AmaxBackwardKernel> amax_backward_kernel{"amax_backward", &kernels::cpu::amax_backward,
+                                                           "avx2 avx512"};
 
 namespace autograd {
 // Gradient of max/min over one dim: dvalues scattered to the selected indices.

@@ -1,7 +1,7 @@
 // graft/kernels/cpu/reduce.hpp - fast float32 reductions: sum over dims (the kernel behind sum, mean
 // and sum_to, which reduces every broadcast gradient, bias gradients included), var over rows, and
-// max/min/argmax over a dim and amax/amin over rows (below), plus the run helpers of reduce.inc the
-// other row kernels (softmax, layer_norm, batch_norm, loss) build on.
+// max/min/argmax over a dim and amax/amin over rows with their gradients (below), plus the run
+// helpers of reduce.inc the other row kernels (softmax, layer_norm, batch_norm, loss) build on.
 //
 //   sum_forward_fast(out, x, shape, mask)   x contiguous float32 of `shape`; out contiguous float32 in
 //     the keepdim layout; mask[d] true for the reduced dims. Returns false (nothing written) when the
@@ -201,6 +201,89 @@ inline bool amax_forward_fast(float* out, const float* x, int64_t M, int64_t K, 
                        : avx512::extreme_rows<false>(out, nullptr, x, K, lo, hi);
     else is_max ? avx2::extreme_rows<true>(out, nullptr, x, K, lo, hi)
                 : avx2::extreme_rows<false>(out, nullptr, x, K, lo, hi);
+  });
+  return true;
+#else
+  return false;
+#endif
+}
+
+}  // namespace graft::kernels::cpu
+
+namespace graft::kernels::cpu {
+
+// The gradient of max / min over a dim: dx[o, indices[o, i], i] = dvalues[o, i], every other element
+// of dx [outer, n, inner] 0; dvalues, indices [outer, inner]; all contiguous. Every element of dx is
+// written once. false when the active ISA is scalar or n >= 2^24 (indices travel as floats).
+inline bool max_dim_backward_fast(float* dx, const float* dvalues, const int64_t* indices, int64_t outer, int64_t n,
+                                  int64_t inner) {
+#if GRAFT_CPU_KERNELS_X86
+  if (!fast_cpu_isa() || n < 1 || n >= (int64_t(1) << 24)) return false;
+  const bool avx512 = active_cpu_isa() == CpuIsa::Avx512;
+  if (inner == 1) {
+    parallel_for(0, outer, tasks_per_chunk(n), [&](int64_t lo, int64_t hi) {
+      if (avx512) avx512::max_dim_backward_rows(dx, dvalues, indices, n, lo, hi);
+      else avx2::max_dim_backward_rows(dx, dvalues, indices, n, lo, hi);
+    });
+    return true;
+  }
+  const int64_t span = std::min(inner, avx512 ? avx512::kMaxBackwardSpan : avx2::kMaxBackwardSpan);
+  const int64_t spans = (inner + span - 1) / span;
+  parallel_for(0, outer * spans, tasks_per_chunk(n * span), [&](int64_t lo, int64_t hi) {
+    if (avx512) avx512::max_dim_backward_strided(dx, dvalues, indices, n, inner, lo, hi);
+    else avx2::max_dim_backward_strided(dx, dvalues, indices, n, inner, lo, hi);
+  });
+  return true;
+#else
+  return false;
+#endif
+}
+
+// The gradient of amax / amin over rows: dx[m, k] = dout[m] / count_m where x[m, k] ties out[m] (a NaN
+// ties a NaN), else 0, count_m the number of ties (the reference's rule, same float division: equal
+// results). dx, x [M, K]; dout, out [M]; contiguous. Rows longer than kAmaxPiece are cut into pieces
+// whose integer tie counts are added (exact), so a single long row (max of everything) uses every
+// thread; nothing depends on the thread count. false when the active ISA is scalar.
+inline constexpr int64_t kAmaxPiece = int64_t(1) << 15;
+inline bool amax_backward_fast(float* dx, const float* dout, const float* x, const float* out, int64_t M, int64_t K) {
+#if GRAFT_CPU_KERNELS_X86
+  if (!fast_cpu_isa() || K < 1) return false;
+  const bool avx512 = active_cpu_isa() == CpuIsa::Avx512;
+  auto count_ties = [&](const float* p, int64_t n, float best) {
+    return avx512 ? avx512::count_ties(p, n, best) : avx2::count_ties(p, n, best);
+  };
+  auto write_shares = [&](float* d, const float* p, int64_t n, float best, float share) {
+    if (avx512) avx512::write_tie_shares(d, p, n, best, share);
+    else avx2::write_tie_shares(d, p, n, best, share);
+  };
+  if (K <= kAmaxPiece) {
+    parallel_for(0, M, tasks_per_chunk(2 * K), [&](int64_t lo, int64_t hi) {
+      for (int64_t m = lo; m < hi; ++m) {
+        const float share = dout[m] / float(count_ties(x + m * K, K, out[m]));
+        write_shares(dx + m * K, x + m * K, K, out[m], share);
+      }
+    });
+    return true;
+  }
+  const int64_t pieces = (K + kAmaxPiece - 1) / kAmaxPiece;
+  std::vector<int64_t> counts(static_cast<size_t>(M * pieces));
+  std::vector<float> shares(static_cast<size_t>(M));
+  parallel_for(0, M * pieces, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t m = t / pieces, k0 = (t % pieces) * kAmaxPiece;
+      counts[size_t(t)] = count_ties(x + m * K + k0, std::min(kAmaxPiece, K - k0), out[m]);
+    }
+  });
+  for (int64_t m = 0; m < M; ++m) {
+    int64_t c = 0;
+    for (int64_t p = 0; p < pieces; ++p) c += counts[size_t(m * pieces + p)];
+    shares[size_t(m)] = dout[m] / float(c);
+  }
+  parallel_for(0, M * pieces, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t m = t / pieces, k0 = (t % pieces) * kAmaxPiece;
+      write_shares(dx + m * K + k0, x + m * K + k0, std::min(kAmaxPiece, K - k0), out[m], shares[size_t(m)]);
+    }
   });
   return true;
 #else
