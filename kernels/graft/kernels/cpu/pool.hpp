@@ -77,8 +77,8 @@ inline bool max_pool2d_forward_fast(float* out, int64_t* indices, const float* x
                                     const PoolWindow2d& g) {
 #if GRAFT_CPU_KERNELS_X86
   if (!fast_cpu_isa()) return false;
-  // Tap offsets travel as floats: exact below 2^24.
-  if ((g.KH - 1) * g.DH * g.W + (g.KW - 1) * g.DW >= (int64_t(1) << 24)) return false;
+  // Indices within a plane travel as floats: exact below 2^24 (tap offsets are smaller still).
+  if ((g.H + g.PH + 1) * (g.W + g.PW + 1) >= (int64_t(1) << 24)) return false;
   // Each window's first in-image row and column (the reference's start tap); a window with none
   // takes the reference.
   std::vector<int64_t> ih_first(size_t(g.OH), -1), iw_first(size_t(g.OW), -1);
@@ -95,6 +95,11 @@ inline bool max_pool2d_forward_fast(float* out, int64_t* indices, const float* x
   if (std::find(ih_first.begin(), ih_first.end(), -1) != ih_first.end() ||
       std::find(iw_first.begin(), iw_first.end(), -1) != iw_first.end())
     return false;
+  std::vector<float> col_base(size_t(g.OW)), iw_first_f(size_t(g.OW));
+  for (int64_t ow = 0; ow < g.OW; ++ow) {
+    col_base[size_t(ow)] = float(ow * g.SW - g.PW);
+    iw_first_f[size_t(ow)] = float(iw_first[size_t(ow)]);
+  }
   std::vector<int64_t> col_off;
   const PoolColumnPhases cp = pool_column_phases(g, col_off);
   const bool avx512 = active_cpu_isa() == CpuIsa::Avx512;
@@ -102,11 +107,11 @@ inline bool max_pool2d_forward_fast(float* out, int64_t* indices, const float* x
   parallel_for(0, planes, tasks_per_chunk(work), [&](int64_t lo, int64_t hi) {
     std::vector<float> phases(size_t(g.H * g.SW * cp.L));  // [H, SW, L]
     if (avx512)
-      avx512::max_pool2d_planes(out, indices, x, g, cp, col_off.data(), ih_first.data(), iw_first.data(),
-                                phases.data(), lo, hi);
+      avx512::max_pool2d_planes(out, indices, x, g, cp, col_off.data(), ih_first.data(), col_base.data(),
+                                iw_first_f.data(), phases.data(), lo, hi);
     else
-      avx2::max_pool2d_planes(out, indices, x, g, cp, col_off.data(), ih_first.data(), iw_first.data(),
-                              phases.data(), lo, hi);
+      avx2::max_pool2d_planes(out, indices, x, g, cp, col_off.data(), ih_first.data(), col_base.data(),
+                              iw_first_f.data(), phases.data(), lo, hi);
   });
   return true;
 #else
