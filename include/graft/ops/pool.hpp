@@ -90,7 +90,8 @@ namespace kernels::cpu {
 
 // out, indices [N, C, OH, OW] = max over each window of x [N, C, H, W]; indices (int64) hold the
 // argmax as h W + w within its plane. All contiguous.
-inline void max_pool2d_forward_reference(const Tensor& out, const Tensor& indices, const Tensor& x, const Pool2dParams& p) {
+inline void max_pool2d_forward_reference(const Tensor& out, const Tensor& indices, const Tensor& x,
+                                         const Pool2dParams& p) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), "max_pool2d", T, [&] {
     const int64_t H = x.size(2), W = x.size(3), OH = out.size(2), OW = out.size(3);
     const T* px = x.data<T>();
@@ -315,15 +316,15 @@ using AvgPool2dBackwardKernel = void (*)(const Tensor& dx, const Tensor& dout, c
 using AdaptiveAvgPool2dKernel = void (*)(const Tensor& out, const Tensor& x);
 using AdaptiveAvgPool2dBackwardKernel = void (*)(const Tensor& dx, const Tensor& dout);
 inline KernelSlot<MaxPool2dKernel> max_pool2d_kernel{"max_pool2d", &kernels::cpu::max_pool2d_forward, "avx2 avx512"};
-inline KernelSlot<MaxPool2dBackwardKernel> max_pool2d_backward_kernel{"max_pool2d_backward",
-                                                                      &kernels::cpu::max_pool2d_backward, "avx2 avx512"};
-inline KernelSlot<MaxPool2dGatherKernel> max_pool2d_gather_kernel{"max_pool2d_gather",
-                                                                  &kernels::cpu::max_pool2d_gather, "avx2 avx512"};
+inline KernelSlot<MaxPool2dBackwardKernel> max_pool2d_backward_kernel{
+    "max_pool2d_backward", &kernels::cpu::max_pool2d_backward, "avx2 avx512"};
+inline KernelSlot<MaxPool2dGatherKernel> max_pool2d_gather_kernel{"max_pool2d_gather", &kernels::cpu::max_pool2d_gather,
+                                                                  "avx2 avx512"};
 inline KernelSlot<AvgPool2dKernel> avg_pool2d_kernel{"avg_pool2d", &kernels::cpu::avg_pool2d_forward, "avx2 avx512"};
-inline KernelSlot<AvgPool2dBackwardKernel> avg_pool2d_backward_kernel{"avg_pool2d_backward",
-                                                                      &kernels::cpu::avg_pool2d_backward, "avx2 avx512"};
-inline KernelSlot<AdaptiveAvgPool2dKernel> adaptive_avg_pool2d_kernel{"adaptive_avg_pool2d",
-                                                                      &kernels::cpu::adaptive_avg_pool2d_forward, "avx2 avx512"};
+inline KernelSlot<AvgPool2dBackwardKernel> avg_pool2d_backward_kernel{
+    "avg_pool2d_backward", &kernels::cpu::avg_pool2d_backward, "avx2 avx512"};
+inline KernelSlot<AdaptiveAvgPool2dKernel> adaptive_avg_pool2d_kernel{
+    "adaptive_avg_pool2d", &kernels::cpu::adaptive_avg_pool2d_forward, "avx2 avx512"};
 inline KernelSlot<AdaptiveAvgPool2dBackwardKernel> adaptive_avg_pool2d_backward_kernel{
     "adaptive_avg_pool2d_backward", &kernels::cpu::adaptive_avg_pool2d_backward, "avx2 avx512"};
 
