@@ -23,6 +23,7 @@
 #include "graft/core/parallel.hpp"
 #include "graft/ops/creation.hpp"
 #include "graft/ops/view.hpp"
+#include "graft/kernels/cpu/pool.hpp"
 
 namespace graft {
 
@@ -74,15 +75,23 @@ inline void check_input(const char* op, const Tensor& x) {
 }
 
 // The adaptive window [start, end) of output i along a dim of input size in and output size out.
-inline int64_t adaptive_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
-inline int64_t adaptive_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+using kernels::cpu::adaptive_end;
+using kernels::cpu::adaptive_start;
+
+// The geometry the fast CPU kernels take, for planes [H, W] -> [OH, OW].
+inline kernels::cpu::PoolWindow2d pool_window(int64_t H, int64_t W, int64_t OH, int64_t OW, const Pool2dParams& p) {
+  return kernels::cpu::PoolWindow2d{H,           W,           OH,          OW,          p.kernel[0],
+                                    p.kernel[1], p.stride[0], p.stride[1], p.padding[0], p.padding[1],
+                                    p.dilation[0], p.dilation[1], p.count_include_pad};
+}
 }  // namespace detail_pool
 
 namespace kernels::cpu {
 
 // out, indices [N, C, OH, OW] = max over each window of x [N, C, H, W]; indices (int64) hold the
 // argmax as h W + w within its plane. All contiguous.
-inline void max_pool2d_forward(const Tensor& out, const Tensor& indices, const Tensor& x, const Pool2dParams& p) {
+inline void max_pool2d_forward_reference(const Tensor& out, const Tensor& indices, const Tensor& x,
+                                         const Pool2dParams& p) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), "max_pool2d", T, [&] {
     const int64_t H = x.size(2), W = x.size(3), OH = out.size(2), OW = out.size(3);
     const T* px = x.data<T>();
@@ -118,7 +127,7 @@ inline void max_pool2d_forward(const Tensor& out, const Tensor& indices, const T
 }
 
 // dx [N, C, H, W] (overwritten) = dout [N, C, OH, OW] scattered to the argmax of each window.
-inline void max_pool2d_backward(const Tensor& dx, const Tensor& dout, const Tensor& indices) {
+inline void max_pool2d_backward_reference(const Tensor& dx, const Tensor& dout, const Tensor& indices) {
   GRAFT_DISPATCH_FLOAT(dx.dtype(), "max_pool2d backward", T, [&] {
     const int64_t HW = dx.size(2) * dx.size(3), OHW = dout.size(2) * dout.size(3);
     T* pdx = dx.data<T>();
@@ -135,7 +144,7 @@ inline void max_pool2d_backward(const Tensor& dx, const Tensor& dout, const Tens
 }
 
 // out [N, C, OH, OW] = src [N, C, H, W] at indices: the adjoint of max_pool2d_backward (its backward).
-inline void max_pool2d_gather(const Tensor& out, const Tensor& src, const Tensor& indices) {
+inline void max_pool2d_gather_reference(const Tensor& out, const Tensor& src, const Tensor& indices) {
   GRAFT_DISPATCH_FLOAT(out.dtype(), "max_pool2d double backward", T, [&] {
     const int64_t HW = src.size(2) * src.size(3), OHW = out.size(2) * out.size(3);
     T* po = out.data<T>();
@@ -148,13 +157,11 @@ inline void max_pool2d_gather(const Tensor& out, const Tensor& src, const Tensor
 
 // The divisor of avg pooling for the window starting at (hs, ws) (may be negative: padding).
 inline int64_t avg_pool_divisor(int64_t hs, int64_t ws, int64_t H, int64_t W, const Pool2dParams& p) {
-  const int64_t he = std::min(hs + p.kernel[0], H + p.padding[0]), we = std::min(ws + p.kernel[1], W + p.padding[1]);
-  if (p.count_include_pad) return (he - hs) * (we - ws);
-  return (std::min(he, H) - std::max<int64_t>(hs, 0)) * (std::min(we, W) - std::max<int64_t>(ws, 0));
+  return avg_pool_divisor(hs, ws, detail_pool::pool_window(H, W, 1, 1, p));
 }
 
 // out [N, C, OH, OW] = mean over each window of x [N, C, H, W] (divisor as avg_pool_divisor).
-inline void avg_pool2d_forward(const Tensor& out, const Tensor& x, const Pool2dParams& p) {
+inline void avg_pool2d_forward_reference(const Tensor& out, const Tensor& x, const Pool2dParams& p) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), "avg_pool2d", T, [&] {
     const int64_t H = x.size(2), W = x.size(3), OH = out.size(2), OW = out.size(3);
     const T* px = x.data<T>();
@@ -177,7 +184,7 @@ inline void avg_pool2d_forward(const Tensor& out, const Tensor& x, const Pool2dP
 }
 
 // dx [N, C, H, W] (overwritten): each dout element spread evenly over its window's in-image taps.
-inline void avg_pool2d_backward(const Tensor& dx, const Tensor& dout, const Pool2dParams& p) {
+inline void avg_pool2d_backward_reference(const Tensor& dx, const Tensor& dout, const Pool2dParams& p) {
   GRAFT_DISPATCH_FLOAT(dx.dtype(), "avg_pool2d backward", T, [&] {
     const int64_t H = dx.size(2), W = dx.size(3), OH = dout.size(2), OW = dout.size(3);
     T* pdx = dx.data<T>();
@@ -200,7 +207,7 @@ inline void avg_pool2d_backward(const Tensor& dx, const Tensor& dout, const Pool
 }
 
 // out [N, C, OH, OW] = mean of x [N, C, H, W] over each adaptive window.
-inline void adaptive_avg_pool2d_forward(const Tensor& out, const Tensor& x) {
+inline void adaptive_avg_pool2d_forward_reference(const Tensor& out, const Tensor& x) {
   GRAFT_DISPATCH_FLOAT(x.dtype(), "adaptive_avg_pool2d", T, [&] {
     const int64_t H = x.size(2), W = x.size(3), OH = out.size(2), OW = out.size(3);
     const T* px = x.data<T>();
@@ -224,7 +231,7 @@ inline void adaptive_avg_pool2d_forward(const Tensor& out, const Tensor& x) {
 }
 
 // dx [N, C, H, W] (overwritten): each dout element spread evenly over its adaptive window.
-inline void adaptive_avg_pool2d_backward(const Tensor& dx, const Tensor& dout) {
+inline void adaptive_avg_pool2d_backward_reference(const Tensor& dx, const Tensor& dout) {
   GRAFT_DISPATCH_FLOAT(dx.dtype(), "adaptive_avg_pool2d backward", T, [&] {
     const int64_t H = dx.size(2), W = dx.size(3), OH = dout.size(2), OW = dout.size(3);
     T* pdx = dx.data<T>();
@@ -247,6 +254,58 @@ inline void adaptive_avg_pool2d_backward(const Tensor& dx, const Tensor& dout) {
   });
 }
 
+// The CPU entries: the fast float32 kernels (kernels/graft/kernels/cpu/pool.hpp), else the
+// references above (float64, GRAFT_CPU_ISA=scalar, shapes the fast path does not take).
+inline void max_pool2d_forward(const Tensor& out, const Tensor& indices, const Tensor& x, const Pool2dParams& p) {
+  if (x.dtype() == DType::Float32 &&
+      max_pool2d_forward_fast(out.data<float>(), indices.data<int64_t>(), x.data<float>(), x.size(0) * x.size(1),
+                              detail_pool::pool_window(x.size(2), x.size(3), out.size(2), out.size(3), p)))
+    return;
+  max_pool2d_forward_reference(out, indices, x, p);
+}
+inline void max_pool2d_backward(const Tensor& dx, const Tensor& dout, const Tensor& indices) {
+  if (dx.dtype() == DType::Float32 && dout.dtype() == DType::Float32 &&
+      max_pool2d_backward_fast(dx.data<float>(), dout.data<float>(), indices.data<int64_t>(), dx.size(0) * dx.size(1),
+                               dx.size(2) * dx.size(3), dout.size(2) * dout.size(3)))
+    return;
+  max_pool2d_backward_reference(dx, dout, indices);
+}
+inline void max_pool2d_gather(const Tensor& out, const Tensor& src, const Tensor& indices) {
+  if (out.dtype() == DType::Float32 && src.dtype() == DType::Float32 &&
+      max_pool2d_gather_fast(out.data<float>(), src.data<float>(), indices.data<int64_t>(), out.size(0) * out.size(1),
+                             src.size(2) * src.size(3), out.size(2) * out.size(3)))
+    return;
+  max_pool2d_gather_reference(out, src, indices);
+}
+inline void avg_pool2d_forward(const Tensor& out, const Tensor& x, const Pool2dParams& p) {
+  if (x.dtype() == DType::Float32 &&
+      avg_pool2d_forward_fast(out.data<float>(), x.data<float>(), x.size(0) * x.size(1),
+                              detail_pool::pool_window(x.size(2), x.size(3), out.size(2), out.size(3), p)))
+    return;
+  avg_pool2d_forward_reference(out, x, p);
+}
+inline void avg_pool2d_backward(const Tensor& dx, const Tensor& dout, const Pool2dParams& p) {
+  if (dx.dtype() == DType::Float32 && dout.dtype() == DType::Float32 &&
+      avg_pool2d_backward_fast(dx.data<float>(), dout.data<float>(), dx.size(0) * dx.size(1),
+                               detail_pool::pool_window(dx.size(2), dx.size(3), dout.size(2), dout.size(3), p)))
+    return;
+  avg_pool2d_backward_reference(dx, dout, p);
+}
+inline void adaptive_avg_pool2d_forward(const Tensor& out, const Tensor& x) {
+  if (x.dtype() == DType::Float32 &&
+      adaptive_avg_pool2d_forward_fast(out.data<float>(), x.data<float>(), x.size(0) * x.size(1),
+                                       PoolWindow2d{x.size(2), x.size(3), out.size(2), out.size(3)}))
+    return;
+  adaptive_avg_pool2d_forward_reference(out, x);
+}
+inline void adaptive_avg_pool2d_backward(const Tensor& dx, const Tensor& dout) {
+  if (dx.dtype() == DType::Float32 && dout.dtype() == DType::Float32 &&
+      adaptive_avg_pool2d_backward_fast(dx.data<float>(), dout.data<float>(), dx.size(0) * dx.size(1),
+                                        PoolWindow2d{dx.size(2), dx.size(3), dout.size(2), dout.size(3)}))
+    return;
+  adaptive_avg_pool2d_backward_reference(dx, dout);
+}
+
 }  // namespace kernels::cpu
 
 using MaxPool2dKernel = void (*)(const Tensor& out, const Tensor& indices, const Tensor& x, const Pool2dParams& p);
@@ -256,18 +315,18 @@ using AvgPool2dKernel = void (*)(const Tensor& out, const Tensor& x, const Pool2
 using AvgPool2dBackwardKernel = void (*)(const Tensor& dx, const Tensor& dout, const Pool2dParams& p);
 using AdaptiveAvgPool2dKernel = void (*)(const Tensor& out, const Tensor& x);
 using AdaptiveAvgPool2dBackwardKernel = void (*)(const Tensor& dx, const Tensor& dout);
-inline KernelSlot<MaxPool2dKernel> max_pool2d_kernel{"max_pool2d", &kernels::cpu::max_pool2d_forward};
-inline KernelSlot<MaxPool2dBackwardKernel> max_pool2d_backward_kernel{"max_pool2d_backward",
-                                                                      &kernels::cpu::max_pool2d_backward};
-inline KernelSlot<MaxPool2dGatherKernel> max_pool2d_gather_kernel{"max_pool2d_gather",
-                                                                  &kernels::cpu::max_pool2d_gather};
-inline KernelSlot<AvgPool2dKernel> avg_pool2d_kernel{"avg_pool2d", &kernels::cpu::avg_pool2d_forward};
-inline KernelSlot<AvgPool2dBackwardKernel> avg_pool2d_backward_kernel{"avg_pool2d_backward",
-                                                                      &kernels::cpu::avg_pool2d_backward};
-inline KernelSlot<AdaptiveAvgPool2dKernel> adaptive_avg_pool2d_kernel{"adaptive_avg_pool2d",
-                                                                      &kernels::cpu::adaptive_avg_pool2d_forward};
+inline KernelSlot<MaxPool2dKernel> max_pool2d_kernel{"max_pool2d", &kernels::cpu::max_pool2d_forward, "avx2 avx512"};
+inline KernelSlot<MaxPool2dBackwardKernel> max_pool2d_backward_kernel{
+    "max_pool2d_backward", &kernels::cpu::max_pool2d_backward, "avx2 avx512"};
+inline KernelSlot<MaxPool2dGatherKernel> max_pool2d_gather_kernel{"max_pool2d_gather", &kernels::cpu::max_pool2d_gather,
+                                                                  "avx2 avx512"};
+inline KernelSlot<AvgPool2dKernel> avg_pool2d_kernel{"avg_pool2d", &kernels::cpu::avg_pool2d_forward, "avx2 avx512"};
+inline KernelSlot<AvgPool2dBackwardKernel> avg_pool2d_backward_kernel{
+    "avg_pool2d_backward", &kernels::cpu::avg_pool2d_backward, "avx2 avx512"};
+inline KernelSlot<AdaptiveAvgPool2dKernel> adaptive_avg_pool2d_kernel{
+    "adaptive_avg_pool2d", &kernels::cpu::adaptive_avg_pool2d_forward, "avx2 avx512"};
 inline KernelSlot<AdaptiveAvgPool2dBackwardKernel> adaptive_avg_pool2d_backward_kernel{
-    "adaptive_avg_pool2d_backward", &kernels::cpu::adaptive_avg_pool2d_backward};
+    "adaptive_avg_pool2d_backward", &kernels::cpu::adaptive_avg_pool2d_backward, "avx2 avx512"};
 
 namespace detail_pool {
 // The pooling of a 4-D contiguous x, and the gradient of each (linear in dout, so each gradient
