@@ -318,8 +318,9 @@ using AdaptiveAvgPool2dBackwardKernel = void (*)(const Tensor& dx, const Tensor&
 inline KernelSlot<MaxPool2dKernel> max_pool2d_kernel{"max_pool2d", &kernels::cpu::max_pool2d_forward, "avx2 avx512"};
 inline KernelSlot<MaxPool2dBackwardKernel> max_pool2d_backward_kernel{
     "max_pool2d_backward", &kernels::cpu::max_pool2d_backward, "avx2 avx512"};
-inline KernelSlot<MaxPool2dGatherKernel> max_pool2d_gather_kernel{"max_pool2d_gather", &kernels::cpu::max_pool2d_gather,
-                                                                  "avx2 avx512"};
+// The gather has no vector kernel (VecF has no integer lanes): its CPU entry is the reference loop,
+// threaded over planes, so the slot declares no fast ISA.
+inline KernelSlot<MaxPool2dGatherKernel> max_pool2d_gather_kernel{"max_pool2d_gather", &kernels::cpu::max_pool2d_gather};
 inline KernelSlot<AvgPool2dKernel> avg_pool2d_kernel{"avg_pool2d", &kernels::cpu::avg_pool2d_forward, "avx2 avx512"};
 inline KernelSlot<AvgPool2dBackwardKernel> avg_pool2d_backward_kernel{
     "avg_pool2d_backward", &kernels::cpu::avg_pool2d_backward, "avx2 avx512"};
