@@ -12,6 +12,8 @@
 using namespace graft;
 using namespace graft_test;
 
+// A named namespace around the whole file, test cases included: the suite is a unity build, and a
+// using-directive would clash with other files' helpers of the same name.
 namespace pool_kernels_test {
 
 Tensor poisoned(const Shape& s) {
@@ -160,9 +162,7 @@ Pool2dParams params(std::array<int64_t, 2> k, std::array<int64_t, 2> s, std::arr
   return Pool2dParams{k, s, pad, d, ceil_mode, count_include_pad};
 }
 
-}  // namespace pool_kernels_test
 
-using namespace pool_kernels_test;
 
 TEST_CASE("max_pool2d fast kernels equal the reference: values, indices, ties, NaN, -inf", "[pool-kernels]") {
   check_max_pool({1, 3, 112, 112}, params({3, 3}, {2, 2}, {1, 1}), 1);  // the ResNet stem
@@ -240,3 +240,5 @@ TEST_CASE("pool fast kernels do not depend on the thread count", "[pool-kernels]
     });
   });
 }
+
+}  // namespace pool_kernels_test
