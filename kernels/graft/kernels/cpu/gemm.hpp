@@ -155,16 +155,16 @@ inline void pack_b_panel(int64_t kc, int64_t cols, const float* b, int64_t b_rs,
 inline int64_t k_block_count(int64_t k, int64_t kc_max) { return (k + kc_max - 1) / kc_max; }
 inline int64_t k_block_begin(int64_t k, int64_t blocks, int64_t b) { return k * b / blocks; }
 
-// How the micro-kernel reads its operands (see gemm_driver): both packed, b packed and a in place,
-// or both in place.
-enum class Operands { PackedAB, PackedB, Direct };
+// How the micro-kernel reads b (see gemm_driver): packed, or in place. a is always read through its
+// strides: a packed micro-panel [kc][MR] is a with strides (1, MR).
+enum class Operands { PackedB, Direct };
 
 #if GRAFT_GEMM_X86
 
 // The micro-kernels keep an MR x (NV vectors) tile of c in registers, acc[r][h] = c[r, h*V : (h+1)*V],
 // and do kc rank-1 updates: per p, NV vector loads of b[p, :], MR broadcasts of a[r, p], MR*NV FMAs.
-//   a: packed ([kc][MR], Operands::PackedAB), else a[r, p] = a[r * a_rs + p * a_cs], rows >= `rows`
-//      read row 0 (computed, never stored)
+//   a: a[r, p] = a[r * a_rs + p * a_cs] (in place, or a packed micro-panel with strides (1, MR));
+//      rows >= `rows` read row 0 (computed, never stored)
 //   b: b[p, j] = b[p * b_rs + j], packed panels zero-padded; in place (Direct) the columns >= cols are
 //      loaded as zero through masks, so nothing past the last column is read
 //   c: c = acc (overwrite) or c = c + acc, rows < rows and columns < cols only (masked stores)
@@ -199,7 +199,7 @@ __attribute__((target("avx512f"))) inline void micro_avx512_6(int64_t kc, const 
                                         : _mm512_loadu_ps(b + p * b_rs + h * V);
     GRAFT_GEMM_UNROLL(6)
     for (int r = 0; r < MR; ++r) {
-      const __m512 a_rp = _mm512_set1_ps(kOps == Operands::PackedAB ? a[p * MR + r] : a_row[r][p * a_cs]);
+      const __m512 a_rp = _mm512_set1_ps(a_row[r][p * a_cs]);
       GRAFT_GEMM_UNROLL(4)
       for (int h = 0; h < NV; ++h) acc[r][h] = _mm512_fmadd_ps(a_rp, b_p[h], acc[r][h]);
     }
@@ -244,7 +244,7 @@ __attribute__((target("avx2,fma"))) inline void micro_avx2_6(int64_t kc, const f
                                         : _mm256_loadu_ps(b + p * b_rs + h * V);
     GRAFT_GEMM_UNROLL(6)
     for (int r = 0; r < MR; ++r) {
-      const __m256 a_rp = _mm256_broadcast_ss(kOps == Operands::PackedAB ? a + p * MR + r : a_row[r] + p * a_cs);
+      const __m256 a_rp = _mm256_broadcast_ss(a_row[r] + p * a_cs);
       GRAFT_GEMM_UNROLL(2)
       for (int h = 0; h < NV; ++h) acc[r][h] = _mm256_fmadd_ps(a_rp, b_p[h], acc[r][h]);
     }
@@ -338,7 +338,6 @@ inline void micro_dispatch(Operands ops, int64_t kc, const float* a, int64_t a_r
   auto run = [&](auto nv_const) {
     constexpr int kNV = decltype(nv_const)::value;
     switch (ops) {
-      case Operands::PackedAB: return Micro<kNV, Operands::PackedAB>::run(kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, overwrite);
       case Operands::PackedB: return Micro<kNV, Operands::PackedB>::run(kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, overwrite);
       case Operands::Direct: return Micro<kNV, Operands::Direct>::run(kc, a, a_rs, a_cs, b, b_rs, c, ldc, rows, cols, overwrite);
     }
@@ -430,7 +429,8 @@ template <class Kernel>
 inline void gemm_block_part(const GemmProblem& g, int64_t ic, int64_t pc, int64_t kc, bool overwrite, bool last,
                             const float* a_packed, bool pack_b, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   constexpr int64_t MR = Kernel::MR, NR = Kernel::NR, NC = Kernel::NC;
-  const Operands ops = a_packed ? Operands::PackedAB : pack_b ? Operands::PackedB : Operands::Direct;
+  const Operands ops = pack_b ? Operands::PackedB : Operands::Direct;
+  const int64_t a_rs = a_packed ? 1 : g.a_rs, a_cs = a_packed ? MR : g.a_cs;  // a packed: [kc][MR] per tile
   float* b_packed = pack_b ? pack_buffer(1, size_t(kc * std::min(NC, (j1 - j0 + NR - 1) / NR * NR))) : nullptr;
   for (int64_t jc = j0; jc < j1; jc += NC) {
     const int64_t nc = std::min(NC, j1 - jc);
@@ -443,7 +443,7 @@ inline void gemm_block_part(const GemmProblem& g, int64_t ic, int64_t pc, int64_
         const int64_t cols = std::min(NR, nc - jr);
         const float* b_tile = pack_b ? b_packed + (jr / NR) * kc * NR : b_block + jr;
         float* c_tile = g.c + (ic + ir) * g.ldc + jc + jr;
-        Kernel::micro(ops, kc, a_tile, g.a_rs, g.a_cs, b_tile, pack_b ? NR : g.b_rs, c_tile, g.ldc, rows, cols,
+        Kernel::micro(ops, kc, a_tile, a_rs, a_cs, b_tile, pack_b ? NR : g.b_rs, c_tile, g.ldc, rows, cols,
                       overwrite);
         if (g.ep && last) Kernel::epilogue(*g.ep, ic + ir, jc + jr, rows, cols, c_tile, g.ldc);
       }
