@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <cmath>
 #include <functional>
@@ -232,6 +233,28 @@ inline void require_error(const std::function<void()>& fn, const std::vector<std
     return;
   }
   FAIL("expected graft::Error containing '" << (parts.empty() ? "" : parts[0]) << "'");
+}
+
+// Bit equality of two tensors of the same shape and dtype (either may be a strided view).
+inline bool same_bits(const graft::Tensor& a, const graft::Tensor& b) {
+  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
+  const graft::Tensor ac = a.contiguous(), bc = b.contiguous();
+  return std::memcmp(ac.data_ptr(), bc.data_ptr(), size_t(ac.numel()) * graft::dtype_size(ac.dtype())) == 0;
+}
+
+// Runs fn (returning its outputs) under 1 thread and under at least 2; each output must be bit-equal.
+template <class F>
+void require_thread_count_invariant(F&& fn) {
+  const int saved = graft::get_num_threads();
+  graft::set_num_threads(1);
+  const std::vector<graft::Tensor> one = fn();
+  graft::set_num_threads(std::max(2, saved));
+  const std::vector<graft::Tensor> many = fn();
+  graft::set_num_threads(saved);
+  for (size_t i = 0; i < one.size(); ++i) {
+    INFO("output " << i);
+    REQUIRE(same_bits(one[i], many[i]));
+  }
 }
 
 }  // namespace graft_test

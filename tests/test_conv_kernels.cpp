@@ -129,10 +129,6 @@ void check_case(const KernelCase& c, Generator& gen) {
   GRAFT_REQUIRE_CLOSE(dw_only, refs[1], kTolF32);
 }
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.numel() == b.numel() && std::memcmp(a.data<float>(), b.data<float>(), size_t(a.numel()) * 4) == 0;
-}
-
 }  // namespace
 
 TEST_CASE("conv2d fast kernels match the reference loops on shapes with tails, every ISA", "[conv2d][kernels]") {

@@ -46,26 +46,6 @@ std::string close_or_both_nan(const Tensor& actual, const Tensor& expected, Tol 
     INFO(report_);                                                                         \
     REQUIRE(report_.empty());                                                              \
   } while (0)
-// Bit equality (copies; results under different thread counts).
-bool same_bits(const Tensor& a, const Tensor& b) {
-  if (a.shape() != b.shape() || a.dtype() != b.dtype()) return false;
-  const Tensor ac = a.contiguous(), bc = b.contiguous();
-  return std::memcmp(ac.data_ptr(), bc.data_ptr(), size_t(ac.numel()) * dtype_size(ac.dtype())) == 0;
-}
-// Runs fn under 1 thread and under the default count; both results must be bit-equal.
-template <class F>
-void require_thread_count_invariant(F&& fn) {
-  const int saved = get_num_threads();
-  set_num_threads(1);
-  const std::vector<Tensor> one = fn();
-  set_num_threads(std::max(2, saved));
-  const std::vector<Tensor> many = fn();
-  set_num_threads(saved);
-  for (size_t i = 0; i < one.size(); ++i) {
-    INFO("output " << i);
-    REQUIRE(same_bits(one[i], many[i]));
-  }
-}
 
 }  // namespace norm_kernels_test
 

@@ -52,24 +52,6 @@ std::string index_report(const Tensor& actual, const Tensor& expected) {
     REQUIRE(report_.empty());           \
   } while (0)
 
-bool same_bits(const Tensor& a, const Tensor& b) {
-  return a.shape() == b.shape() && a.dtype() == b.dtype() &&
-         std::memcmp(a.data_ptr(), b.data_ptr(), size_t(a.numel()) * dtype_size(a.dtype())) == 0;
-}
-// Runs fn under 1 thread and under at least 2; each output must be bit-equal.
-template <class F>
-void require_thread_count_invariant(F&& fn) {
-  const int saved = get_num_threads();
-  set_num_threads(1);
-  const std::vector<Tensor> one = fn();
-  set_num_threads(std::max(2, saved));
-  const std::vector<Tensor> many = fn();
-  set_num_threads(saved);
-  for (size_t i = 0; i < one.size(); ++i) {
-    INFO("output " << i);
-    REQUIRE(same_bits(one[i], many[i]));
-  }
-}
 
 Shape pool_out_shape(const Shape& x, const Pool2dParams& p) { return detail_pool::check_pool_args("test", x, p); }
 

@@ -82,20 +82,13 @@ inline void pack_a_block(int64_t rows, int64_t kc, const float* a, int64_t a_rs,
   for (int64_t i0 = 0; i0 < rows; i0 += MR, packed += kc * MR) {
     const int64_t valid = std::min<int64_t>(MR, rows - i0);
     const float* a_tile = a + i0 * a_rs;  // [valid, kc] with strides (a_rs, a_cs)
-    if (a_cs == 1 && valid == MR) {
-      // rows contiguous: read each row along p, write with stride MR
-      for (int64_t r = 0; r < MR; ++r) {
-        const float* a_row = a_tile + r * a_rs;
-        for (int64_t p = 0; p < kc; ++p) packed[p * MR + r] = a_row[p];
-      }
-    } else {
-      for (int64_t p = 0; p < kc; ++p) {
-        float* dst = packed + p * MR;  // [MR]
-        const float* a_col = a_tile + p * a_cs;
-        int64_t r = 0;
-        for (; r < valid; ++r) dst[r] = a_col[r * a_rs];
-        for (; r < MR; ++r) dst[r] = 0.0f;
-      }
+    // gemm_driver packs a only when it is a strided view, so this reads along p, MR rows at a time
+    for (int64_t p = 0; p < kc; ++p) {
+      float* dst = packed + p * MR;  // [MR]
+      const float* a_col = a_tile + p * a_cs;
+      int64_t r = 0;
+      for (; r < valid; ++r) dst[r] = a_col[r * a_rs];
+      for (; r < MR; ++r) dst[r] = 0.0f;
     }
   }
 }
