@@ -178,6 +178,45 @@ TEST_CASE("conv2d fast kernels give the same bits on 1 and 3 threads", "[conv2d]
   });
 }
 
+TEST_CASE("conv2d forward packs the GEMM's panels from the image with the bits of im2col then gemm",
+          "[conv2d][kernels]") {
+  // The implicit GEMM (Im2colPacker) against cols written out by plain loops and the same ISA's gemm
+  // with the bias epilogue: the packing must place every element, zero included, where packing the
+  // materialized cols would.
+  std::vector<KernelCase> cases(kKernelCases.begin(), kKernelCases.begin() + 6);  // the im2col ones (Cg > 1, not 1x1)
+  cases.push_back({{2, 64, 20, 21}, {64, 64, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 1}, "64 channels: b packed by gemm too"});
+  cases.push_back({{1, 8, 40, 9}, {50, 8, 3, 3}, {{1, 1}, {1, 1}, {1, 1}, 1}, "L = 360: panels span output rows"});
+  for_each_cpu_isa([&](kernels::cpu::CpuIsa isa) {
+    if (isa == kernels::cpu::CpuIsa::Scalar) return;  // the scalar path is the float64 reference
+    for (const KernelCase& c : cases) {
+      INFO(c.what);
+      Generator gen(21);
+      const Conv2dGeometry g = conv2d_geometry(c.x, c.w, c.p);
+      const Tensor x = uniform_f32(c.x, 1.0, gen), w = uniform_f32(c.w, 0.2, gen), b = uniform_f32({g.O}, 1.0, gen);
+      Tensor out = empty({g.N, g.O, g.OH, g.OW});
+      conv2d_kernel.cpu(out, x, w, b, c.p);
+      std::vector<float> expected(size_t(g.N * g.O * g.L)), cols(size_t(g.R * g.L));
+      const float *xs = x.data<float>(), *ws = w.data<float>(), *bs = b.data<float>();
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t grp = 0; grp < g.G; ++grp) {
+          for (int64_t r = 0; r < g.R; ++r)
+            for (int64_t l = 0; l < g.L; ++l) {
+              const int64_t ch = r / (g.KH * g.KW), kh = (r / g.KW) % g.KH, kw = r % g.KW;
+              const int64_t ih = l / g.OW * g.sh - g.ph + kh * g.dh, iw = l % g.OW * g.sw - g.pw + kw * g.dw;
+              const bool inside = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W;
+              cols[size_t(r * g.L + l)] = inside ? xs[((n * g.C + grp * g.Cg + ch) * g.H + ih) * g.W + iw] : 0.0f;
+            }
+          kernels::cpu::GemmEpilogue<float> ep;
+          ep.bias = bs + grp * g.Og;
+          ep.bias_per_row = true;
+          kernels::cpu::gemm<float>(g.Og, g.L, g.R, ws + grp * g.Og * g.R, g.R, 1, cols.data(), g.L, 1,
+                                    expected.data() + (n * g.O + grp * g.Og) * g.L, g.L, false, &ep);
+        }
+      CHECK(std::memcmp(out.data<float>(), expected.data(), expected.size() * sizeof(float)) == 0);
+    }
+  });
+}
+
 TEST_CASE("conv2d slot declares its fast ISAs", "[conv2d][kernels]") {
   CHECK(kernel_slot_registry().at("conv2d").cpu_fast == "avx2 avx512");
   CHECK(kernel_slot_registry().at("conv2d_backward").cpu_fast == "avx2 avx512");

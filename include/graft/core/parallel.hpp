@@ -5,6 +5,7 @@
 // set_num_threads() changes it.
 //
 //   parallel_for(0, n, grain, [&](int64_t lo, int64_t hi) { for (i = lo; i < hi; ++i) ... });
+//   parallel_for_claimed(0, n, [&](int64_t i) { ... });   coarse items, claimed one at a time
 //
 // Rules every kernel can rely on:
 // - [begin, end) is cut into at most num_threads() contiguous chunks of at least `grain` items;
@@ -247,6 +248,26 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, F&& fn) {
     return;
   }
   thread_pool().run(begin, end, grain, parallel_detail::make_range_fn(fn));
+}
+
+// fn(i) for every i in [begin, end), each item claimed one at a time by whichever thread is free,
+// in increasing order. For a few coarse items (the images of a batch, a GEMM's column slabs): on
+// these shared machines one core often runs slower than the other, and parallel_for's contiguous
+// chunks would wait for it. Each item still goes to exactly one call; inside a region it runs
+// serially, like parallel_for.
+template <class F>
+void parallel_for_claimed(int64_t begin, int64_t end, F&& fn) {
+  const int64_t threads = std::min<int64_t>(end - begin, get_num_threads());
+  if (threads <= 1 || ThreadPool::in_worker()) {
+    for (int64_t i = begin; i < end; ++i) fn(i);
+    return;
+  }
+  std::atomic<int64_t> next{begin};
+  parallel_for(0, threads, 1, [&](int64_t, int64_t) {
+    for (int64_t i = next.fetch_add(1, std::memory_order_relaxed); i < end;
+         i = next.fetch_add(1, std::memory_order_relaxed))
+      fn(i);
+  });
 }
 
 }  // namespace graft

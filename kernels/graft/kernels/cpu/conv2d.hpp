@@ -11,8 +11,10 @@
 //
 // Algorithms, per (image n, group):
 //   general     im2col + GEMM:  cols [R, L], R = Cg KH KW rows (c, kh, kw), L = OH OW columns
-//                 out   [Og, L] = bias + w_g [Og, R] @ cols [R, L]
-//                 dcols [R, L]  = w_g^T [R, Og] @ dout [Og, L], then col2im into dx
+//                 out   [Og, L] = bias + w_g [Og, R] @ cols [R, L]   implicit: the GEMM packs its panels
+//                                 of cols straight from the image (Im2colPacker), no cols buffer
+//                 dcols [R, L]  = w_g^T [R, Og] @ dout [Og, L], then col2im into dx, in bands of
+//                                 output rows that stay in L2 (dx_band_rows)
 //                 dw_g  [Og, R] += dout [Og, L] @ cols^T [L, R]
 //   1x1 stride 1, no padding: cols is x itself (no im2col, no col2im)
 //   1x1 on small maps (L < kBatchedPointwiseMaxL, batches with enough rows): one GEMM over the whole
@@ -25,9 +27,10 @@
 // the shape alone, so results do not depend on the thread count:
 //   im2col rows, col2im channels, and the GEMM split inside gemm (column or row tasks of its output,
 //   out [Og, L], dcols [R, L], dw [Og, R]), so one image (batch 1) uses every core. Convolutions
-//   too small to split (< kConvTaskMinWork multiply-adds per image and group) run one (image, group)
-//   per task instead. Depthwise: planes (n, o) forward, (n, c) for dx, channels o for dw (each sums
-//   its images in order). dbias: channels.
+//   too small to split (< kConvTaskMinWork multiply-adds per image and group), and batches of at
+//   least two (image, group)s per thread, run one (image, group) per task instead, claimed one at a
+//   time (images_are_tasks). Depthwise: planes (n, o) forward, (n, c) for dx, channels o for dw (each
+//   sums its images in order). dbias: channels.
 //
 // Layout. Activations stay NCHW: the GEMM formulation reads NCHW images directly (1x1 convolutions
 // need no copy at all), and the depthwise kernel works on whole planes. NHWC would make im2col rows
@@ -118,7 +121,8 @@ struct IsaLoops {
   void (*fill)(float*, int64_t, float);
   float (*sum)(const float*, int64_t);
   void (*im2col_rows)(float*, const float*, const Conv2dGeometry&, int64_t, int64_t);
-  void (*col2im_channel)(float*, const float*, const Conv2dGeometry&);
+  void (*im2col_segment)(float*, const float*, const Conv2dGeometry&, int64_t, int64_t, int64_t);
+  void (*col2im_rows)(float*, const float*, int64_t, const Conv2dGeometry&, int64_t, int64_t);
   void (*depthwise_pad_plane)(float*, const float*, const Conv2dGeometry&, const DepthwiseLayout&);
   void (*depthwise_unpad_plane)(float*, const float*, const Conv2dGeometry&, const DepthwiseLayout&);
   void (*depthwise_forward_plane)(float*, const float*, const float*, float, const Conv2dGeometry&,
@@ -128,11 +132,11 @@ struct IsaLoops {
 };
 
 #if GRAFT_CONV2D_X86
-#define GRAFT_CONV2D_LOOPS(ISA)                                                                                     \
-  IsaLoops {                                                                                                        \
-    &ISA::conv2d_fill, &ISA::conv2d_sum, &ISA::conv2d_im2col_rows, &ISA::conv2d_col2im_channel,                    \
-        &ISA::depthwise_pad_plane, &ISA::depthwise_unpad_plane, &ISA::depthwise_forward_plane,                     \
-        &ISA::depthwise_dx_scatter, &ISA::depthwise_dw_plane                                                        \
+#define GRAFT_CONV2D_LOOPS(ISA)                                                                          \
+  IsaLoops {                                                                                             \
+    &ISA::conv2d_fill, &ISA::conv2d_sum, &ISA::conv2d_im2col_rows, &ISA::conv2d_im2col_segment,         \
+        &ISA::conv2d_col2im_rows, &ISA::depthwise_pad_plane, &ISA::depthwise_unpad_plane,                \
+        &ISA::depthwise_forward_plane, &ISA::depthwise_dx_scatter, &ISA::depthwise_dw_plane              \
   }
 inline constexpr IsaLoops kAvx2Loops = GRAFT_CONV2D_LOOPS(avx2);
 inline constexpr IsaLoops kAvx512Loops = GRAFT_CONV2D_LOOPS(avx512);
@@ -162,6 +166,14 @@ inline float* scratch(int slot, int64_t count) {
 
 // Below this many multiply-adds per (image, group), whole (image, group)s are the tasks.
 inline constexpr int64_t kConvTaskMinWork = int64_t(1) << 20;
+
+// Whether the forward and dx passes take whole (image, group)s as tasks, each thread running its own
+// im2col and a serial GEMM, rather than splitting each image's GEMM over the threads: when the product
+// is too small to split, or when there are at least two (image, group)s per thread (a batch), which
+// keeps every core on its own image at one-thread GEMM speed with no region per image to wait at.
+inline bool images_are_tasks(const Conv2dGeometry& g) {
+  return g.N * g.G > 1 && (g.Og * g.L * g.R < kConvTaskMinWork || g.N * g.G >= 2 * int64_t(get_num_threads()));
+}
 
 // c [m, n] (+)= a [m, k] @ b [k, n] (strides as gemm's contract), then + bias[row] when bias is
 // non-null (the GEMM's epilogue, while each tile is in L1). gemm splits a large product over the
@@ -293,50 +305,100 @@ inline void im2col(float* cols, const float* x_ng, const Conv2dGeometry& g, cons
                [&](int64_t lo, int64_t hi) { loops.im2col_rows(cols, x_ng, g, lo, hi); });
 }
 
+// The implicit GEMM's b: the panels of cols [R, L] = im2col(x_ng), packed straight from the image
+// (GemmBPacker), so the forward pass never writes the R x L cols buffer and reads it back to pack it.
+struct Im2colPacker {
+  const float* x_ng;
+  const Conv2dGeometry* g;
+  const IsaLoops* loops;
+  static void pack(const void* ctx, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, float* packed) {
+    const Im2colPacker& s = *static_cast<const Im2colPacker*>(ctx);
+    const int64_t panels = (nc + nr - 1) / nr;
+    for (int64_t p = 0; p < kc; ++p)  // row p0 + p of cols, one NR-column piece per panel
+      for (int64_t q = 0; q < panels; ++q) {
+        float* dst = packed + (q * kc + p) * nr;
+        const int64_t l0 = j0 + q * nr, l1 = std::min(j0 + nc, l0 + nr);
+        s.loops->im2col_segment(dst, s.x_ng, *s.g, p0 + p, l0, l1);
+        if (l1 - l0 < nr) s.loops->fill(dst + (l1 - l0), nr - (l1 - l0), 0.0f);
+      }
+  }
+};
+
 inline void general_forward(float* out, const float* x, const float* w, const float* bias, const Conv2dGeometry& g,
                             const IsaLoops& loops) {
   auto one = [&](int64_t n, int64_t grp) {  // out[n, group] [Og, L]
     const float* x_ng = x + (n * g.C + grp * g.Cg) * g.H * g.W;  // [Cg, H, W]
-    const float* cols = x_ng;                                    // [R, L]
+    const float* w_g = w + grp * g.Og * g.R;                     // [Og, R]
+    float* out_ng = out + (n * g.O + grp * g.Og) * g.L;
+    const float* bias_g = bias ? bias + grp * g.Og : nullptr;
+    const float* cols = x_ng;  // [R, L]
     if (!g.pointwise) {
+      const Im2colPacker packer{x_ng, &g, &loops};
+      GemmEpilogue<float> ep;
+      ep.bias = bias_g;
+      ep.bias_per_row = true;
+      if (gemm_packed_b(g.Og, g.L, g.R, w_g, g.R, 1, GemmBPacker{&packer, &Im2colPacker::pack}, out_ng, g.L, false,
+                        bias_g ? &ep : nullptr))
+        return;
       float* buf = scratch(0, g.R * g.L);
       im2col(buf, x_ng, g, loops);
       cols = buf;
     }
-    gemm_tiled(g.Og, g.L, g.R, w + grp * g.Og * g.R, g.R, 1, cols, g.L, 1, out + (n * g.O + grp * g.Og) * g.L, g.L,
-               false, bias ? bias + grp * g.Og : nullptr);
+    gemm_tiled(g.Og, g.L, g.R, w_g, g.R, 1, cols, g.L, 1, out_ng, g.L, false, bias_g);
   };
-  if (g.N * g.G > 1 && g.Og * g.L * g.R < kConvTaskMinWork) {
-    parallel_for(0, g.N * g.G, 1, [&](int64_t lo, int64_t hi) {  // nested regions run serially
-      for (int64_t t = lo; t < hi; ++t) one(t / g.G, t % g.G);
-    });
+  if (images_are_tasks(g)) {  // nested regions (im2col, the GEMM) run serially
+    parallel_for_claimed(0, g.N * g.G, [&](int64_t t) { one(t / g.G, t % g.G); });
     return;
   }
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t grp = 0; grp < g.G; ++grp) one(n, grp);
 }
 
+// dx's dcols [R, L] = w^T dout is a GEMM with a short k (Og) and a large output: written whole it
+// goes out to L3 and comes back for col2im. It is computed a band of output rows at a time instead,
+// about kDxBandFloats (half of a 1.25 MB L2) but at least kDxBandMinCols columns (the GEMM's tiles
+// stay full), and each band is scattered into dx while still in cache.
+inline constexpr int64_t kDxBandFloats = int64_t(1) << 17, kDxBandMinCols = 192;
+inline int64_t dx_band_rows(const Conv2dGeometry& g) {
+  const int64_t rows = std::max(kDxBandFloats / (g.R * g.OW), (kDxBandMinCols + g.OW - 1) / g.OW);
+  return std::max<int64_t>(1, std::min(g.OH, rows));
+}
+
 inline void general_backward_dx(float* dx, const float* dout, const float* w, const Conv2dGeometry& g,
                                 const IsaLoops& loops) {
+  // w_g^T [R, Og] once for the whole batch, so every image's GEMM reads its a in place, row by row.
+  std::vector<float> wt(size_t(g.O * g.R));
+  parallel_for(0, g.G * g.R, std::max<int64_t>(1, 16384 / g.Og), [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t grp = t / g.R, r = t % g.R;
+      for (int64_t o = 0; o < g.Og; ++o) wt[size_t(t * g.Og + o)] = w[(grp * g.Og + o) * g.R + r];
+    }
+  });
   auto one = [&](int64_t n, int64_t grp) {
-    const float* w_g = w + grp * g.Og * g.R;                     // [Og, R]
+    const float* wt_g = wt.data() + grp * g.R * g.Og;              // [R, Og]
     const float* dout_ng = dout + (n * g.O + grp * g.Og) * g.L;  // [Og, L]
     float* dx_ng = dx + (n * g.C + grp * g.Cg) * g.H * g.W;      // [Cg, H, W]
     if (g.pointwise) {  // dx_ng [Cg, L] = w_g^T [Cg, Og] @ dout_ng [Og, L]
-      gemm_tiled(g.R, g.L, g.Og, w_g, 1, g.R, dout_ng, g.L, 1, dx_ng, g.L, false, nullptr);
+      gemm_tiled(g.R, g.L, g.Og, wt_g, g.Og, 1, dout_ng, g.L, 1, dx_ng, g.L, false, nullptr);
       return;
     }
-    float* dcols = scratch(0, g.R * g.L);  // [R, L]
-    gemm_tiled(g.R, g.L, g.Og, w_g, 1, g.R, dout_ng, g.L, 1, dcols, g.L, false, nullptr);
-    parallel_for(0, g.Cg, std::max<int64_t>(1, 16384 / (g.KH * g.KW * g.L)), [&](int64_t lo, int64_t hi) {
-      for (int64_t c = lo; c < hi; ++c)
-        loops.col2im_channel(dx_ng + c * g.H * g.W, dcols + c * g.KH * g.KW * g.L, g);
-    });
+    // A band of output rows at a time: dcols [R, cols] of the band, then its col2im while in cache.
+    const int64_t band = dx_band_rows(g), band_cols_max = band * g.OW;
+    float* dcols = scratch(0, g.R * band_cols_max);
+    for (int64_t oh0 = 0; oh0 < g.OH; oh0 += band) {
+      const int64_t oh1 = std::min(g.OH, oh0 + band), cols = (oh1 - oh0) * g.OW;
+      gemm_tiled(g.R, cols, g.Og, wt_g, g.Og, 1, dout_ng + oh0 * g.OW, g.L, 1, dcols, cols, false, nullptr);
+      parallel_for(0, g.Cg, std::max<int64_t>(1, 16384 / (g.KH * g.KW * cols)), [&](int64_t lo, int64_t hi) {
+        for (int64_t c = lo; c < hi; ++c) {
+          float* dx_c = dx_ng + c * g.H * g.W;
+          if (oh0 == 0) loops.fill(dx_c, g.H * g.W, 0.0f);
+          loops.col2im_rows(dx_c, dcols + c * g.KH * g.KW * cols, cols, g, oh0, oh1);
+        }
+      });
+    }
   };
-  if (g.N * g.G > 1 && g.Og * g.L * g.R < kConvTaskMinWork) {
-    parallel_for(0, g.N * g.G, 1, [&](int64_t lo, int64_t hi) {
-      for (int64_t t = lo; t < hi; ++t) one(t / g.G, t % g.G);
-    });
+  if (images_are_tasks(g)) {
+    parallel_for_claimed(0, g.N * g.G, [&](int64_t t) { one(t / g.G, t % g.G); });
     return;
   }
   for (int64_t n = 0; n < g.N; ++n)

@@ -31,7 +31,6 @@
 // [0, r) then [r, m) (tests/test_gemm.cpp checks it).
 #pragma once
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
@@ -398,6 +397,20 @@ struct Avx2Kernel {
 
 #endif  // GRAFT_GEMM_X86
 
+}  // namespace gemm_detail
+
+// A b operand the GEMM never reads as a matrix: the caller packs its panels itself (the implicit-GEMM
+// convolution packs them straight from the image, with no [k, n] cols buffer). pack(ctx, p0, kc, j0,
+// nc, nr, packed) writes packed[q][p][j] = b[p0 + p, j0 + q nr + j] for q < ceil(nc / nr), p < kc,
+// j < nr, zero for the columns past nc: the layout pack_b_panel writes. Called from several threads
+// at once (each with its own packed), so it must only read shared state.
+struct GemmBPacker {
+  const void* ctx;
+  void (*pack)(const void* ctx, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, float* packed);
+};
+
+namespace gemm_detail {
+
 // Below this many multiply-adds (about 10 us on one core) a product stays on one thread: a region
 // costs about a microsecond, packing per thread more, and attention's 64 x 64 x 64 tile products
 // must not each wake the pool.
@@ -407,12 +420,13 @@ struct GemmProblem {
   int64_t m, n, k;
   const float* a;
   int64_t a_rs, a_cs;
-  const float* b;
+  const float* b;  // null when b_pack packs b
   int64_t b_rs, b_cs;
   float* c;
   int64_t ldc;
   bool accumulate;
   const GemmEpilogue<float>* ep;
+  const GemmBPacker* b_pack;
 };
 
 // One thread's part of the (ic, pc) block: rows [ic + i0, ic + i1) (i0 a multiple of MR) and columns
@@ -427,8 +441,11 @@ inline void gemm_block_part(const GemmProblem& g, int64_t ic, int64_t pc, int64_
   float* b_packed = pack_b ? pack_buffer(1, size_t(kc * std::min(NC, (j1 - j0 + NR - 1) / NR * NR))) : nullptr;
   for (int64_t jc = j0; jc < j1; jc += NC) {
     const int64_t nc = std::min(NC, j1 - jc);
-    const float* b_block = g.b + pc * g.b_rs + jc * g.b_cs;  // b[pc:pc+kc, jc:jc+nc]
-    if (pack_b) pack_b_panel<Kernel>(kc, nc, b_block, g.b_rs, g.b_cs, b_packed);
+    const float* b_block = g.b_pack ? nullptr : g.b + pc * g.b_rs + jc * g.b_cs;  // b[pc:pc+kc, jc:jc+nc]
+    if (g.b_pack)
+      g.b_pack->pack(g.b_pack->ctx, pc, kc, jc, nc, NR, b_packed);
+    else if (pack_b)
+      pack_b_panel<Kernel>(kc, nc, b_block, g.b_rs, g.b_cs, b_packed);
     for (int64_t ir = i0; ir < i1; ir += MR) {
       const int64_t rows = std::min(MR, i1 - ir);
       const float* a_tile = a_packed ? a_packed + (ir / MR) * kc * MR : g.a + (ic + ir) * g.a_rs + pc * g.a_cs;
@@ -474,7 +491,7 @@ inline void gemm_driver(const GemmProblem& g, int threads) {
     if (g.ep) Kernel::epilogue(*g.ep, 0, 0, g.m, g.n, g.c, g.ldc);
     return;
   }
-  const bool pack_b = g.b_cs != 1 || g.m >= Kernel::kPackBMinRows;
+  const bool pack_b = g.b_pack || g.b_cs != 1 || g.m >= Kernel::kPackBMinRows;
   const bool pack_a = pack_b && g.a_cs != 1 && g.n >= Kernel::kPackAMinCols;
   const int64_t blocks = k_block_count(g.k, KC);
   // Blocks of a of nearly equal height, m / MC of them rounded to nearest (at most 1.5 MC high), in
@@ -506,12 +523,7 @@ inline void gemm_driver(const GemmProblem& g, int threads) {
   };
   auto on_tasks = [&](auto&& body) {  // body(t) for every task, on every thread when there are several
     if (tasks == 1) return body(int64_t(0));
-    std::atomic<int64_t> next{0};
-    parallel_for(0, threads, 1, [&](int64_t, int64_t) {
-      for (int64_t t = next.fetch_add(1, std::memory_order_relaxed); t < tasks;
-           t = next.fetch_add(1, std::memory_order_relaxed))
-        body(t);
-    });
+    parallel_for_claimed(0, tasks, body);
   };
 
   if (!pack_a) {
@@ -547,8 +559,8 @@ inline void gemm_driver(const GemmProblem& g, int threads) {
 template <class Kernel>
 inline void gemm_threaded(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs, const float* b,
                           int64_t b_rs, int64_t b_cs, float* c, int64_t ldc, bool accumulate,
-                          const GemmEpilogue<float>* ep) {
-  const GemmProblem g{m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, ep};
+                          const GemmEpilogue<float>* ep, const GemmBPacker* b_pack = nullptr) {
+  const GemmProblem g{m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, ep, b_pack};
   const bool serial = m * n * k < kGemmParallelMinWork || ThreadPool::in_worker();
   gemm_driver<Kernel>(g, serial ? 1 : get_num_threads());
 }
@@ -580,6 +592,29 @@ inline void gemm_avx2(int64_t m, int64_t n, int64_t k, const float* a, int64_t a
 // Below this many multiply-adds per row of c (n * k) the vector kernels' setup costs more than they
 // save over gemm_reference. Depends on n and k only, never on m (row-split invariance, see the top).
 inline constexpr int64_t kGemmVectorMinRowWork = 256;
+
+// gemm with b given by its packer (GemmBPacker) instead of as a matrix: the same contract and the same
+// bits as gemm on the materialized b. Returns false, doing nothing, where gemm would not take a vector
+// kernel (scalar ISA, n k < kGemmVectorMinRowWork): the caller then materializes b and calls gemm.
+inline bool gemm_packed_b(int64_t m, int64_t n, int64_t k, const float* a, int64_t a_rs, int64_t a_cs,
+                          const GemmBPacker& b, float* c, int64_t ldc, bool accumulate,
+                          const GemmEpilogue<float>* epilogue = nullptr) {
+  if (n * k < kGemmVectorMinRowWork) return false;
+#if GRAFT_GEMM_X86
+  switch (active_cpu_isa()) {
+    case CpuIsa::Avx512:
+      gemm_detail::gemm_threaded<gemm_detail::Avx512Kernel>(m, n, k, a, a_rs, a_cs, nullptr, 0, 0, c, ldc, accumulate,
+                                                            epilogue, &b);
+      return true;
+    case CpuIsa::Avx2:
+      gemm_detail::gemm_threaded<gemm_detail::Avx2Kernel>(m, n, k, a, a_rs, a_cs, nullptr, 0, 0, c, ldc, accumulate,
+                                                          epilogue, &b);
+      return true;
+    case CpuIsa::Scalar: break;
+  }
+#endif
+  return false;
+}
 
 // The one dispatch point for the CPU GEMM (contract at the top of this file). epilogue (may be null):
 // what each finished element gets before it is stored (GemmEpilogue, gemm_reference.hpp).
