@@ -15,7 +15,7 @@
 //                                 of cols straight from the image (Im2colPacker), no cols buffer
 //                 dcols [R, L]  = w_g^T [R, Og] @ dout [Og, L], then col2im into dx, in bands of
 //                                 output rows that stay in L2 (dx_band_rows)
-//                 dw_g  [Og, R] += dout [Og, L] @ cols^T [L, R]
+//                 dw_g  [Og, R] += dout [Og, L] @ cols^T [L, R], im2col in the same bands
 //   1x1 stride 1, no padding: cols is x itself (no im2col, no col2im)
 //   1x1 on small maps (L < kBatchedPointwiseMaxL, batches with enough rows): one GEMM over the whole
 //               batch (see below)
@@ -405,20 +405,29 @@ inline void general_backward_dx(float* dx, const float* dout, const float* w, co
     for (int64_t grp = 0; grp < g.G; ++grp) one(n, grp);
 }
 
-// dw [O, R] += sum over images, in order, of dout_ng [Og, L] @ cols^T [L, R] per group.
+// dw [O, R] += sum over images, in order, of dout_ng [Og, L] @ cols^T [L, R] per group; im2col a band
+// of output rows at a time (dx_band_rows), so each band's cols is packed by the GEMM from L2.
 inline void general_backward_dw(float* dw, const float* dout, const float* x, const Conv2dGeometry& g,
                                 const IsaLoops& loops) {
+  const int64_t band = g.pointwise ? g.OH : dx_band_rows(g);
+  float* buf = g.pointwise ? nullptr : scratch(0, g.R * band * g.OW);
   for (int64_t n = 0; n < g.N; ++n)
     for (int64_t grp = 0; grp < g.G; ++grp) {
       const float* x_ng = x + (n * g.C + grp * g.Cg) * g.H * g.W;
-      const float* cols = x_ng;
-      if (!g.pointwise) {
-        float* buf = scratch(0, g.R * g.L);
-        im2col(buf, x_ng, g, loops);
-        cols = buf;
+      const float* dout_ng = dout + (n * g.O + grp * g.Og) * g.L;
+      for (int64_t oh0 = 0; oh0 < g.OH; oh0 += band) {
+        const int64_t l0 = oh0 * g.OW, cols = (std::min(g.OH, oh0 + band) - oh0) * g.OW;
+        const float* cols_band = x_ng + l0;  // [R, cols] with row stride ld
+        int64_t ld = g.L;
+        if (!g.pointwise) {
+          parallel_for(0, g.R, std::max<int64_t>(1, 16384 / cols), [&](int64_t lo, int64_t hi) {
+            for (int64_t r = lo; r < hi; ++r) loops.im2col_segment(buf + r * cols, x_ng, g, r, l0, l0 + cols);
+          });
+          cols_band = buf, ld = cols;
+        }
+        gemm_tiled(g.Og, g.R, cols, dout_ng + l0, g.L, 1, cols_band, 1, ld, dw + grp * g.Og * g.R, g.R, true,
+                   nullptr);
       }
-      gemm_tiled(g.Og, g.R, g.L, dout + (n * g.O + grp * g.Og) * g.L, g.L, 1, cols, 1, g.L, dw + grp * g.Og * g.R,
-                 g.R, true, nullptr);
     }
 }
 
