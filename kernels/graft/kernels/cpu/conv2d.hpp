@@ -49,6 +49,13 @@
 
 namespace graft::kernels::cpu {
 
+// One run of the implicit GEMM's packing (conv2d_im2col_pack): output columns [ow0, ow1) of output
+// row oh, at packed-row offset dst (panel and column within it), or `zero` columns of padding.
+struct Im2colPiece {
+  int64_t oh, ow0, ow1, dst;
+  bool zero;
+};
+
 // For tap column kw, output column ow reads input column iw = ow sw + iw0; [lo, hi) are the ow with
 // iw inside the image (lo <= hi).
 struct TapColumns {
@@ -122,6 +129,8 @@ struct IsaLoops {
   float (*sum)(const float*, int64_t);
   void (*im2col_rows)(float*, const float*, const Conv2dGeometry&, int64_t, int64_t);
   void (*im2col_segment)(float*, const float*, const Conv2dGeometry&, int64_t, int64_t, int64_t);
+  void (*im2col_pack)(float*, int64_t, const float*, const Conv2dGeometry&, int64_t, int64_t, const Im2colPiece*,
+                      int64_t);
   void (*col2im_rows)(float*, const float*, int64_t, const Conv2dGeometry&, int64_t, int64_t);
   void (*depthwise_pad_plane)(float*, const float*, const Conv2dGeometry&, const DepthwiseLayout&);
   void (*depthwise_unpad_plane)(float*, const float*, const Conv2dGeometry&, const DepthwiseLayout&);
@@ -135,7 +144,7 @@ struct IsaLoops {
 #define GRAFT_CONV2D_LOOPS(ISA)                                                                          \
   IsaLoops {                                                                                             \
     &ISA::conv2d_fill, &ISA::conv2d_sum, &ISA::conv2d_im2col_rows, &ISA::conv2d_im2col_segment,         \
-        &ISA::conv2d_col2im_rows, &ISA::depthwise_pad_plane, &ISA::depthwise_unpad_plane,                \
+        &ISA::conv2d_im2col_pack, &ISA::conv2d_col2im_rows, &ISA::depthwise_pad_plane, &ISA::depthwise_unpad_plane,                \
         &ISA::depthwise_forward_plane, &ISA::depthwise_dx_scatter, &ISA::depthwise_dw_plane              \
   }
 inline constexpr IsaLoops kAvx2Loops = GRAFT_CONV2D_LOOPS(avx2);
@@ -311,16 +320,23 @@ struct Im2colPacker {
   const float* x_ng;
   const Conv2dGeometry* g;
   const IsaLoops* loops;
+  // The runs of columns [j0, j0 + nc) (the same for every row of cols), split at output-row and
+  // panel ends, then the last panel's padding; the ISA loop walks them for each of the kc rows.
   static void pack(const void* ctx, int64_t p0, int64_t kc, int64_t j0, int64_t nc, int64_t nr, float* packed) {
     const Im2colPacker& s = *static_cast<const Im2colPacker*>(ctx);
-    const int64_t panels = (nc + nr - 1) / nr;
-    for (int64_t p = 0; p < kc; ++p)  // row p0 + p of cols, one NR-column piece per panel
-      for (int64_t q = 0; q < panels; ++q) {
-        float* dst = packed + (q * kc + p) * nr;
-        const int64_t l0 = j0 + q * nr, l1 = std::min(j0 + nc, l0 + nr);
-        s.loops->im2col_segment(dst, s.x_ng, *s.g, p0 + p, l0, l1);
-        if (l1 - l0 < nr) s.loops->fill(dst + (l1 - l0), nr - (l1 - l0), 0.0f);
-      }
+    const int64_t OW = s.g->OW;
+    thread_local std::vector<Im2colPiece> pieces;
+    pieces.clear();
+    int64_t oh = j0 / OW, ow = j0 % OW, q = 0, jj = 0;  // jj: column within panel q
+    for (int64_t left = nc; left > 0;) {
+      const int64_t len = std::min({left, OW - ow, nr - jj});
+      pieces.push_back({oh, ow, ow + len, q * kc * nr + jj, false});
+      left -= len, ow += len, jj += len;
+      if (ow == OW) ow = 0, ++oh;
+      if (jj == nr) jj = 0, ++q;
+    }
+    if (jj > 0) pieces.push_back({0, 0, nr - jj, q * kc * nr + jj, true});
+    s.loops->im2col_pack(packed, nr, s.x_ng, *s.g, p0, kc, pieces.data(), int64_t(pieces.size()));
   }
 };
 
