@@ -65,9 +65,9 @@ namespace graft::kernels::cpu {
 namespace gemm_detail {
 
 // A thread-local scratch buffer of at least `count` floats, 64-byte aligned; grown, never shrunk.
-// slot 0: packed A block, slot 1: packed B panel.
+// slot 0: packed A block, slot 1: packed B panel, slot 2: a packed B block the threads share.
 inline float* pack_buffer(int slot, size_t count) {
-  thread_local std::vector<float> buffers[2];
+  thread_local std::vector<float> buffers[3];
   std::vector<float>& buf = buffers[slot];
   if (buf.size() < count + 16) buf.resize(count + 16);
   const auto addr = reinterpret_cast<uintptr_t>(buf.data());
@@ -429,23 +429,33 @@ struct GemmProblem {
   const GemmBPacker* b_pack;
 };
 
+// The packed block b[pc:pc+kc, jc:jc+nc] ([ceil(nc/NR)][kc][NR]), from b or by the caller's packer.
+template <class Kernel>
+inline void pack_b_block(const GemmProblem& g, int64_t pc, int64_t kc, int64_t jc, int64_t nc, float* packed) {
+  if (g.b_pack)
+    g.b_pack->pack(g.b_pack->ctx, pc, kc, jc, nc, Kernel::NR, packed);
+  else
+    pack_b_panel<Kernel>(kc, nc, g.b + pc * g.b_rs + jc * g.b_cs, g.b_rs, g.b_cs, packed);
+}
+
 // One thread's part of the (ic, pc) block: rows [ic + i0, ic + i1) (i0 a multiple of MR) and columns
 // [j0, j1) (j0 a multiple of NR) of c, k block [pc, pc + kc). a_packed: the block's packed a
-// ([mc/MR][kc][MR], shared) or null (a read in place). Packs its own b blocks when pack_b.
+// ([mc/MR][kc][MR], shared) or null (a read in place). When pack_b it packs its own b blocks, unless
+// b_shared holds b[pc:pc+kc, j0:j1] already packed (one NC block, packed by all the threads).
 template <class Kernel>
 inline void gemm_block_part(const GemmProblem& g, int64_t ic, int64_t pc, int64_t kc, bool overwrite, bool last,
-                            const float* a_packed, bool pack_b, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+                            const float* a_packed, bool pack_b, int64_t i0, int64_t i1, int64_t j0, int64_t j1,
+                            const float* b_shared = nullptr) {
   constexpr int64_t MR = Kernel::MR, NR = Kernel::NR, NC = Kernel::NC;
   const Operands ops = pack_b ? Operands::PackedB : Operands::Direct;
   const int64_t a_rs = a_packed ? 1 : g.a_rs, a_cs = a_packed ? MR : g.a_cs;  // a packed: [kc][MR] per tile
-  float* b_packed = pack_b ? pack_buffer(1, size_t(kc * std::min(NC, (j1 - j0 + NR - 1) / NR * NR))) : nullptr;
+  float* b_own =
+      pack_b && !b_shared ? pack_buffer(1, size_t(kc * std::min(NC, (j1 - j0 + NR - 1) / NR * NR))) : nullptr;
   for (int64_t jc = j0; jc < j1; jc += NC) {
     const int64_t nc = std::min(NC, j1 - jc);
     const float* b_block = g.b_pack ? nullptr : g.b + pc * g.b_rs + jc * g.b_cs;  // b[pc:pc+kc, jc:jc+nc]
-    if (g.b_pack)
-      g.b_pack->pack(g.b_pack->ctx, pc, kc, jc, nc, NR, b_packed);
-    else if (pack_b)
-      pack_b_panel<Kernel>(kc, nc, b_block, g.b_rs, g.b_cs, b_packed);
+    if (b_own) pack_b_block<Kernel>(g, pc, kc, jc, nc, b_own);
+    const float* b_packed = b_shared ? b_shared : b_own;
     for (int64_t ir = i0; ir < i1; ir += MR) {
       const int64_t rows = std::min(MR, i1 - ir);
       const float* a_tile = a_packed ? a_packed + (ir / MR) * kc * MR : g.a + (ic + ir) * g.a_rs + pc * g.a_cs;
@@ -475,8 +485,10 @@ inline constexpr int64_t kGemmPackedAMax = int64_t(1) << 21;
 // column tiles than row tiles, else the rows (whole MR tiles), into a few tasks per thread that the
 // threads claim as they become free. No tile straddles two tasks and the
 // per-element arithmetic depends on neither the split nor the operand modes, so the bits do not change.
-// With a read in place the threads never wait for each other: one region does the whole product. A
-// packed a is packed for a group of k blocks at a time (kGemmPackedAMax), then computed on.
+// Column tasks with a read in place never wait for each other: one region does the whole product.
+// Row tasks share b instead: each block of it is packed by all the threads together, then computed
+// on (two regions per block). A packed a is packed for a group of k blocks at a time
+// (kGemmPackedAMax), then computed on.
 // Packing b pays when many row tiles reuse it (m large) and is needed when b's columns are strided.
 // Packing a pays only when its rows are strided (a transposed view) and many column tiles reuse it (n
 // large): a tile's 6 contiguous rows read in place are as good as a packed micro-panel (measured).
@@ -526,10 +538,35 @@ inline void gemm_driver(const GemmProblem& g, int threads) {
     parallel_for_claimed(0, tasks, body);
   };
 
-  if (!pack_a) {
+  if (!pack_a && (by_cols || tasks == 1 || !pack_b)) {
     on_tasks([&](int64_t t) {
       for (int64_t ic = 0; ic < g.m; ic += mc_step) run_part(t, ic, 0, blocks, nullptr);
     });
+    return;
+  }
+  if (!pack_a) {
+    // Row tasks all need the whole of b: the threads pack each block of it together (panels split
+    // between them), then take their rows against the shared copy, instead of each packing all of it.
+    float* b_shared = pack_buffer(2, size_t(KC * std::min(Kernel::NC, col_tiles * NR)));
+    for (int64_t ic = 0; ic < g.m; ic += mc_step) {
+      const int64_t mc = std::min(mc_step, g.m - ic), row_tiles = (mc + MR - 1) / MR;
+      for (int64_t blk = 0; blk < blocks; ++blk) {
+        const int64_t pc = k_block_begin(g.k, blocks, blk), kc = k_block_begin(g.k, blocks, blk + 1) - pc;
+        for (int64_t jc = 0; jc < g.n; jc += Kernel::NC) {
+          const int64_t nc = std::min(Kernel::NC, g.n - jc), panels = (nc + NR - 1) / NR;
+          parallel_for(0, panels, 1, [&](int64_t q0, int64_t q1) {
+            for (int64_t q = q0; q < q1; ++q)
+              pack_b_block<Kernel>(g, pc, kc, jc + q * NR, std::min(NR, nc - q * NR), b_shared + q * kc * NR);
+          });
+          on_tasks([&](int64_t t) {
+            const int64_t first = row_tiles * t / tasks, end = row_tiles * (t + 1) / tasks;
+            if (first == end) return;
+            gemm_block_part<Kernel>(g, ic, pc, kc, blk == 0 && !g.accumulate, blk + 1 == blocks, nullptr, true,
+                                    first * MR, std::min(mc, end * MR), jc, jc + nc, b_shared);
+          });
+        }
+      }
+    }
     return;
   }
   const int64_t group = std::max<int64_t>(1, kGemmPackedAMax / (row_tiles_max * MR * KC));
