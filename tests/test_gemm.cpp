@@ -378,7 +378,7 @@ TEST_CASE("gemm: gemm_packed_b gives gemm's bits on the materialized b, under ev
   const Shape3 shapes[] = {{1, 1, 1},     {5, 7, 3},    {13, 33, 17},  {6, 16, 257},    {7, 17, 513},
                            {1, 700, 300}, {97, 15, 31}, {49, 129, 40}, {300, 700, 257}, {64, 3136, 40},
                            {1030, 100, 300}};  // the last: row tasks sharing the packed b
-  std::vector<float> bias(300);
+  std::vector<float> bias(1030);  // per row: m at most
   for (size_t i = 0; i < bias.size(); ++i) bias[i] = float(i % 13) * 0.25f - 1.5f;
   graft_test::for_each_cpu_isa([&](CpuIsa isa) {
     uint32_t seed = 40;
