@@ -8,9 +8,10 @@
 //     c must not overlap a or b.
 //   Threads: a float product large enough (m n k >= kGemmParallelMinWork) is split over the thread pool
 //   inside the call: the threads pack each block of a together and share it, then take column slabs
-//   (each packing its own blocks of b) when n is wide, else row slabs; called from inside a pool task
-//   (a caller that already parallelizes over batches) it runs serially. Either way every c[i, j] gets
-//   the same bits (see row-split invariance below).
+//   (each packing its own blocks of b) when n is wide, else row slabs (sharing each block of b, packed
+//   together); called from inside a pool task (a caller that already parallelizes over batches) it
+//   runs serially. Either way every c[i, j] gets the same bits (see row-split invariance below).
+//   gemm_packed_b: the same with b packed by the caller (GemmBPacker; the implicit-GEMM convolution).
 //   float dispatches on active_cpu_isa() (cpu_features.hpp, GRAFT_CPU_ISA): gemm_avx512, gemm_avx2, or
 //   gemm_reference; double (and any other T) always takes gemm_reference, so gradchecks stay exact.
 //
