@@ -144,8 +144,9 @@ struct IsaLoops {
 #define GRAFT_CONV2D_LOOPS(ISA)                                                                          \
   IsaLoops {                                                                                             \
     &ISA::conv2d_fill, &ISA::conv2d_sum, &ISA::conv2d_im2col_rows, &ISA::conv2d_im2col_segment,         \
-        &ISA::conv2d_im2col_pack, &ISA::conv2d_col2im_rows, &ISA::depthwise_pad_plane, &ISA::depthwise_unpad_plane,                \
-        &ISA::depthwise_forward_plane, &ISA::depthwise_dx_scatter, &ISA::depthwise_dw_plane              \
+        &ISA::conv2d_im2col_pack, &ISA::conv2d_col2im_rows, &ISA::depthwise_pad_plane,                   \
+        &ISA::depthwise_unpad_plane, &ISA::depthwise_forward_plane, &ISA::depthwise_dx_scatter,          \
+        &ISA::depthwise_dw_plane                                                                         \
   }
 inline constexpr IsaLoops kAvx2Loops = GRAFT_CONV2D_LOOPS(avx2);
 inline constexpr IsaLoops kAvx512Loops = GRAFT_CONV2D_LOOPS(avx512);
@@ -215,12 +216,13 @@ inline bool batched_pointwise(const Conv2dGeometry& g) {
          (g.N * g.L >= kBatchedPointwiseMinRows || g.L < kBatchedPointwiseAlwaysL);
 }
 
-// dst [N, L, C] = src [N, C, L] transposed per image.
+// dst [N, L, C] = src [N, C, L] transposed per image, threaded over the N L rows of dst.
 inline void transpose_images(float* dst, const float* src, int64_t N, int64_t C, int64_t L) {
-  parallel_for(0, N, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, C * L)), [&](int64_t lo, int64_t hi) {
-    for (int64_t n = lo; n < hi; ++n)
-      for (int64_t c = 0; c < C; ++c)
-        for (int64_t l = 0; l < L; ++l) dst[(n * L + l) * C + c] = src[(n * C + c) * L + l];
+  parallel_for(0, N * L, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, C)), [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t) {
+      const int64_t n = t / L, l = t % L;
+      for (int64_t c = 0; c < C; ++c) dst[t * C + c] = src[(n * C + c) * L + l];
+    }
   });
 }
 
@@ -384,14 +386,9 @@ inline void general_backward_dx(float* dx, const float* dout, const float* w, co
                                 const IsaLoops& loops) {
   // w_g^T [R, Og] once for the whole batch, so every image's GEMM reads its a in place, row by row.
   std::vector<float> wt(size_t(g.O * g.R));
-  parallel_for(0, g.G * g.R, std::max<int64_t>(1, 16384 / g.Og), [&](int64_t lo, int64_t hi) {
-    for (int64_t t = lo; t < hi; ++t) {
-      const int64_t grp = t / g.R, r = t % g.R;
-      for (int64_t o = 0; o < g.Og; ++o) wt[size_t(t * g.Og + o)] = w[(grp * g.Og + o) * g.R + r];
-    }
-  });
+  transpose_images(wt.data(), w, g.G, g.Og, g.R);
   auto one = [&](int64_t n, int64_t grp) {
-    const float* wt_g = wt.data() + grp * g.R * g.Og;              // [R, Og]
+    const float* wt_g = wt.data() + grp * g.R * g.Og;            // [R, Og]
     const float* dout_ng = dout + (n * g.O + grp * g.Og) * g.L;  // [Og, L]
     float* dx_ng = dx + (n * g.C + grp * g.Cg) * g.H * g.W;      // [Cg, H, W]
     if (g.pointwise) {  // dx_ng [Cg, L] = w_g^T [Cg, Og] @ dout_ng [Og, L]
