@@ -5,6 +5,14 @@
 // those kernels exist). The CUDA entry is filled by <graft/cuda.cuh> during static
 // initialization, so code compiled by g++ reaches kernels compiled by nvcc in another translation
 // unit. A CUDA tensor meeting an empty slot throws, naming the op and the build flag.
+//
+// Where the CPU kernels are compiled (GRAFT_KERNEL_SLOT below). Header-only, the default: a slot
+// starts with its CPU kernel, so every translation unit that includes an op compiles its kernels,
+// every ISA of them (graft.hpp: about 35 s of g++ -O2 per unit). A program of several units can
+// compile them once instead, as spdlog's SPDLOG_COMPILED_LIB does: define GRAFT_COMPILED_KERNELS in
+// every unit, and in one unit also GRAFT_KERNELS_IMPLEMENTATION before including the headers
+// (kernels/graft_kernels.cpp; CMake: link graft::compiled). The slots then start empty and that
+// unit fills them during static initialization; the kernels run the same code either way.
 #pragma once
 #include <functional>
 #include <map>
@@ -20,6 +28,8 @@ namespace graft {
 // itself here when it is constructed.
 struct KernelSlotInfo {
   std::string cpu_fast;                 // the ISAs with a fast CPU kernel, e.g. "avx2 avx512"; "" if none
+  std::function<bool()> has_cpu;        // false only in a GRAFT_COMPILED_KERNELS program before (or
+                                        // without) its GRAFT_KERNELS_IMPLEMENTATION unit's initialization
   std::function<bool()> has_cuda;       // true once <graft/cuda.cuh> filled the slot's CUDA pointer
 };
 inline std::map<std::string, KernelSlotInfo>& kernel_slot_registry() {
@@ -36,7 +46,8 @@ struct KernelSlot {
   Fn cuda = nullptr;
 
   KernelSlot(const char* op_name, Fn cpu_entry, const char* cpu_fast = "") : op(op_name), cpu(cpu_entry) {
-    kernel_slot_registry()[op_name] = KernelSlotInfo{cpu_fast, [this] { return cuda != nullptr; }};
+    kernel_slot_registry()[op_name] =
+        KernelSlotInfo{cpu_fast, [this] { return cpu != nullptr; }, [this] { return cuda != nullptr; }};
   }
   KernelSlot(const KernelSlot&) = delete;
   KernelSlot& operator=(const KernelSlot&) = delete;
@@ -46,10 +57,32 @@ struct KernelSlot {
     GRAFT_CHECK(f != nullptr, op, "no kernel for device ", d,
                 d.is_cuda() ? ": CUDA backend not compiled in (build with -DGRAFT_CUDA=ON and "
                               "include <graft/cuda.cuh> in one .cu file)"
-                            : "");
+                            : ": built with GRAFT_COMPILED_KERNELS, but no translation unit that defines "
+                              "GRAFT_KERNELS_IMPLEMENTATION and includes this op's header is linked in "
+                              "(CMake: link graft::compiled), or this call ran during static "
+                              "initialization, before that unit's");
     return f;
   }
 };
+
+// GRAFT_KERNEL_SLOT(Fn, name, "op", cpu_kernel[, "cpu fast ISAs"]): defines the op's slot
+//   inline KernelSlot<Fn> name{"op", &cpu_kernel, "cpu fast ISAs"}
+// with the CPU kernel in it (header-only), or empty and filled by the implementation unit
+// (GRAFT_COMPILED_KERNELS, see the top of this file). Put it once, in the header that defines the op.
+#if defined(GRAFT_KERNELS_IMPLEMENTATION) && !defined(GRAFT_COMPILED_KERNELS)
+#define GRAFT_COMPILED_KERNELS 1
+#endif
+#if !defined(GRAFT_COMPILED_KERNELS)
+#define GRAFT_KERNEL_SLOT(FN, NAME, OP, CPU_KERNEL, ...) \
+  inline KernelSlot<FN> NAME { OP, &CPU_KERNEL __VA_OPT__(, ) __VA_ARGS__ }
+#elif defined(GRAFT_KERNELS_IMPLEMENTATION)
+#define GRAFT_KERNEL_SLOT(FN, NAME, OP, CPU_KERNEL, ...)               \
+  inline KernelSlot<FN> NAME{OP, nullptr __VA_OPT__(, ) __VA_ARGS__}; \
+  [[maybe_unused]] static const bool graft_compiled_kernel_##NAME = (NAME.cpu = &CPU_KERNEL, true)
+#else
+#define GRAFT_KERNEL_SLOT(FN, NAME, OP, CPU_KERNEL, ...) \
+  inline KernelSlot<FN> NAME { OP, nullptr __VA_OPT__(, ) __VA_ARGS__ }
+#endif
 
 // The coverage table of docs/ARCHITECTURE.md: one row per kernel slot, which kernels fill it.
 // "reference" is the plain loop every CPU entry falls back to (the float64 path, GRAFT_CPU_ISA=scalar).

@@ -251,10 +251,10 @@ using AttentionBackwardKernel = void (*)(const Tensor& dq, const Tensor& dk, con
                                          const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                                          const Tensor& lse, const Tensor& bias, const Tensor& keep,
                                          double dropout_p, bool is_causal, double scale);
-inline KernelSlot<AttentionKernel> attention_kernel{"scaled_dot_product_attention",
-                                                    &kernels::cpu::attention_forward_cpu, "avx2 avx512"};
-inline KernelSlot<AttentionBackwardKernel> attention_backward_kernel{
-    "scaled_dot_product_attention_backward", &kernels::cpu::attention_backward_cpu, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(AttentionKernel, attention_kernel, "scaled_dot_product_attention",
+                  kernels::cpu::attention_forward_cpu, "avx2 avx512");
+GRAFT_KERNEL_SLOT(AttentionBackwardKernel, attention_backward_kernel, "scaled_dot_product_attention_backward",
+                  kernels::cpu::attention_backward_cpu, "avx2 avx512");
 
 namespace detail_attention {
 // lead + [a, b]

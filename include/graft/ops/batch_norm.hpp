@@ -156,9 +156,9 @@ using BatchNormBackwardKernel = void (*)(const Tensor& dx, const Tensor& dweight
                                          const Tensor& dout, const Tensor& x, const Tensor& weight,
                                          const Tensor& mean, const Tensor& rstd, int64_t N, int64_t C, int64_t S,
                                          bool training);
-inline KernelSlot<BatchNormKernel> batch_norm_kernel{"batch_norm", &kernels::cpu::batch_norm_forward, "avx2 avx512"};
-inline KernelSlot<BatchNormBackwardKernel> batch_norm_backward_kernel{"batch_norm_backward",
-                                                                      &kernels::cpu::batch_norm_backward, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(BatchNormKernel, batch_norm_kernel, "batch_norm", kernels::cpu::batch_norm_forward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(BatchNormBackwardKernel, batch_norm_backward_kernel, "batch_norm_backward",
+                  kernels::cpu::batch_norm_backward, "avx2 avx512");
 
 namespace autograd {
 class BatchNormBackward final : public Node {

@@ -170,9 +170,9 @@ using Conv2dKernel = void (*)(const Tensor& out, const Tensor& x, const Tensor& 
 using Conv2dBackwardKernel = void (*)(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
                                       const Tensor& x, const Tensor& weight, const Shape& x_shape, const Shape& w_shape,
                                       const Conv2dParams& p);
-inline KernelSlot<Conv2dKernel> conv2d_kernel{"conv2d", &kernels::cpu::conv2d_forward, "avx2 avx512"};
-inline KernelSlot<Conv2dBackwardKernel> conv2d_backward_kernel{"conv2d_backward", &kernels::cpu::conv2d_backward,
-                                                               "avx2 avx512"};
+GRAFT_KERNEL_SLOT(Conv2dKernel, conv2d_kernel, "conv2d", kernels::cpu::conv2d_forward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(Conv2dBackwardKernel, conv2d_backward_kernel, "conv2d_backward", kernels::cpu::conv2d_backward,
+                  "avx2 avx512");
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, std::array<int64_t, 2> stride,
               std::array<int64_t, 2> padding, std::array<int64_t, 2> dilation, int64_t groups);

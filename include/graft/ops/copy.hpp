@@ -42,7 +42,7 @@ inline void copy_forward(const Tensor& dst, const Tensor& src) {
 }  // namespace kernels::cpu
 
 using CopyKernel = void (*)(const Tensor& dst, const Tensor& src);
-inline KernelSlot<CopyKernel> copy_kernel{"copy", &kernels::cpu::copy_forward, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(CopyKernel, copy_kernel, "copy", kernels::cpu::copy_forward, "avx2 avx512");
 
 // Copies between devices: contiguous same-dtype bytes through the allocators.
 inline void copy_across_devices(const Tensor& dst, const Tensor& src) {

@@ -45,9 +45,8 @@ inline void dropout_backward(const Tensor& dx, const Tensor& dout, const Tensor&
 
 using DropoutKernel = void (*)(const Tensor& out, const Tensor& mask, const Tensor& x, double p, Generator& gen);
 using DropoutBackwardKernel = void (*)(const Tensor& dx, const Tensor& dout, const Tensor& mask);
-inline KernelSlot<DropoutKernel> dropout_kernel{"dropout", &kernels::cpu::dropout_forward};
-inline KernelSlot<DropoutBackwardKernel> dropout_backward_kernel{"dropout_backward",
-                                                                 &kernels::cpu::dropout_backward};
+GRAFT_KERNEL_SLOT(DropoutKernel, dropout_kernel, "dropout", kernels::cpu::dropout_forward);
+GRAFT_KERNEL_SLOT(DropoutBackwardKernel, dropout_backward_kernel, "dropout_backward", kernels::cpu::dropout_backward);
 
 namespace autograd {
 class DropoutBackward final : public Node {

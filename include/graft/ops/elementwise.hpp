@@ -262,12 +262,12 @@ using WhereKernel = void (*)(const Tensor& out, const Tensor& cond, const Tensor
 using UnaryKernel = void (*)(const Tensor& out, const Tensor& x, UnaryOp op, double p0, double p1);
 using UnaryBackwardKernel = void (*)(const Tensor& dfdx, const Tensor& x, const Tensor& y, UnaryOp op,
                                      double p0, double p1);
-inline KernelSlot<BinaryKernel> binary_kernel{"binary", &kernels::cpu::binary_forward_cpu, "avx2 avx512"};
-inline KernelSlot<CompareKernel> compare_kernel{"compare", &kernels::cpu::compare_forward_cpu, "avx2 avx512"};
-inline KernelSlot<WhereKernel> where_kernel{"where", &kernels::cpu::where_forward_cpu, "avx2 avx512"};
-inline KernelSlot<UnaryKernel> unary_kernel{"unary", &kernels::cpu::unary_forward_cpu, "avx2 avx512"};
-inline KernelSlot<UnaryBackwardKernel> unary_backward_kernel{"unary_backward", &kernels::cpu::unary_backward_cpu,
-                                                             "avx2 avx512"};
+GRAFT_KERNEL_SLOT(BinaryKernel, binary_kernel, "binary", kernels::cpu::binary_forward_cpu, "avx2 avx512");
+GRAFT_KERNEL_SLOT(CompareKernel, compare_kernel, "compare", kernels::cpu::compare_forward_cpu, "avx2 avx512");
+GRAFT_KERNEL_SLOT(WhereKernel, where_kernel, "where", kernels::cpu::where_forward_cpu, "avx2 avx512");
+GRAFT_KERNEL_SLOT(UnaryKernel, unary_kernel, "unary", kernels::cpu::unary_forward_cpu, "avx2 avx512");
+GRAFT_KERNEL_SLOT(UnaryBackwardKernel, unary_backward_kernel, "unary_backward", kernels::cpu::unary_backward_cpu,
+                  "avx2 avx512");
 
 Tensor sum_to(const Tensor& x, const Shape& shape);  // graft/ops/reduce.hpp
 Tensor mul(const Tensor& a, const Tensor& b);

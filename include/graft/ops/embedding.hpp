@@ -55,9 +55,9 @@ inline void embedding_backward(const Tensor& dweight, const Tensor& dout, const 
 using EmbeddingKernel = void (*)(const Tensor& out, const Tensor& weight, const Tensor& indices);
 using EmbeddingBackwardKernel = void (*)(const Tensor& dweight, const Tensor& dout, const Tensor& indices,
                                          int64_t padding_idx);
-inline KernelSlot<EmbeddingKernel> embedding_kernel{"embedding", &kernels::cpu::embedding_forward};
-inline KernelSlot<EmbeddingBackwardKernel> embedding_backward_kernel{"embedding_backward",
-                                                                     &kernels::cpu::embedding_backward};
+GRAFT_KERNEL_SLOT(EmbeddingKernel, embedding_kernel, "embedding", kernels::cpu::embedding_forward);
+GRAFT_KERNEL_SLOT(EmbeddingBackwardKernel, embedding_backward_kernel, "embedding_backward",
+                  kernels::cpu::embedding_backward);
 
 namespace autograd {
 class EmbeddingBackward final : public Node {

@@ -197,12 +197,12 @@ inline void gather_backward(const Tensor& dx, const Tensor& dout, const Tensor& 
 using CatKernel = void (*)(const Tensor& out, const std::vector<Tensor>& inputs, int dim);
 using IndexSelectKernel = void (*)(const Tensor& out, const Tensor& x, const Tensor& index, int dim);
 using GatherKernel = void (*)(const Tensor& out, const Tensor& x, const Tensor& index, int dim);
-inline KernelSlot<CatKernel> cat_kernel{"cat", &kernels::cpu::cat_forward};
-inline KernelSlot<IndexSelectKernel> index_select_kernel{"index_select", &kernels::cpu::index_select_forward};
-inline KernelSlot<IndexSelectKernel> index_select_backward_kernel{"index_select_backward",
-                                                                  &kernels::cpu::index_select_backward};
-inline KernelSlot<GatherKernel> gather_kernel{"gather", &kernels::cpu::gather_forward};
-inline KernelSlot<GatherKernel> gather_backward_kernel{"gather_backward", &kernels::cpu::gather_backward};
+GRAFT_KERNEL_SLOT(CatKernel, cat_kernel, "cat", kernels::cpu::cat_forward);
+GRAFT_KERNEL_SLOT(IndexSelectKernel, index_select_kernel, "index_select", kernels::cpu::index_select_forward);
+GRAFT_KERNEL_SLOT(IndexSelectKernel, index_select_backward_kernel, "index_select_backward",
+                  kernels::cpu::index_select_backward);
+GRAFT_KERNEL_SLOT(GatherKernel, gather_kernel, "gather", kernels::cpu::gather_forward);
+GRAFT_KERNEL_SLOT(GatherKernel, gather_backward_kernel, "gather_backward", kernels::cpu::gather_backward);
 
 // ---- cat / stack ---------------------------------------------------------------------------------
 namespace autograd {

@@ -138,9 +138,9 @@ using LayerNormKernel = void (*)(const Tensor& out, const Tensor& mean, const Te
 using LayerNormBackwardKernel = void (*)(const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
                                          const Tensor& dout, const Tensor& x, const Tensor& weight,
                                          const Tensor& mean, const Tensor& rstd, int64_t M, int64_t N);
-inline KernelSlot<LayerNormKernel> layer_norm_kernel{"layer_norm", &kernels::cpu::layer_norm_forward, "avx2 avx512"};
-inline KernelSlot<LayerNormBackwardKernel> layer_norm_backward_kernel{"layer_norm_backward",
-                                                                      &kernels::cpu::layer_norm_backward, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(LayerNormKernel, layer_norm_kernel, "layer_norm", kernels::cpu::layer_norm_forward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(LayerNormBackwardKernel, layer_norm_backward_kernel, "layer_norm_backward",
+                  kernels::cpu::layer_norm_backward, "avx2 avx512");
 
 namespace autograd {
 class LayerNormBackward final : public Node {

@@ -318,19 +318,17 @@ using BceBackwardKernel = void (*)(const Tensor& dlogits, const Tensor& dtarget,
 using MseKernel = void (*)(const Tensor& loss, const Tensor& input, const Tensor& target);
 using MseBackwardKernel = void (*)(const Tensor& dinput, const Tensor& dtarget, const Tensor& dloss,
                                    const Tensor& input, const Tensor& target);
-inline KernelSlot<CrossEntropyKernel> cross_entropy_kernel{"cross_entropy", &kernels::cpu::cross_entropy_forward,
-                                                            "avx2 avx512"};
-inline KernelSlot<CrossEntropyBackwardKernel> cross_entropy_backward_kernel{"cross_entropy_backward",
-                                                                            &kernels::cpu::cross_entropy_backward,
-                                                                            "avx2 avx512"};
-inline KernelSlot<BceKernel> bce_with_logits_kernel{"binary_cross_entropy_with_logits",
-                                                    &kernels::cpu::bce_with_logits_forward, "avx2 avx512"};
-inline KernelSlot<BceBackwardKernel> bce_with_logits_backward_kernel{"binary_cross_entropy_with_logits_backward",
-                                                                     &kernels::cpu::bce_with_logits_backward,
-                                                                     "avx2 avx512"};
-inline KernelSlot<MseKernel> mse_kernel{"mse_loss", &kernels::cpu::mse_forward, "avx2 avx512"};
-inline KernelSlot<MseBackwardKernel> mse_backward_kernel{"mse_loss_backward", &kernels::cpu::mse_backward,
-                                                         "avx2 avx512"};
+GRAFT_KERNEL_SLOT(CrossEntropyKernel, cross_entropy_kernel, "cross_entropy", kernels::cpu::cross_entropy_forward,
+                  "avx2 avx512");
+GRAFT_KERNEL_SLOT(CrossEntropyBackwardKernel, cross_entropy_backward_kernel, "cross_entropy_backward",
+                  kernels::cpu::cross_entropy_backward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(BceKernel, bce_with_logits_kernel, "binary_cross_entropy_with_logits",
+                  kernels::cpu::bce_with_logits_forward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(BceBackwardKernel, bce_with_logits_backward_kernel, "binary_cross_entropy_with_logits_backward",
+                  kernels::cpu::bce_with_logits_backward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(MseKernel, mse_kernel, "mse_loss", kernels::cpu::mse_forward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(MseBackwardKernel, mse_backward_kernel, "mse_loss_backward", kernels::cpu::mse_backward,
+                  "avx2 avx512");
 
 // ---- cross_entropy -----------------------------------------------------------------------------------
 namespace autograd {

@@ -73,7 +73,7 @@ inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) 
 }  // namespace kernels::cpu
 
 using MatmulKernel = void (*)(const Tensor& out, const Tensor& a, const Tensor& b);
-inline KernelSlot<MatmulKernel> matmul_kernel{"matmul", &kernels::cpu::matmul_forward, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(MatmulKernel, matmul_kernel, "matmul", kernels::cpu::matmul_forward, "avx2 avx512");
 
 Tensor matmul(const Tensor& a, const Tensor& b);
 
@@ -182,7 +182,7 @@ inline void linear_forward(const Tensor& out, const Tensor& x, const Tensor& wei
 
 using LinearKernel = void (*)(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                               Activation act);
-inline KernelSlot<LinearKernel> linear_kernel{"linear", &kernels::cpu::linear_forward, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(LinearKernel, linear_kernel, "linear", kernels::cpu::linear_forward, "avx2 avx512");
 
 namespace autograd {
 // y = x2d weight^T + bias with x2d [rows, in], weight [out, in], bias [out] (or undefined).

@@ -227,12 +227,12 @@ using MaxDimBackwardKernel = void (*)(const Tensor& dx, const Tensor& dvalues, c
 using AmaxKernel = void (*)(const Tensor& out, const Tensor& x, int64_t M, int64_t K, bool is_max);
 using AmaxBackwardKernel = void (*)(const Tensor& dx, const Tensor& dout, const Tensor& x, const Tensor& out,
                                     int64_t M, int64_t K);
-inline KernelSlot<MaxDimKernel> max_dim_kernel{"max", &kernels::cpu::max_dim_forward, "avx2 avx512"};
-inline KernelSlot<MaxDimBackwardKernel> max_dim_backward_kernel{"max_backward", &kernels::cpu::max_dim_backward,
-                                                                "avx2 avx512"};
-inline KernelSlot<AmaxKernel> amax_kernel{"amax", &kernels::cpu::amax_forward, "avx2 avx512"};
-inline KernelSlot<AmaxBackwardKernel> amax_backward_kernel{"amax_backward", &kernels::cpu::amax_backward,
-                                                           "avx2 avx512"};
+GRAFT_KERNEL_SLOT(MaxDimKernel, max_dim_kernel, "max", kernels::cpu::max_dim_forward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(MaxDimBackwardKernel, max_dim_backward_kernel, "max_backward", kernels::cpu::max_dim_backward,
+                  "avx2 avx512");
+GRAFT_KERNEL_SLOT(AmaxKernel, amax_kernel, "amax", kernels::cpu::amax_forward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(AmaxBackwardKernel, amax_backward_kernel, "amax_backward", kernels::cpu::amax_backward,
+                  "avx2 avx512");
 
 namespace autograd {
 // Gradient of max/min over one dim: dvalues scattered to the selected indices.

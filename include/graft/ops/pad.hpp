@@ -71,7 +71,7 @@ inline void pad_forward(const Tensor& out, const Tensor& x, const std::vector<in
 }  // namespace kernels::cpu
 
 using PadKernel = void (*)(const Tensor& out, const Tensor& x, const std::vector<int64_t>& before, double value);
-inline KernelSlot<PadKernel> pad_kernel{"pad", &kernels::cpu::pad_forward};
+GRAFT_KERNEL_SLOT(PadKernel, pad_kernel, "pad", kernels::cpu::pad_forward);
 
 // Constant padding (see the top of this file). pads: (before, after) pairs from the last dim backwards.
 inline Tensor pad(const Tensor& x_in, const std::vector<int64_t>& pads, double value = 0.0) {

@@ -315,19 +315,20 @@ using AvgPool2dKernel = void (*)(const Tensor& out, const Tensor& x, const Pool2
 using AvgPool2dBackwardKernel = void (*)(const Tensor& dx, const Tensor& dout, const Pool2dParams& p);
 using AdaptiveAvgPool2dKernel = void (*)(const Tensor& out, const Tensor& x);
 using AdaptiveAvgPool2dBackwardKernel = void (*)(const Tensor& dx, const Tensor& dout);
-inline KernelSlot<MaxPool2dKernel> max_pool2d_kernel{"max_pool2d", &kernels::cpu::max_pool2d_forward, "avx2 avx512"};
-inline KernelSlot<MaxPool2dBackwardKernel> max_pool2d_backward_kernel{
-    "max_pool2d_backward", &kernels::cpu::max_pool2d_backward, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(MaxPool2dKernel, max_pool2d_kernel, "max_pool2d", kernels::cpu::max_pool2d_forward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(MaxPool2dBackwardKernel, max_pool2d_backward_kernel, "max_pool2d_backward",
+                  kernels::cpu::max_pool2d_backward, "avx2 avx512");
 // The gather has no vector kernel (VecF has no integer lanes): its CPU entry is the reference loop,
 // threaded over planes, so the slot declares no fast ISA.
-inline KernelSlot<MaxPool2dGatherKernel> max_pool2d_gather_kernel{"max_pool2d_gather", &kernels::cpu::max_pool2d_gather};
-inline KernelSlot<AvgPool2dKernel> avg_pool2d_kernel{"avg_pool2d", &kernels::cpu::avg_pool2d_forward, "avx2 avx512"};
-inline KernelSlot<AvgPool2dBackwardKernel> avg_pool2d_backward_kernel{
-    "avg_pool2d_backward", &kernels::cpu::avg_pool2d_backward, "avx2 avx512"};
-inline KernelSlot<AdaptiveAvgPool2dKernel> adaptive_avg_pool2d_kernel{
-    "adaptive_avg_pool2d", &kernels::cpu::adaptive_avg_pool2d_forward, "avx2 avx512"};
-inline KernelSlot<AdaptiveAvgPool2dBackwardKernel> adaptive_avg_pool2d_backward_kernel{
-    "adaptive_avg_pool2d_backward", &kernels::cpu::adaptive_avg_pool2d_backward, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(MaxPool2dGatherKernel, max_pool2d_gather_kernel, "max_pool2d_gather",
+                  kernels::cpu::max_pool2d_gather);
+GRAFT_KERNEL_SLOT(AvgPool2dKernel, avg_pool2d_kernel, "avg_pool2d", kernels::cpu::avg_pool2d_forward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(AvgPool2dBackwardKernel, avg_pool2d_backward_kernel, "avg_pool2d_backward",
+                  kernels::cpu::avg_pool2d_backward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(AdaptiveAvgPool2dKernel, adaptive_avg_pool2d_kernel, "adaptive_avg_pool2d",
+                  kernels::cpu::adaptive_avg_pool2d_forward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(AdaptiveAvgPool2dBackwardKernel, adaptive_avg_pool2d_backward_kernel, "adaptive_avg_pool2d_backward",
+                  kernels::cpu::adaptive_avg_pool2d_backward, "avx2 avx512");
 
 namespace detail_pool {
 // The pooling of a 4-D contiguous x, and the gradient of each (linear in dout, so each gradient

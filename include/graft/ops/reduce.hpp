@@ -77,7 +77,7 @@ inline void sum_forward(const Tensor& out, const Tensor& x, const std::vector<bo
 }  // namespace kernels::cpu
 
 using SumKernel = void (*)(const Tensor& out, const Tensor& x, const std::vector<bool>& mask);
-inline KernelSlot<SumKernel> sum_kernel{"sum", &kernels::cpu::sum_forward, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(SumKernel, sum_kernel, "sum", kernels::cpu::sum_forward, "avx2 avx512");
 
 inline Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false) {
   GRAFT_CHECK(x.defined(), "sum", "undefined tensor argument");

@@ -125,12 +125,12 @@ inline void log_softmax_backward(const Tensor& dx, const Tensor& dy, const Tenso
 using SoftmaxKernel = void (*)(const Tensor& y, const Tensor& x, int64_t outer, int64_t n, int64_t inner);
 using SoftmaxBackwardKernel = void (*)(const Tensor& dx, const Tensor& dy, const Tensor& y, int64_t outer,
                                        int64_t n, int64_t inner);
-inline KernelSlot<SoftmaxKernel> softmax_kernel{"softmax", &kernels::cpu::softmax_forward, "avx2 avx512"};
-inline KernelSlot<SoftmaxBackwardKernel> softmax_backward_kernel{"softmax_backward",
-                                                                 &kernels::cpu::softmax_backward, "avx2 avx512"};
-inline KernelSlot<SoftmaxKernel> log_softmax_kernel{"log_softmax", &kernels::cpu::log_softmax_forward, "avx2 avx512"};
-inline KernelSlot<SoftmaxBackwardKernel> log_softmax_backward_kernel{"log_softmax_backward",
-                                                                     &kernels::cpu::log_softmax_backward, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(SoftmaxKernel, softmax_kernel, "softmax", kernels::cpu::softmax_forward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(SoftmaxBackwardKernel, softmax_backward_kernel, "softmax_backward", kernels::cpu::softmax_backward,
+                  "avx2 avx512");
+GRAFT_KERNEL_SLOT(SoftmaxKernel, log_softmax_kernel, "log_softmax", kernels::cpu::log_softmax_forward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(SoftmaxBackwardKernel, log_softmax_backward_kernel, "log_softmax_backward",
+                  kernels::cpu::log_softmax_backward, "avx2 avx512");
 
 namespace autograd {
 // Backward of softmax or log_softmax from the saved output y.

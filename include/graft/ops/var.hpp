@@ -76,8 +76,8 @@ inline void var_backward(const Tensor& dx, const Tensor& dout, const Tensor& x, 
 using VarKernel = void (*)(const Tensor& out, const Tensor& x, int64_t M, int64_t K, int64_t correction);
 using VarBackwardKernel = void (*)(const Tensor& dx, const Tensor& dout, const Tensor& x, int64_t M, int64_t K,
                                    int64_t correction);
-inline KernelSlot<VarKernel> var_kernel{"var", &kernels::cpu::var_forward, "avx2 avx512"};
-inline KernelSlot<VarBackwardKernel> var_backward_kernel{"var_backward", &kernels::cpu::var_backward, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(VarKernel, var_kernel, "var", kernels::cpu::var_forward, "avx2 avx512");
+GRAFT_KERNEL_SLOT(VarBackwardKernel, var_backward_kernel, "var_backward", kernels::cpu::var_backward, "avx2 avx512");
 
 namespace autograd {
 class VarBackward final : public Node {

@@ -70,7 +70,7 @@ inline void adam_update(const Tensor& p, const Tensor& g, const Tensor& m, const
 
 using AdamUpdateKernel = void (*)(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v,
                                   const kernels::cpu::AdamCoefficients& c);
-inline KernelSlot<AdamUpdateKernel> adam_update_kernel{"adam_update", &kernels::cpu::adam_update, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(AdamUpdateKernel, adam_update_kernel, "adam_update", kernels::cpu::adam_update, "avx2 avx512");
 
 namespace optim {
 

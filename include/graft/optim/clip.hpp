@@ -86,7 +86,7 @@ inline void grad_scale(const Tensor& g, double s) {
 }  // namespace kernels::cpu
 
 using GradNormKernel = double (*)(const Tensor& g, double norm_type);
-inline KernelSlot<GradNormKernel> grad_norm_kernel{"grad_norm", &kernels::cpu::grad_norm_part, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(GradNormKernel, grad_norm_kernel, "grad_norm", kernels::cpu::grad_norm_part, "avx2 avx512");
 
 namespace optim {
 

@@ -79,7 +79,7 @@ inline void sgd_update(const Tensor& p, const Tensor& g, const Tensor& buf, cons
 
 using SgdUpdateKernel = void (*)(const Tensor& p, const Tensor& g, const Tensor& buf,
                                  const kernels::cpu::SgdCoefficients& c);
-inline KernelSlot<SgdUpdateKernel> sgd_update_kernel{"sgd_update", &kernels::cpu::sgd_update, "avx2 avx512"};
+GRAFT_KERNEL_SLOT(SgdUpdateKernel, sgd_update_kernel, "sgd_update", kernels::cpu::sgd_update, "avx2 avx512");
 
 namespace optim {
 

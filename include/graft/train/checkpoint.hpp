@@ -74,9 +74,9 @@ inline TrainProgress load_checkpoint(const std::string& path, nn::Module& model,
   for (const char* k : {"rng.state", "rng.spare"})
     GRAFT_CHECK(f.contains(k), "load_checkpoint", path, ": no tensor \"", k, "\"");
   const Tensor words = f.tensor("rng.state"), spare = f.tensor("rng.spare");
-  GRAFT_CHECK(words.dtype() == DType::Int64 && words.shape() == Shape({4}), "load_checkpoint", path,
+  GRAFT_CHECK(words.dtype() == DType::Int64 && words.dim() == 1 && words.size(0) == 4, "load_checkpoint", path,
               ": \"rng.state\" should be int64 [4], got ", dtype_name(words.dtype()), " ", words.shape());
-  GRAFT_CHECK(spare.dtype() == DType::Float64 && spare.shape() == Shape({2}), "load_checkpoint", path,
+  GRAFT_CHECK(spare.dtype() == DType::Float64 && spare.dim() == 1 && spare.size(0) == 2, "load_checkpoint", path,
               ": \"rng.spare\" should be float64 [2], got ", dtype_name(spare.dtype()), " ", spare.shape());
   auto number = [&](const char* key) {
     const auto it = meta.find(key);
