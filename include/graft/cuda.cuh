@@ -5,51 +5,22 @@
 //   // backend.cu (nvcc -std=c++20 -arch=sm_90a)
 //   #include <graft/cuda.cuh>
 //   // main.cpp (g++)
-//   Tensor x = randn({1024}).to(graft::cuda());   // allocated with cudaMalloc
+//   Tensor x = randn({1024}).to(graft::cuda());   // from the caching allocator
 //   Tensor y = relu(x) * 2.0;                      // CUDA kernels
 //
-// Ops without a CUDA kernel yet throw "<op>: no kernel for device cuda:0" (never a silent CPU
-// fallback). Covered so far: copies and dtype conversion, binary and unary elementwise (forward and
-// backward), sum.
+// Device memory comes from the caching allocator of graft/cuda/runtime.cuh (also: device and stream
+// guards, events, cuda_memory_stats, cuda_empty_cache); kernels run on the thread's current stream of
+// their tensors' device. Ops without a CUDA kernel yet throw "<op>: no kernel for device cuda:0"
+// (never a silent CPU fallback). Covered so far: copies and dtype conversion, binary and unary
+// elementwise (forward and backward), sum.
 #pragma once
 #include <cuda_runtime.h>
 
+#include "graft/cuda/runtime.cuh"
 #include "graft/graft.hpp"
 #include "graft/kernels/cuda/elementwise.cuh"
 
 namespace graft {
-
-class CudaAllocator final : public Allocator {
- public:
-  void* allocate(size_t nbytes) override {
-    void* p = nullptr;
-    GRAFT_CUDA_CHECK(cudaMalloc(&p, nbytes));
-    return p;
-  }
-  void deallocate(void* p, size_t) override { cudaFree(p); }
-  void copy_to_host(void* d, const void* s, size_t n) override {
-    GRAFT_CUDA_CHECK(cudaMemcpy(d, s, n, cudaMemcpyDeviceToHost));
-  }
-  void copy_from_host(void* d, const void* s, size_t n) override {
-    GRAFT_CUDA_CHECK(cudaMemcpy(d, s, n, cudaMemcpyHostToDevice));
-  }
-  void copy_within(void* d, const void* s, size_t n) override {
-    GRAFT_CUDA_CHECK(cudaMemcpy(d, s, n, cudaMemcpyDeviceToDevice));
-  }
-  void fill_zero(void* d, size_t n) override { GRAFT_CUDA_CHECK(cudaMemset(d, 0, n)); }
-};
-
-inline CudaAllocator& cuda_allocator() {
-  static CudaAllocator a;
-  return a;
-}
-
-// Number of visible CUDA devices (0 when there is no GPU or driver).
-inline int cuda_device_count() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
-  return n;
-}
 
 inline const bool graft_cuda_backend_registered = [] {
   g_allocators[static_cast<int>(DeviceType::CUDA)] = &cuda_allocator();

@@ -11,6 +11,7 @@
 #include "graft/optim/clip.hpp"
 
 int graft_test_cuda_device_count();
+int graft_test_cuda_runtime();  // cuda_backend.cu: allocator, streams, events, staged copies
 
 using namespace graft;
 
@@ -59,6 +60,7 @@ int main(int argc, char** argv) {
   sum(silu(xg) * b.to(gpu)).backward();
   sum(silu(xc) * b).backward();
   check("silu backward", xg.grad(), xc.grad());
+  failed += graft_test_cuda_runtime();
   std::printf("%d passed, %d failed\n", passed, failed);
   return failed == 0 ? 0 : 1;
 }

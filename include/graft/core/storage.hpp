@@ -18,15 +18,16 @@
 
 namespace graft {
 
+// One per device type; every call names the device (its index picks the GPU).
 struct Allocator {
   virtual ~Allocator() = default;
-  virtual void* allocate(size_t nbytes) = 0;
-  virtual void deallocate(void* p, size_t nbytes) = 0;
-  // Copies between this device and the host, or within this device.
-  virtual void copy_to_host(void* dst, const void* src, size_t nbytes) = 0;
-  virtual void copy_from_host(void* dst, const void* src, size_t nbytes) = 0;
-  virtual void copy_within(void* dst, const void* src, size_t nbytes) = 0;
-  virtual void fill_zero(void* dst, size_t nbytes) = 0;
+  virtual void* allocate(size_t nbytes, Device d) = 0;
+  virtual void deallocate(void* p, size_t nbytes, Device d) = 0;
+  // Copies between a device of this type and the host, or between two devices of this type.
+  virtual void copy_to_host(void* dst, const void* src, size_t nbytes, Device src_device) = 0;
+  virtual void copy_from_host(void* dst, const void* src, size_t nbytes, Device dst_device) = 0;
+  virtual void copy_within(void* dst, Device dst_device, const void* src, Device src_device, size_t nbytes) = 0;
+  virtual void fill_zero(void* dst, size_t nbytes, Device d) = 0;
 };
 
 class CpuCachingAllocator final : public Allocator {
@@ -34,7 +35,7 @@ class CpuCachingAllocator final : public Allocator {
   static constexpr size_t kAlign = 64;
   static constexpr size_t kMaxCachedBytes = size_t(1) << 30;  // keep at most 1 GiB of free blocks
 
-  void* allocate(size_t nbytes) override {
+  void* allocate(size_t nbytes, Device) override {
     const size_t n = round(nbytes);
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -50,7 +51,7 @@ class CpuCachingAllocator final : public Allocator {
     GRAFT_CHECK(p != nullptr, "CpuCachingAllocator", "out of memory allocating ", n, " bytes");
     return p;
   }
-  void deallocate(void* p, size_t nbytes) override {
+  void deallocate(void* p, size_t nbytes, Device) override {
     const size_t n = round(nbytes);
     std::lock_guard<std::mutex> lock(mu_);
     if (cached_bytes_ + n > kMaxCachedBytes) {
@@ -60,10 +61,10 @@ class CpuCachingAllocator final : public Allocator {
     free_.emplace(n, p);
     cached_bytes_ += n;
   }
-  void copy_to_host(void* d, const void* s, size_t n) override { copy(d, s, n); }
-  void copy_from_host(void* d, const void* s, size_t n) override { copy(d, s, n); }
-  void copy_within(void* d, const void* s, size_t n) override { copy(d, s, n); }
-  void fill_zero(void* d, size_t n) override {
+  void copy_to_host(void* d, const void* s, size_t n, Device) override { copy(d, s, n); }
+  void copy_from_host(void* d, const void* s, size_t n, Device) override { copy(d, s, n); }
+  void copy_within(void* d, Device, const void* s, Device, size_t n) override { copy(d, s, n); }
+  void fill_zero(void* d, size_t n, Device) override {
     if (n) std::memset(d, 0, n);
   }
   // Returns every cached block to the system.
@@ -118,14 +119,14 @@ inline Allocator& allocator_for(Device d) {
 class Storage {
  public:
   Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-    data_ = nbytes ? allocator_for(device).allocate(nbytes) : nullptr;
+    data_ = nbytes ? allocator_for(device).allocate(nbytes, device) : nullptr;
     owned_ = true;
   }
   // Borrows external memory; `keep_alive` owns it (for example a memory map).
   Storage(void* data, size_t nbytes, Device device, std::shared_ptr<void> keep_alive)
       : data_(data), nbytes_(nbytes), device_(device), keep_alive_(std::move(keep_alive)) {}
   ~Storage() {
-    if (owned_ && data_) allocator_for(device_).deallocate(data_, nbytes_);
+    if (owned_ && data_) allocator_for(device_).deallocate(data_, nbytes_, device_);
   }
   Storage(const Storage&) = delete;
   Storage& operator=(const Storage&) = delete;

@@ -52,11 +52,11 @@ inline void copy_across_devices(const Tensor& dst, const Tensor& src) {
   GRAFT_CHECK(dst.is_contiguous(), "copy", "cross-device copy needs a contiguous destination");
   const size_t n = size_t(dst.numel()) * dtype_size(dst.dtype());
   if (dst.device().is_cpu()) {
-    allocator_for(s.device()).copy_to_host(dst.data_ptr(), s.data_ptr(), n);
+    allocator_for(s.device()).copy_to_host(dst.data_ptr(), s.data_ptr(), n, s.device());
   } else if (s.device().is_cpu()) {
-    allocator_for(dst.device()).copy_from_host(dst.data_ptr(), s.data_ptr(), n);
+    allocator_for(dst.device()).copy_from_host(dst.data_ptr(), s.data_ptr(), n, dst.device());
   } else {
-    allocator_for(dst.device()).copy_within(dst.data_ptr(), s.data_ptr(), n);
+    allocator_for(dst.device()).copy_within(dst.data_ptr(), dst.device(), s.data_ptr(), s.device(), n);
   }
 }
 

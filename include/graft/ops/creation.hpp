@@ -28,7 +28,7 @@ inline Tensor full(const Shape& shape, double v, DType dtype = DType::Float32, D
 }
 inline Tensor zeros(const Shape& shape, DType dtype, Device device) {
   Tensor t = empty(shape, dtype, device);
-  allocator_for(device).fill_zero(t.data_ptr(), size_t(t.numel()) * dtype_size(dtype));
+  allocator_for(device).fill_zero(t.data_ptr(), size_t(t.numel()) * dtype_size(dtype), device);
   return t;
 }
 inline Tensor zeros(const Shape& shape, DType dtype = DType::Float32) { return zeros(shape, dtype, kCPU); }

@@ -55,7 +55,8 @@ constexpr unsigned kBlock = 256;
 inline void binary_forward(const Tensor& out, const Tensor& a, const Tensor& b, BinaryOp op) {
   GRAFT_DISPATCH_FLOAT(out.dtype(), "binary (cuda)", T, [&] {
     const int64_t n = out.numel();
-    binary_kernel<T><<<grid_for(n, kBlock), kBlock>>>(static_cast<T*>(out.data_ptr()),
+    const KernelLaunch at(out.device());
+    binary_kernel<T><<<grid_for(n, kBlock), kBlock, 0, at.stream>>>(static_cast<T*>(out.data_ptr()),
         static_cast<const T*>(a.data_ptr()), make_strided(a.shape(), a.strides()),
         static_cast<const T*>(b.data_ptr()), make_strided(b.shape(), b.strides()), n, op);
     GRAFT_CUDA_CHECK(cudaGetLastError());
@@ -65,7 +66,8 @@ inline void binary_forward(const Tensor& out, const Tensor& a, const Tensor& b, 
 inline void unary_forward(const Tensor& out, const Tensor& x, UnaryOp op, double p0, double p1) {
   GRAFT_DISPATCH_FLOAT(out.dtype(), unary_name(op), T, [&] {
     const int64_t n = out.numel();
-    unary_kernel<T><<<grid_for(n, kBlock), kBlock>>>(static_cast<T*>(out.data_ptr()),
+    const KernelLaunch at(out.device());
+    unary_kernel<T><<<grid_for(n, kBlock), kBlock, 0, at.stream>>>(static_cast<T*>(out.data_ptr()),
         static_cast<const T*>(x.data_ptr()), n, op, T(p0), T(p1));
     GRAFT_CUDA_CHECK(cudaGetLastError());
   });
@@ -74,7 +76,8 @@ inline void unary_forward(const Tensor& out, const Tensor& x, UnaryOp op, double
 inline void unary_backward(const Tensor& dfdx, const Tensor& x, const Tensor& y, UnaryOp op, double p0, double p1) {
   GRAFT_DISPATCH_FLOAT(dfdx.dtype(), unary_name(op), T, [&] {
     const int64_t n = dfdx.numel();
-    unary_backward_kernel<T><<<grid_for(n, kBlock), kBlock>>>(static_cast<T*>(dfdx.data_ptr()),
+    const KernelLaunch at(dfdx.device());
+    unary_backward_kernel<T><<<grid_for(n, kBlock), kBlock, 0, at.stream>>>(static_cast<T*>(dfdx.data_ptr()),
         static_cast<const T*>(x.data_ptr()), static_cast<const T*>(y.data_ptr()), n, op, T(p0), T(p1));
     GRAFT_CUDA_CHECK(cudaGetLastError());
   });
@@ -85,7 +88,8 @@ inline void copy_forward(const Tensor& dst, const Tensor& src) {
   GRAFT_DISPATCH_FLOAT(dst.dtype(), "copy (cuda)", D, [&] {
     GRAFT_DISPATCH_FLOAT(src.dtype(), "copy (cuda)", S, [&] {
       const int64_t n = dst.numel();
-      copy_kernel<D, S><<<grid_for(n, kBlock), kBlock>>>(static_cast<D*>(dst.data_ptr()),
+      const KernelLaunch at(dst.device());
+      copy_kernel<D, S><<<grid_for(n, kBlock), kBlock, 0, at.stream>>>(static_cast<D*>(dst.data_ptr()),
           static_cast<const S*>(src.data_ptr()), make_strided(src.shape(), src.strides()), n);
       GRAFT_CUDA_CHECK(cudaGetLastError());
     });
@@ -105,7 +109,8 @@ inline void sum_forward(const Tensor& out, const Tensor& x, const std::vector<bo
   }
   GRAFT_DISPATCH_FLOAT(x.dtype(), "sum (cuda)", T, [&] {
     const int64_t n_out = out.numel();
-    sum_kernel<T><<<grid_for(n_out, kBlock), kBlock>>>(static_cast<T*>(out.data_ptr()),
+    const KernelLaunch at(out.device());
+    sum_kernel<T><<<grid_for(n_out, kBlock), kBlock, 0, at.stream>>>(static_cast<T*>(out.data_ptr()),
         static_cast<const T*>(x.data_ptr()), make_strided(outer_shape, outer_strides),
         make_strided(inner_shape, inner_strides), n_out, inner_shape.numel());
     GRAFT_CUDA_CHECK(cudaGetLastError());
