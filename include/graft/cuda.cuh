@@ -12,13 +12,17 @@
 // guards, events, cuda_memory_stats, cuda_empty_cache); kernels run on the thread's current stream of
 // their tensors' device. Ops without a CUDA kernel yet throw "<op>: no kernel for device cuda:0"
 // (never a silent CPU fallback). Covered so far: copies and dtype conversion, binary and unary
-// elementwise (forward and backward), sum.
+// elementwise (forward and backward), sum, matmul (so linear and their backward passes), softmax
+// and log_softmax (forward and backward).
 #pragma once
 #include <cuda_runtime.h>
 
 #include "graft/cuda/runtime.cuh"
 #include "graft/graft.hpp"
 #include "graft/kernels/cuda/elementwise.cuh"
+#include "graft/kernels/cuda/gemm.cuh"
+#include "graft/kernels/cuda/reduce.cuh"
+#include "graft/kernels/cuda/softmax.cuh"
 
 namespace graft {
 
@@ -29,6 +33,11 @@ inline const bool graft_cuda_backend_registered = [] {
   unary_kernel.cuda = &kernels::cuda::unary_forward;
   unary_backward_kernel.cuda = &kernels::cuda::unary_backward;
   sum_kernel.cuda = &kernels::cuda::sum_forward;
+  matmul_kernel.cuda = &kernels::cuda::matmul_forward;
+  softmax_kernel.cuda = &kernels::cuda::softmax_forward;
+  softmax_backward_kernel.cuda = &kernels::cuda::softmax_backward;
+  log_softmax_kernel.cuda = &kernels::cuda::log_softmax_forward;
+  log_softmax_backward_kernel.cuda = &kernels::cuda::log_softmax_backward;
   return true;
 }();
 

@@ -54,7 +54,55 @@ int main(int argc, char** argv) {
            {"relu6", [](const Tensor& x) { return relu6(x * 4.0); }}})
     check(name, fn(a.to(gpu)), fn(a));
   check("sum over dim 0", sum(a.to(gpu), {0}), sum(a, {0}));
+  // matmul: tails that no 64 x 64 tile divides, transposed views read in place, a broadcast batch,
+  // float64; then linear and its backward through matmul.
+  {
+    Tensor m1 = randn({70, 45}, DType::Float32, gen), m2 = randn({45, 131}, DType::Float32, gen);
+    check("matmul 70x45 @ 45x131", matmul(m1.to(gpu), m2.to(gpu)), matmul(m1, m2));
+    check("matmul of transposed views", matmul(m2.to(gpu).t(), m1.to(gpu).t()), matmul(m2.t(), m1.t()));
+    Tensor bat = randn({3, 5, 17, 9}, DType::Float32, gen), rhs = randn({9, 20}, DType::Float32, gen);
+    check("batched matmul, broadcast rhs", matmul(bat.to(gpu), rhs.to(gpu)), matmul(bat, rhs));
+    Tensor bl = randn({2, 1, 8, 33}, DType::Float32, gen), br = randn({1, 3, 33, 8}, DType::Float32, gen);
+    check("batched matmul, both broadcast", matmul(bl.to(gpu), br.to(gpu)), matmul(bl, br));
+    Tensor d1 = m1.to(DType::Float64), d2 = m2.to(DType::Float64);
+    check("matmul float64", matmul(d1.to(gpu), d2.to(gpu)), matmul(d1, d2));
+    check("matmul with K = 0", matmul(zeros({4, 0}).to(gpu), zeros({0, 5}).to(gpu)), zeros({4, 5}));
+    Tensor w = randn({13, 45}, DType::Float32, gen), bias = randn({13}, DType::Float32, gen);
+    Tensor wg = w.to(gpu).set_requires_grad(), wc = w.clone().set_requires_grad();
+    Tensor xg2 = m1.to(gpu).set_requires_grad(), xc2 = m1.clone().set_requires_grad();
+    sum(linear(xg2, wg, bias.to(gpu), Activation::Relu)).backward();
+    sum(linear(xc2, wc, bias, Activation::Relu)).backward();
+    check("linear + relu backward: dx", xg2.grad(), xc2.grad());
+    check("linear + relu backward: dweight", wg.grad(), wc.grad());
+  }
   check("sum all", sum(a.to(gpu)), sum(a));
+  // Long reductions take the block and two-pass kernels: all of 300 000, rows of 5000 (chunked), a
+  // strided middle dim, and a float64 sum.
+  {
+    Tensor big = randn({300000}, DType::Float32, gen), rows = randn({7, 5000}, DType::Float32, gen);
+    check("sum of 300000 (chunks, second pass)", sum(big.to(gpu)), sum(big));
+    check("sum of rows of 5000", sum(rows.to(gpu), {1}), sum(rows, {1}));
+    Tensor t3 = randn({6, 300, 11}, DType::Float32, gen);
+    check("sum over a strided middle dim", sum(t3.to(gpu).transpose(0, 2), {1}), sum(t3.transpose(0, 2), {1}));
+    check("sum float64", sum(big.to(DType::Float64).to(gpu)), sum(big.to(DType::Float64)));
+  }
+  // softmax / log_softmax over the last dim (rows longer than a warp) and over a middle dim
+  // (strided rows), forward and backward through autograd.
+  {
+    Tensor logits = randn({6, 4, 77}, DType::Float32, gen), up = randn({6, 4, 77}, DType::Float32, gen);
+    for (int64_t dim : {int64_t(2), int64_t(1)}) {
+      for (bool log : {false, true}) {
+        const std::string name = std::string(log ? "log_softmax" : "softmax") + " over dim " + std::to_string(dim);
+        auto f = [&](const Tensor& x) { return log ? log_softmax(x, dim) : softmax(x, dim); };
+        Tensor xg3 = logits.to(gpu).set_requires_grad(), xc3 = logits.clone().set_requires_grad();
+        Tensor yg = f(xg3), yc = f(xc3);
+        check(name, yg, yc);
+        sum(yg * up.to(gpu)).backward();
+        sum(yc * up).backward();
+        check(name + " backward", xg3.grad(), xc3.grad());
+      }
+    }
+  }
   // Autograd on the GPU: d/dx sum(silu(x) * b) against the CPU.
   Tensor xg = a.to(gpu).set_requires_grad(), xc = a.clone().set_requires_grad();
   sum(silu(xg) * b.to(gpu)).backward();

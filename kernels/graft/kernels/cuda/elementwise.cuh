@@ -1,5 +1,5 @@
 // graft/kernels/cuda/elementwise.cuh - CUDA twins of the elementwise reference kernels in
-// graft/ops/elementwise.hpp, graft/ops/copy.hpp and the sum of graft/ops/reduce.hpp. Same arguments,
+// graft/ops/elementwise.hpp and graft/ops/copy.hpp (the sum is in reduce.cuh). Same arguments,
 // same math: the scalar functions graft::kernels::{binary_scalar, unary_scalar, unary_derivative}
 // (graft/core/scalar_ops.hpp) are GRAFT_HOST_DEVICE and compiled for both. Includes core only.
 // Grid-stride loops over the output's row-major index; operands carry their own strides.
@@ -36,18 +36,6 @@ template <class D, class S>
 __global__ void copy_kernel(D* dst, const S* src, Strided ss, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
     dst[i] = static_cast<D>(src[strided_offset(ss, i)]);
-}
-
-// out[o] = sum over the reduced dims; one thread per output element (reference-grade).
-// `in_of_out` walks the reduced sub-block for output o: base offset from `outer`, inner from `inner`.
-template <class T>
-__global__ void sum_kernel(T* out, const T* x, Strided outer, Strided inner, int64_t n_out, int64_t n_inner) {
-  for (int64_t o = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; o < n_out; o += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t base = strided_offset(outer, o);
-    double acc = 0;
-    for (int64_t j = 0; j < n_inner; ++j) acc += double(x[base + strided_offset(inner, j)]);
-    out[o] = T(acc);
-  }
 }
 
 constexpr unsigned kBlock = 256;
@@ -93,27 +81,6 @@ inline void copy_forward(const Tensor& dst, const Tensor& src) {
           static_cast<const S*>(src.data_ptr()), make_strided(src.shape(), src.strides()), n);
       GRAFT_CUDA_CHECK(cudaGetLastError());
     });
-  });
-}
-
-inline void sum_forward(const Tensor& out, const Tensor& x, const std::vector<bool>& mask) {
-  Shape outer_shape, outer_strides, inner_shape, inner_strides;
-  for (int d = 0; d < x.dim(); ++d) {
-    if (mask[size_t(d)]) {
-      inner_shape.push_back(x.size(d));
-      inner_strides.push_back(x.strides()[d]);
-    } else {
-      outer_shape.push_back(x.size(d));
-      outer_strides.push_back(x.strides()[d]);
-    }
-  }
-  GRAFT_DISPATCH_FLOAT(x.dtype(), "sum (cuda)", T, [&] {
-    const int64_t n_out = out.numel();
-    const KernelLaunch at(out.device());
-    sum_kernel<T><<<grid_for(n_out, kBlock), kBlock, 0, at.stream>>>(static_cast<T*>(out.data_ptr()),
-        static_cast<const T*>(x.data_ptr()), make_strided(outer_shape, outer_strides),
-        make_strided(inner_shape, inner_strides), n_out, inner_shape.numel());
-    GRAFT_CUDA_CHECK(cudaGetLastError());
   });
 }
 
