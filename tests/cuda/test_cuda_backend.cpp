@@ -4,6 +4,7 @@
 // it prints the kernel coverage table instead (this binary sees the CPU and the CUDA slots).
 #include <cstdio>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "graft/graft.hpp"
@@ -24,6 +25,12 @@ void check(const std::string& what, const Tensor& gpu, const Tensor& cpu) {
   bool ok = g.size() == c.size() && gpu.shape() == cpu.shape();
   for (size_t i = 0; ok && i < g.size(); ++i) ok = std::abs(g[i] - c[i]) <= 1e-5 + 1e-4 * std::abs(c[i]);
   std::printf("%s %s\n", ok ? "PASS" : "FAIL", what.c_str());
+  (ok ? passed : failed)++;
+}
+// Bit for bit (the fused optimizer kernels promise the CPU reference's float operations).
+void check_exact(const std::string& what, const Tensor& gpu, const Tensor& cpu) {
+  const bool ok = gpu.shape() == cpu.shape() && gpu.cpu().to_vector() == cpu.to_vector();
+  std::printf("%s %s (bit for bit)\n", ok ? "PASS" : "FAIL", what.c_str());
   (ok ? passed : failed)++;
 }
 }  // namespace
@@ -101,6 +108,29 @@ int main(int argc, char** argv) {
         sum(yc * up).backward();
         check(name + " backward", xg3.grad(), xc3.grad());
       }
+    }
+  }
+  // The fused optimizer updates: three steps of SGD (momentum, Nesterov, weight decay) and of AdamW on
+  // the same parameters and gradients, GPU against CPU.
+  {
+    Tensor p0 = randn({1000, 3}, DType::Float32, gen), g0 = randn({1000, 3}, DType::Float32, gen);
+    for (int which = 0; which < 2; ++which) {
+      Tensor pg = p0.to(gpu).set_requires_grad(), pc = p0.clone().set_requires_grad();
+      std::unique_ptr<optim::Optimizer> og, oc;
+      if (which == 0) {
+        og = std::make_unique<optim::SGD>(std::vector<Tensor>{pg}, 0.1, 0.9, 0.0, 1e-2, true);
+        oc = std::make_unique<optim::SGD>(std::vector<Tensor>{pc}, 0.1, 0.9, 0.0, 1e-2, true);
+      } else {
+        og = std::make_unique<optim::AdamW>(std::vector<Tensor>{pg}, 1e-2);
+        oc = std::make_unique<optim::AdamW>(std::vector<Tensor>{pc}, 1e-2);
+      }
+      for (int step = 0; step < 3; ++step) {
+        pg.set_grad(g0.to(gpu) * double(step + 1));
+        pc.set_grad(g0 * double(step + 1));
+        og->step();
+        oc->step();
+      }
+      check_exact(which == 0 ? "SGD nesterov, 3 steps" : "AdamW, 3 steps", pg.detach(), pc.detach());
     }
   }
   // Autograd on the GPU: d/dx sum(silu(x) * b) against the CPU.

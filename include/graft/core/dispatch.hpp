@@ -52,6 +52,8 @@ struct KernelSlot {
   KernelSlot(const KernelSlot&) = delete;
   KernelSlot& operator=(const KernelSlot&) = delete;
 
+  // Whether a kernel for device d is in the slot (ops with a tensor-op fallback ask first).
+  bool has(Device d) const { return (d.is_cpu() ? cpu : cuda) != nullptr; }
   Fn get(Device d) const {
     Fn f = d.is_cpu() ? cpu : cuda;
     GRAFT_CHECK(f != nullptr, op, "no kernel for device ", d,

@@ -9,7 +9,8 @@
 // in PyTorch's order of float operations (kernels/graft/kernels/cpu/optim.hpp states them), so float32
 // results match PyTorch's to the last bits. On the CPU this is one pass over (p, g, m, v) per
 // parameter: the fused float32 kernel (AVX2 / AVX-512, threaded) or adam_update_reference below
-// (float64, other dtypes, GRAFT_CPU_ISA=scalar). On other devices the same formulas run as tensor ops.
+// (float64, other dtypes, GRAFT_CPU_ISA=scalar); on CUDA kernels/graft/kernels/cuda/optim.cuh, the
+// same float operations. Where a device has no fused kernel the same formulas run as tensor ops.
 // lr and weight_decay are per parameter group (optim/optimizer.hpp). State per parameter: "step"
 // (0-d float64), "exp_avg", "exp_avg_sq".
 //
@@ -104,7 +105,7 @@ class AdamBase : public Optimizer {
         } else {
           step_t.fill_(t);
         }
-        if (p.device().is_cpu()) step_fused(p, grad, grp, st, t);
+        if (adam_update_kernel.has(p.device())) step_fused(p, grad, grp, st, t);
         else step_tensor_ops(p, grad, grp, st, t);
       }
     }

@@ -10,9 +10,10 @@
 // On the CPU this is one pass over (p, g, buf) per parameter: the fused float32 kernel of
 // kernels/graft/kernels/cpu/optim.hpp (AVX2 / AVX-512, threaded), or sgd_update_reference below
 // (float64, other dtypes, GRAFT_CPU_ISA=scalar); both round as PyTorch does (optim.hpp states the
-// float operations). On other devices the same formulas run as tensor ops. The update records no
-// graph and bumps the parameters' version counters (a graph that saved a parameter before the step
-// refuses to backward).
+// float operations); on CUDA the fused kernel of kernels/graft/kernels/cuda/optim.cuh, with the same
+// float operations, so the same bits. Where a device has no fused kernel the same formulas run as
+// tensor ops. The update records no graph and bumps the parameters' version counters (a graph that
+// saved a parameter before the step refuses to backward).
 //
 // Weight decay and lr are per parameter group (optim/optimizer.hpp); momentum, dampening and
 // Nesterov are the optimizer's. State: "momentum_buffer" per parameter.
@@ -108,7 +109,7 @@ class SGD : public Optimizer {
       for (size_t i = 0; i < grp.params.size(); ++i) {
         Tensor p = grp.params[i];
         if (!p.grad().defined()) continue;
-        if (p.device().is_cpu()) step_fused(p, grad_of(p, g, i), grp, state_[g][i]);
+        if (sgd_update_kernel.has(p.device())) step_fused(p, grad_of(p, g, i), grp, state_[g][i]);
         else step_tensor_ops(p, grad_of(p, g, i), grp, state_[g][i]);
       }
     }
@@ -131,7 +132,7 @@ class SGD : public Optimizer {
     if (momentum_ != 0.0) {
       auto it = st.find("momentum_buffer");
       c.first_step = it == st.end();
-      if (c.first_step) it = st.emplace("momentum_buffer", empty(p.shape(), p.dtype())).first;
+      if (c.first_step) it = st.emplace("momentum_buffer", empty(p.shape(), p.dtype(), p.device())).first;
       else it->second = dense(it->second, p.dtype());
       buf = it->second;
     }
