@@ -110,6 +110,23 @@ int main(int argc, char** argv) {
       }
     }
   }
+  // layer_norm over the last dim (768, BERT's width) and the last two dims, with and without affine
+  // parameters; its backward to x, weight and bias.
+  {
+    Tensor xl = randn({5, 7, 768}, DType::Float32, gen), wl = randn({768}, DType::Float32, gen),
+           bl = randn({768}, DType::Float32, gen), upl = randn({5, 7, 768}, DType::Float32, gen);
+    Tensor xg4 = xl.to(gpu).set_requires_grad(), xc4 = xl.clone().set_requires_grad();
+    Tensor wg4 = wl.to(gpu).set_requires_grad(), wc4 = wl.clone().set_requires_grad();
+    Tensor bg4 = bl.to(gpu).set_requires_grad(), bc4 = bl.clone().set_requires_grad();
+    Tensor yg4 = layer_norm(xg4, {768}, wg4, bg4), yc4 = layer_norm(xc4, {768}, wc4, bc4);
+    check("layer_norm over 768", yg4, yc4);
+    sum(yg4 * upl.to(gpu)).backward();
+    sum(yc4 * upl).backward();
+    check("layer_norm backward: dx", xg4.grad(), xc4.grad());
+    check("layer_norm backward: dweight", wg4.grad(), wc4.grad());
+    check("layer_norm backward: dbias", bg4.grad(), bc4.grad());
+    check("layer_norm over the last two dims, no affine", layer_norm(xl.to(gpu), {7, 768}), layer_norm(xl, {7, 768}));
+  }
   // The fused optimizer updates: three steps of SGD (momentum, Nesterov, weight decay) and of AdamW on
   // the same parameters and gradients, GPU against CPU.
   {
