@@ -13,7 +13,8 @@
 // their tensors' device. Ops without a CUDA kernel yet throw "<op>: no kernel for device cuda:0"
 // (never a silent CPU fallback). Covered so far: copies and dtype conversion, binary and unary
 // elementwise (forward and backward), sum, matmul (so linear and their backward passes), softmax
-// and log_softmax, layer norm (forward and backward), the fused SGD and Adam / AdamW updates.
+// and log_softmax, layer norm, cross-entropy (forward, backward and its target check on the GPU), the
+// fused SGD and Adam / AdamW updates.
 #pragma once
 #include <cuda_runtime.h>
 
@@ -24,6 +25,7 @@
 #include "graft/kernels/cuda/reduce.cuh"
 #include "graft/kernels/cuda/softmax.cuh"
 #include "graft/kernels/cuda/layer_norm.cuh"
+#include "graft/kernels/cuda/loss.cuh"
 #include "graft/kernels/cuda/optim.cuh"
 #include "graft/optim/adam.hpp"
 
@@ -43,6 +45,9 @@ inline const bool graft_cuda_backend_registered = [] {
   log_softmax_backward_kernel.cuda = &kernels::cuda::log_softmax_backward;
   layer_norm_kernel.cuda = &kernels::cuda::layer_norm_forward;
   layer_norm_backward_kernel.cuda = &kernels::cuda::layer_norm_backward;
+  cross_entropy_targets_kernel.cuda = &kernels::cuda::cross_entropy_targets;
+  cross_entropy_kernel.cuda = &kernels::cuda::cross_entropy_forward;
+  cross_entropy_backward_kernel.cuda = &kernels::cuda::cross_entropy_backward;
   sgd_update_kernel.cuda = &kernels::cuda::sgd_update;
   adam_update_kernel.cuda = &kernels::cuda::adam_update;
   return true;

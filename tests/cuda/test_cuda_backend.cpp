@@ -127,6 +127,35 @@ int main(int argc, char** argv) {
     check("layer_norm backward: dbias", bg4.grad(), bc4.grad());
     check("layer_norm over the last two dims, no affine", layer_norm(xl.to(gpu), {7, 768}), layer_norm(xl, {7, 768}));
   }
+  // cross_entropy: [N, C] with a class weight, label smoothing and ignore_index; [N, C, S] (strided
+  // classes); forward, backward, and a bad target named by the check that runs on the GPU.
+  {
+    Tensor lg = randn({37, 50}, DType::Float32, gen), cw = rand({50}, DType::Float32, gen) + 0.5;
+    std::vector<int64_t> tv;
+    for (int i = 0; i < 37; ++i) tv.push_back(i % 5 == 0 ? -100 : (i * 7) % 50);
+    Tensor tg = from_vector(tv, {37});
+    Tensor lgg = lg.to(gpu).set_requires_grad(), lgc = lg.clone().set_requires_grad();
+    Tensor lossg = cross_entropy(lgg, tg.to(gpu), Reduction::Mean, -100, 0.1, cw.to(gpu));
+    Tensor lossc = cross_entropy(lgc, tg, Reduction::Mean, -100, 0.1, cw);
+    check("cross_entropy (weight, smoothing, ignore_index)", lossg, lossc);
+    lossg.backward();
+    lossc.backward();
+    check("cross_entropy backward", lgg.grad(), lgc.grad());
+    Tensor lg3 = randn({4, 9, 6}, DType::Float32, gen), tg3 = randint(0, 9, {4, 6}, DType::Int64, gen);
+    check("cross_entropy [N, C, S], no reduction", cross_entropy(lg3.to(gpu), tg3.to(gpu), Reduction::None),
+          cross_entropy(lg3, tg3, Reduction::None));
+    std::vector<int64_t> bad = tv;
+    bad[12] = 50;
+    const Tensor tb = from_vector(bad, {37}).to(gpu);
+    bool named = false;
+    try {
+      (void)cross_entropy(lg.to(gpu), tb);
+    } catch (const std::exception& e) {
+      named = std::string(e.what()).find("target 50 at position [12] is out of range") != std::string::npos;
+    }
+    std::printf("%s cross_entropy names a bad target found on the GPU\n", named ? "PASS" : "FAIL");
+    (named ? passed : failed)++;
+  }
   // The fused optimizer updates: three steps of SGD (momentum, Nesterov, weight decay) and of AdamW on
   // the same parameters and gradients, GPU against CPU.
   {

@@ -305,8 +305,35 @@ inline void mse_backward(const Tensor& dinput, const Tensor& dtarget, const Tens
   mse_backward_reference(dinput, dtarget, dloss, input, target);
 }
 
+// cross_entropy's target check and the mean's divisor: first_bad = the first position whose target is
+// neither in [0, C) nor ignore_index (-1 if none) and bad_value its target; total_weight = the sum of
+// the weights (1 without weight) of the kept targets, in position order. target [n] int64 contiguous,
+// weight [C] contiguous or undefined.
+inline void cross_entropy_targets(const Tensor& target, const Tensor& weight, int64_t C, int64_t ignore_index,
+                                  int64_t* first_bad, int64_t* bad_value, double* total_weight) {
+  const int64_t* py = target.data<int64_t>();
+  const std::vector<double> wv = weight.defined() ? weight.to_vector() : std::vector<double>();
+  *first_bad = -1;
+  *bad_value = 0;
+  double total = 0.0;
+  for (int64_t i = 0; i < target.numel(); ++i) {
+    if (py[i] == ignore_index) continue;
+    if (py[i] < 0 || py[i] >= C) {
+      *first_bad = i;
+      *bad_value = py[i];
+      break;
+    }
+    total += weight.defined() ? wv[size_t(py[i])] : 1.0;
+  }
+  *total_weight = total;
+}
+
 }  // namespace kernels::cpu
 
+using CrossEntropyTargetsKernel = void (*)(const Tensor& target, const Tensor& weight, int64_t C, int64_t ignore_index,
+                                           int64_t* first_bad, int64_t* bad_value, double* total_weight);
+GRAFT_KERNEL_SLOT(CrossEntropyTargetsKernel, cross_entropy_targets_kernel, "cross_entropy_targets",
+                  kernels::cpu::cross_entropy_targets);
 using CrossEntropyKernel = void (*)(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
                                     const Tensor& weight, int64_t ignore_index, double label_smoothing);
 using CrossEntropyBackwardKernel = void (*)(const Tensor& dlogits, const Tensor& dloss, const Tensor& logits,
@@ -392,16 +419,13 @@ inline Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reductio
     w = weight.detach().to(dt).contiguous();
   }
   const Tensor y = target.detach().contiguous().reshape({N, S});
-  const int64_t* py = y.data<int64_t>();
-  const std::vector<double> wv = w.defined() ? w.to_vector() : std::vector<double>();
+  int64_t first_bad = -1, bad_value = 0;
   double total_weight = 0.0;  // Mean's divisor
-  for (int64_t i = 0; i < N * S; ++i) {
-    if (py[i] == ignore_index) continue;
-    GRAFT_CHECK(py[i] >= 0 && py[i] < C, op, "target ", py[i], " at position ",
-                detail_index::position_str(target_shape, i), " is out of range for ", C,
-                " classes (expected in [0, ", C - 1, "] or ignore_index ", ignore_index, ")");
-    total_weight += w.defined() ? wv[size_t(py[i])] : 1.0;
-  }
+  cross_entropy_targets_kernel.get(y.device())(y.reshape({N * S}), w, C, ignore_index, &first_bad, &bad_value,
+                                               &total_weight);
+  GRAFT_CHECK(first_bad < 0, op, "target ", bad_value, " at position ",
+              detail_index::position_str(target_shape, first_bad < 0 ? 0 : first_bad), " is out of range for ", C,
+              " classes (expected in [0, ", C - 1, "] or ignore_index ", ignore_index, ")");
   const Tensor x = logits.detach().contiguous().reshape({N, C, S});
   Tensor per = empty(Shape{N * S}, dt, logits.device());
   Tensor lse = empty(Shape{N * S}, dt, logits.device());

@@ -1,0 +1,213 @@
+// graft/kernels/cuda/loss.cuh - cross-entropy on the GPU: the target check, the forward and the
+// backward of graft/ops/loss.hpp's slots (logits [N, C, S] contiguous, target [N, S] int64, weight [C]
+// or undefined; loss and lse [N * S]; ignore_index and label smoothing as in PyTorch).
+//
+// Forward and backward: one warp per position (n, s), its lanes striding the C logits (S apart);
+// the max, the sum of exponentials and the smoothing sum are carried in double and combined by
+// shuffles, the CPU reference's formulas. The target check (every target in [0, C) or ignore_index)
+// and the mean's divisor (the weights of the kept targets) run on the GPU too: one block, a fixed
+// order, so the divisor's bits repeat; only its three results are copied back.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <cstring>
+
+#include "graft/core/dtype.hpp"
+#include "graft/core/tensor.hpp"
+#include "graft/kernels/cuda/common.cuh"
+
+namespace graft::kernels::cuda {
+
+namespace loss_detail {
+constexpr int kRowsPerBlock = 8, kLossBlock = 32 * kRowsPerBlock, kCheckBlock = 1024;
+
+__device__ inline double warp_all_sum(double v) {
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+__device__ inline double warp_all_max(double v) {
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+
+template <class T>
+__global__ void __launch_bounds__(kLossBlock) ce_forward(T* loss, T* lse, const T* x, const int64_t* y, const T* w,
+                                                         int64_t N, int64_t C, int64_t S, int64_t ignore_index,
+                                                         double eps) {
+  const int lane = int(threadIdx.x) % 32;
+  for (int64_t i = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32; i < N * S;
+       i += int64_t(gridDim.x) * kRowsPerBlock) {
+    const T* row = x + (i / S) * C * S + i % S;  // row[c * S] = logits[n, c, s]
+    double m = -INFINITY;
+    for (int64_t c = lane; c < C; c += 32) m = fmax(m, double(row[c * S]));
+    m = warp_all_max(m);
+    double sumexp = 0;
+    for (int64_t c = lane; c < C; c += 32) sumexp += exp(double(row[c * S]) - m);
+    const double l = m + log(warp_all_sum(sumexp));
+    const int64_t t = y[i];
+    double smooth = 0;
+    if (eps > 0.0 && t != ignore_index) {
+      for (int64_t c = lane; c < C; c += 32) smooth -= (w ? double(w[c]) : 1.0) * (double(row[c * S]) - l);
+      smooth = warp_all_sum(smooth);
+    }
+    if (lane == 0) {
+      lse[i] = T(l);
+      if (t == ignore_index) {
+        loss[i] = T(0);
+      } else {
+        const double wy = w ? double(w[t]) : 1.0;
+        double value = (1.0 - eps) * -wy * (double(row[t * S]) - l);
+        if (eps > 0.0) value += eps / double(C) * smooth;
+        loss[i] = T(value);
+      }
+    }
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kLossBlock) ce_backward(T* dx, const T* dl, int64_t dl_stride, const T* x,
+                                                          const T* lse, const int64_t* y, const T* w, int64_t N,
+                                                          int64_t C, int64_t S, int64_t ignore_index, double eps) {
+  const int lane = int(threadIdx.x) % 32;
+  double wsum = double(C);
+  if (w) {
+    wsum = 0;
+    for (int64_t c = lane; c < C; c += 32) wsum += double(w[c]);
+    wsum = warp_all_sum(wsum);
+  }
+  for (int64_t i = int64_t(blockIdx.x) * kRowsPerBlock + threadIdx.x / 32; i < N * S;
+       i += int64_t(gridDim.x) * kRowsPerBlock) {
+    const int64_t off = (i / S) * C * S + i % S;
+    const int64_t t = y[i];
+    if (t == ignore_index) {
+      for (int64_t c = lane; c < C; c += 32) dx[off + c * S] = T(0);
+      continue;
+    }
+    const double g = double(dl[i * dl_stride]);
+    const double a = (1.0 - eps) * (w ? double(w[t]) : 1.0), b = eps / double(C);
+    for (int64_t c = lane; c < C; c += 32) {
+      const double p = exp(double(x[off + c * S]) - double(lse[i]));
+      const double wc = w ? double(w[c]) : 1.0;
+      dx[off + c * S] = T(g * (a * (p - (c == t ? 1.0 : 0.0)) + b * (wsum * p - wc)));
+    }
+  }
+}
+
+// result[0] = the first position whose target is neither in [0, C) nor ignore_index (or -1),
+// result[1] = its target, result[2] = the sum of the kept targets' weights (as a double's bits).
+template <class T>
+__global__ void __launch_bounds__(kCheckBlock) ce_targets(long long* result, const int64_t* y, const T* w, int64_t n,
+                                                          int64_t C, int64_t ignore_index) {
+  __shared__ double wsums[kCheckBlock / 32];
+  __shared__ long long firsts[kCheckBlock / 32];
+  long long first = n;  // none
+  double total = 0;
+  for (int64_t i = threadIdx.x; i < n; i += kCheckBlock) {
+    const int64_t t = y[i];
+    if (t == ignore_index) continue;
+    if (t < 0 || t >= C) {
+      first = first < i ? first : i;
+      continue;
+    }
+    total += w ? double(w[t]) : 1.0;
+  }
+  for (int off = 16; off > 0; off /= 2) {
+    total += __shfl_down_sync(0xffffffffu, total, off);
+    const long long o = __shfl_down_sync(0xffffffffu, first, off);
+    first = o < first ? o : first;
+  }
+  const int lane = int(threadIdx.x) % 32, warp = int(threadIdx.x) / 32;
+  if (lane == 0) {
+    wsums[warp] = total;
+    firsts[warp] = first;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double t = 0;
+    long long f = n;
+    for (int k = 0; k < kCheckBlock / 32; ++k) {
+      t += wsums[k];
+      f = firsts[k] < f ? firsts[k] : f;
+    }
+    result[0] = f == n ? -1 : f;
+    result[1] = f == n ? 0 : y[f];
+    result[2] = __double_as_longlong(t);
+  }
+}
+
+inline unsigned blocks_for_rows(int64_t rows) {
+  const int64_t b = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
+  return unsigned(b < 65535 * 16 ? b : 65535 * 16);
+}
+}  // namespace loss_detail
+
+inline void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
+                                  const Tensor& weight, int64_t ignore_index, double label_smoothing) {
+  using namespace loss_detail;
+  const int64_t N = logits.shape()[0], C = logits.shape()[1], S = logits.shape()[2];
+  if (N * S == 0) return;
+  GRAFT_DISPATCH_FLOAT(logits.dtype(), "cross_entropy (cuda)", T, [&] {
+    const KernelLaunch at(logits.device());
+    ce_forward<T><<<blocks_for_rows(N * S), kLossBlock, 0, at.stream>>>(
+        static_cast<T*>(loss.data_ptr()), static_cast<T*>(lse.data_ptr()), static_cast<const T*>(logits.data_ptr()),
+        static_cast<const int64_t*>(target.data_ptr()), weight.defined() ? static_cast<const T*>(weight.data_ptr()) : nullptr,
+        N, C, S, ignore_index, label_smoothing);
+    GRAFT_CUDA_CHECK(cudaGetLastError());
+  });
+}
+
+inline void cross_entropy_backward(const Tensor& dlogits, const Tensor& dloss, const Tensor& logits, const Tensor& lse,
+                                   const Tensor& target, const Tensor& weight, int64_t ignore_index,
+                                   double label_smoothing) {
+  using namespace loss_detail;
+  const int64_t N = logits.shape()[0], C = logits.shape()[1], S = logits.shape()[2];
+  if (N * S == 0) return;
+  const int64_t dl_stride = dloss.numel() > 1 ? dloss.strides()[0] : 0;
+  GRAFT_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward (cuda)", T, [&] {
+    const KernelLaunch at(logits.device());
+    ce_backward<T><<<blocks_for_rows(N * S), kLossBlock, 0, at.stream>>>(
+        static_cast<T*>(dlogits.data_ptr()), static_cast<const T*>(dloss.data_ptr()), dl_stride,
+        static_cast<const T*>(logits.data_ptr()), static_cast<const T*>(lse.data_ptr()),
+        static_cast<const int64_t*>(target.data_ptr()), weight.defined() ? static_cast<const T*>(weight.data_ptr()) : nullptr,
+        N, C, S, ignore_index, label_smoothing);
+    GRAFT_CUDA_CHECK(cudaGetLastError());
+  });
+}
+
+// The cross_entropy_targets slot (ops/loss.hpp): target [n] int64 contiguous, weight [C] or undefined.
+inline void cross_entropy_targets(const Tensor& target, const Tensor& weight, int64_t C, int64_t ignore_index,
+                                  int64_t* first_bad, int64_t* bad_value, double* total_weight) {
+  using namespace loss_detail;
+  const int64_t n = target.numel();
+  *first_bad = -1;
+  *bad_value = 0;
+  *total_weight = 0;
+  if (n == 0) return;
+  const Device d = target.device();
+  Allocator& alloc = allocator_for(d);
+  auto* result = static_cast<long long*>(alloc.allocate(3 * sizeof(long long), d));
+  long long host[3] = {-1, 0, 0};
+  cudaError_t e = cudaSuccess;
+  GRAFT_DISPATCH_FLOAT(weight.defined() ? weight.dtype() : DType::Float32, "cross_entropy (cuda)", T, [&] {
+    const KernelLaunch at(d);
+    ce_targets<T><<<1, kCheckBlock, 0, at.stream>>>(result, static_cast<const int64_t*>(target.data_ptr()),
+                                                    weight.defined() ? static_cast<const T*>(weight.data_ptr()) : nullptr,
+                                                    n, C, ignore_index);
+    e = cudaGetLastError();
+    if (e == cudaSuccess) e = cudaMemcpyAsync(host, result, sizeof host, cudaMemcpyDeviceToHost, at.stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(at.stream);
+  });
+  alloc.deallocate(result, 3 * sizeof(long long), d);
+  GRAFT_CUDA_CHECK(e);
+  *first_bad = host[0];
+  *bad_value = host[1];
+  double t;
+  static_assert(sizeof t == sizeof host[2]);
+  std::memcpy(&t, &host[2], sizeof t);
+  *total_weight = t;
+}
+
+}  // namespace graft::kernels::cuda
