@@ -156,6 +156,30 @@ int main(int argc, char** argv) {
     std::printf("%s cross_entropy names a bad target found on the GPU\n", named ? "PASS" : "FAIL");
     (named ? passed : failed)++;
   }
+  // embedding: lookup, backward with repeated tokens and a padding row (the same bits as the CPU:
+  // the same order of additions), and an out-of-range index named by the check on the GPU.
+  {
+    Tensor table = randn({20, 33}, DType::Float32, gen);
+    std::vector<int64_t> ids;
+    for (int i = 0; i < 45; ++i) ids.push_back((i * 7) % 20);
+    Tensor idg = from_vector(ids, {5, 9});
+    Tensor tgp = table.to(gpu).set_requires_grad(), tcp = table.clone().set_requires_grad();
+    Tensor eg = embedding(idg.to(gpu), tgp, 3), ec = embedding(idg, tcp, 3);
+    check("embedding lookup", eg, ec);
+    Tensor upe = randn({5, 9, 33}, DType::Float32, gen);
+    sum(eg * upe.to(gpu)).backward();
+    sum(ec * upe).backward();
+    check_exact("embedding backward (repeated tokens, padding_idx 3)", tgp.grad(), tcp.grad());
+    ids[17] = 20;
+    bool named = false;
+    try {
+      (void)embedding(from_vector(ids, {5, 9}).to(gpu), table.to(gpu));
+    } catch (const std::exception& e) {
+      named = std::string(e.what()).find("index 20 at position [1, 8] is out of range") != std::string::npos;
+    }
+    std::printf("%s embedding names a bad index found on the GPU\n", named ? "PASS" : "FAIL");
+    (named ? passed : failed)++;
+  }
   // The fused optimizer updates: three steps of SGD (momentum, Nesterov, weight decay) and of AdamW on
   // the same parameters and gradients, GPU against CPU.
   {

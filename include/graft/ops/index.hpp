@@ -27,6 +27,25 @@
 
 namespace graft {
 
+namespace kernels::cpu {
+// The first position of index64 (int64, contiguous) holding a value outside [0, n): first_bad (-1 if
+// none) and bad_value. Ops check their indices with it before any kernel reads them.
+inline void index_range_check(const Tensor& index64, int64_t n, int64_t* first_bad, int64_t* bad_value) {
+  const int64_t* p = index64.data<int64_t>();
+  *first_bad = -1;
+  *bad_value = 0;
+  for (int64_t i = 0, m = index64.numel(); i < m; ++i)
+    if (p[i] < 0 || p[i] >= n) {
+      *first_bad = i;
+      *bad_value = p[i];
+      return;
+    }
+}
+}  // namespace kernels::cpu
+
+using IndexRangeKernel = void (*)(const Tensor& index64, int64_t n, int64_t* first_bad, int64_t* bad_value);
+GRAFT_KERNEL_SLOT(IndexRangeKernel, index_range_kernel, "index_range_check", kernels::cpu::index_range_check);
+
 namespace detail_index {
 // "[i0, i1, ...]": the multi-index of the element at row-major position `linear` of `shape`.
 inline std::string position_str(const Shape& shape, int64_t linear) {
@@ -54,12 +73,11 @@ inline Tensor index_as_int64(const Tensor& index, const char* op, bool allow_int
 
 // Throws unless every index lies in [0, n); `what` describes the range ("dim 0 of size 5").
 inline void check_index_range(const Tensor& index64, int64_t n, const char* op, const std::string& what) {
-  const int64_t* p = index64.data<int64_t>();
-  for (int64_t i = 0, m = index64.numel(); i < m; ++i) {
-    GRAFT_CHECK(p[i] >= 0 && p[i] < n, op, "index ", p[i], " at position ",
-                detail_index::position_str(index64.shape(), i), " is out of range for ", what,
-                " (expected in [0, ", n - 1, "])");
-  }
+  int64_t first_bad = -1, bad_value = 0;
+  index_range_kernel.get(index64.device())(index64, n, &first_bad, &bad_value);
+  GRAFT_CHECK(first_bad < 0, op, "index ", bad_value, " at position ",
+              detail_index::position_str(index64.shape(), first_bad < 0 ? 0 : first_bad), " is out of range for ",
+              what, " (expected in [0, ", n - 1, "])");
 }
 
 // Backward kernels that are linear in dout are exact under create_graph only while dout has no
