@@ -12,6 +12,18 @@ int graft_test_cuda_device_count() { return graft::cuda_device_count(); }
 
 namespace {
 int runtime_failed = 0;
+
+// Philox4x32-10 at counter 0 / key 0 and counter 2^32-1 x 4 / key 2^32-1 x 2 (Random123's known answers).
+__global__ void philox_known_answers(uint32_t* out) {
+  using graft::kernels::cuda::dropout_detail::philox4x32_10;
+  using graft::kernels::cuda::dropout_detail::U32x4;
+  const U32x4 a = philox4x32_10(U32x4{{0u, 0u, 0u, 0u}}, 0u, 0u);
+  const U32x4 b = philox4x32_10(U32x4{{~0u, ~0u, ~0u, ~0u}}, ~0u, ~0u);
+  for (int i = 0; i < 4; ++i) {
+    out[i] = a.v[i];
+    out[4 + i] = b.v[i];
+  }
+}
 void expect(bool ok, const std::string& what) {
   std::printf("%s runtime: %s\n", ok ? "PASS" : "FAIL", what.c_str());
   if (!ok) ++runtime_failed;
@@ -71,6 +83,17 @@ int graft_test_cuda_runtime() {
     b.record(s);
     b.synchronize();
     expect(b.query() && b.elapsed_ms(a) >= 0.0f, "events record, synchronize and time");
+  }
+  {
+    uint32_t* d = nullptr;
+    uint32_t h[8] = {};
+    const bool ran = cudaMalloc(&d, sizeof h) == cudaSuccess &&
+                     (philox_known_answers<<<1, 1>>>(d), cudaGetLastError() == cudaSuccess) &&
+                     cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost) == cudaSuccess;
+    cudaFree(d);
+    const uint32_t want[8] = {0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u,
+                              0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu};
+    expect(ran && std::memcmp(h, want, sizeof h) == 0, "dropout's Philox4x32-10 gives Random123's known answers");
   }
   expect(what_of([] { (void)ones({4}).to(cuda(63)); }).find("no such device") != std::string::npos,
          "a device index past the visible GPUs is refused by name");

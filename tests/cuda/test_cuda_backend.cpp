@@ -180,6 +180,32 @@ int main(int argc, char** argv) {
     std::printf("%s embedding names a bad index found on the GPU\n", named ? "PASS" : "FAIL");
     (named ? passed : failed)++;
   }
+  // dropout: about 1 - p kept, each kept element scaled by exactly 1 / (1 - p), the same mask for the
+  // same seed and another for the next call, and the backward is dout * mask.
+  {
+    const int64_t n = 1 << 20;
+    Tensor ones_g = ones({n}).to(gpu).set_requires_grad();
+    Generator g1(42), g2(42);
+    Tensor d1 = dropout(ones_g, 0.3, true, g1), d2 = dropout(ones_g.detach(), 0.3, true, g2);
+    Tensor d3 = dropout(ones_g.detach(), 0.3, true, g1);
+    const std::vector<double> v1 = d1.cpu().to_vector();
+    int64_t kept = 0;
+    bool scaled = true;
+    for (double v : v1) {
+      if (v != 0.0) ++kept;
+      scaled = scaled && (v == 0.0 || v == double(float(1.0 / 0.7)));
+    }
+    const double frac = double(kept) / double(n);  // 0.7 +- 5 standard deviations (0.00045 each)
+    std::printf("%s dropout keeps %.4f of %lld (expected 0.7), kept values exactly 1 / 0.7\n",
+                std::abs(frac - 0.7) < 0.0023 && scaled ? "PASS" : "FAIL", frac, (long long)n);
+    (std::abs(frac - 0.7) < 0.0023 && scaled ? passed : failed)++;
+    const bool same = v1 == d2.cpu().to_vector(), differs = v1 != d3.cpu().to_vector();
+    std::printf("%s dropout: same seed, same mask; next call, another\n", same && differs ? "PASS" : "FAIL");
+    (same && differs ? passed : failed)++;
+    Tensor upd = randn({n}, DType::Float32, gen);
+    sum(d1 * upd.to(gpu)).backward();
+    check("dropout backward = dout * mask", ones_g.grad(), upd * d1.cpu());
+  }
   // The fused optimizer updates: three steps of SGD (momentum, Nesterov, weight decay) and of AdamW on
   // the same parameters and gradients, GPU against CPU.
   {
