@@ -3,11 +3,13 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <array>
 #include <cstdint>
 
 #include "graft/core/device.hpp"
 #include "graft/core/error.hpp"
 #include "graft/core/shape.hpp"
+#include "graft/core/storage.hpp"
 #include "graft/core/stream.hpp"
 
 #define GRAFT_CUDA_CHECK(expr)                                                                  \
@@ -82,6 +84,50 @@ __device__ inline int64_t strided_offset(const Strided& s, int64_t linear) {
     off += i * s.stride[d];
   }
   return off;
+}
+
+// Warp-wide reductions (all 32 lanes take part): every lane gets the result. The max lets NaN win.
+__device__ inline double warp_all_sum(double v) {
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+template <class T>
+__device__ inline T warp_all_max(T v) {
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) {
+    const T o = __shfl_xor_sync(0xffffffffu, v, off);
+    v = o > v || o != o ? o : v;
+  }
+  return v;
+}
+
+// Blocks for a kernel that gives each warp one row, rows_per_block warps per block (grid-stride past
+// the cap).
+inline unsigned blocks_for_rows(int64_t rows, int rows_per_block) {
+  const int64_t b = (rows + rows_per_block - 1) / rows_per_block;
+  return unsigned(b < 65535 * 16 ? b : 65535 * 16);
+}
+
+// For checks whose outcome the host must know (a bad index, a bad target): launch(result, stream)
+// enqueues a kernel that writes N long longs to the device buffer `result`; they come back to the
+// host (the stream is synchronized). The buffer is a block of the caching allocator.
+template <int N, class Launch>
+std::array<long long, N> fetch_from_device(Device d, Launch&& launch) {
+  Allocator& alloc = allocator_for(d);
+  auto* result = static_cast<long long*>(alloc.allocate(N * sizeof(long long), d));
+  std::array<long long, N> host{};
+  cudaError_t e;
+  {
+    const KernelLaunch at(d);
+    launch(result, at.stream);
+    e = cudaGetLastError();
+    if (e == cudaSuccess) e = cudaMemcpyAsync(host.data(), result, sizeof host, cudaMemcpyDeviceToHost, at.stream);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(at.stream);
+  }
+  alloc.deallocate(result, N * sizeof(long long), d);
+  GRAFT_CUDA_CHECK(e);
+  return host;
 }
 
 inline unsigned grid_for(int64_t n, unsigned block) {

@@ -62,22 +62,11 @@ inline void index_range_check(const Tensor& index64, int64_t n, int64_t* first_b
   *bad_value = 0;
   const int64_t m = index64.numel();
   if (m == 0) return;
-  const Device d = index64.device();
-  Allocator& alloc = allocator_for(d);
-  auto* result = static_cast<long long*>(alloc.allocate(2 * sizeof(long long), d));
-  long long host[2] = {-1, 0};
-  cudaError_t e;
-  {
-    const KernelLaunch at(d);
-    first_out_of_range<<<1, kCheckBlock, 0, at.stream>>>(result, static_cast<const int64_t*>(index64.data_ptr()), m, n);
-    e = cudaGetLastError();
-    if (e == cudaSuccess) e = cudaMemcpyAsync(host, result, sizeof host, cudaMemcpyDeviceToHost, at.stream);
-    if (e == cudaSuccess) e = cudaStreamSynchronize(at.stream);
-  }
-  alloc.deallocate(result, 2 * sizeof(long long), d);
-  GRAFT_CUDA_CHECK(e);
-  *first_bad = host[0];
-  *bad_value = host[1];
+  const auto r = fetch_from_device<2>(index64.device(), [&](long long* result, cudaStream_t stream) {
+    first_out_of_range<<<1, kCheckBlock, 0, stream>>>(result, static_cast<const int64_t*>(index64.data_ptr()), m, n);
+  });
+  *first_bad = r[0];
+  *bad_value = r[1];
 }
 
 inline void embedding_forward(const Tensor& out, const Tensor& weight, const Tensor& indices) {

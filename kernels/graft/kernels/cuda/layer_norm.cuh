@@ -20,12 +20,6 @@ namespace graft::kernels::cuda {
 namespace layer_norm_detail {
 constexpr int kRowsPerBlock = 8, kLnBlock = 32 * kRowsPerBlock;
 
-__device__ inline double warp_all_sum(double v) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
-
 template <class T>
 __global__ void __launch_bounds__(kLnBlock) forward_rows(T* out, T* mean, T* rstd, const T* x, const T* w, const T* b,
                                                          int64_t M, int64_t N, double eps) {
@@ -91,11 +85,6 @@ __global__ void backward_columns(T* dw, T* db, const T* dout, const T* x, const 
   }
 }
 
-inline unsigned blocks_for_rows(int64_t rows) {
-  const int64_t b = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
-  return unsigned(b < 65535 * 16 ? b : 65535 * 16);
-}
-
 template <class T>
 const T* data_or_null(const Tensor& t) {
   return t.defined() ? static_cast<const T*>(t.data_ptr()) : nullptr;
@@ -112,7 +101,7 @@ inline void layer_norm_forward(const Tensor& out, const Tensor& mean, const Tens
   if (M == 0) return;
   GRAFT_DISPATCH_FLOAT(x.dtype(), "layer_norm (cuda)", T, [&] {
     const KernelLaunch at(out.device());
-    forward_rows<T><<<blocks_for_rows(M), kLnBlock, 0, at.stream>>>(
+    forward_rows<T><<<blocks_for_rows(M, kRowsPerBlock), kLnBlock, 0, at.stream>>>(
         static_cast<T*>(out.data_ptr()), static_cast<T*>(mean.data_ptr()), static_cast<T*>(rstd.data_ptr()),
         static_cast<const T*>(x.data_ptr()), data_or_null<T>(weight), data_or_null<T>(bias), M, N, eps);
     GRAFT_CUDA_CHECK(cudaGetLastError());
@@ -131,7 +120,7 @@ inline void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const T
     const T* pmean = static_cast<const T*>(mean.data_ptr());
     const T* prstd = static_cast<const T*>(rstd.data_ptr());
     if (dx.defined()) {
-      backward_rows<T><<<blocks_for_rows(M), kLnBlock, 0, at.stream>>>(static_cast<T*>(dx.data_ptr()), pdo, px,
+      backward_rows<T><<<blocks_for_rows(M, kRowsPerBlock), kLnBlock, 0, at.stream>>>(static_cast<T*>(dx.data_ptr()), pdo, px,
                                                                        data_or_null<T>(weight), pmean, prstd, M, N);
       GRAFT_CUDA_CHECK(cudaGetLastError());
     }

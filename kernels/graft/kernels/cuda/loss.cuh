@@ -22,17 +22,6 @@ namespace graft::kernels::cuda {
 namespace loss_detail {
 constexpr int kRowsPerBlock = 8, kLossBlock = 32 * kRowsPerBlock, kCheckBlock = 1024;
 
-__device__ inline double warp_all_sum(double v) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;
-}
-__device__ inline double warp_all_max(double v) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v = fmax(v, __shfl_xor_sync(0xffffffffu, v, off));
-  return v;
-}
-
 template <class T>
 __global__ void __launch_bounds__(kLossBlock) ce_forward(T* loss, T* lse, const T* x, const int64_t* y, const T* w,
                                                          int64_t N, int64_t C, int64_t S, int64_t ignore_index,
@@ -138,10 +127,6 @@ __global__ void __launch_bounds__(kCheckBlock) ce_targets(long long* result, con
   }
 }
 
-inline unsigned blocks_for_rows(int64_t rows) {
-  const int64_t b = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
-  return unsigned(b < 65535 * 16 ? b : 65535 * 16);
-}
 }  // namespace loss_detail
 
 inline void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
@@ -151,7 +136,7 @@ inline void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const T
   if (N * S == 0) return;
   GRAFT_DISPATCH_FLOAT(logits.dtype(), "cross_entropy (cuda)", T, [&] {
     const KernelLaunch at(logits.device());
-    ce_forward<T><<<blocks_for_rows(N * S), kLossBlock, 0, at.stream>>>(
+    ce_forward<T><<<blocks_for_rows(N * S, kRowsPerBlock), kLossBlock, 0, at.stream>>>(
         static_cast<T*>(loss.data_ptr()), static_cast<T*>(lse.data_ptr()), static_cast<const T*>(logits.data_ptr()),
         static_cast<const int64_t*>(target.data_ptr()), weight.defined() ? static_cast<const T*>(weight.data_ptr()) : nullptr,
         N, C, S, ignore_index, label_smoothing);
@@ -168,7 +153,7 @@ inline void cross_entropy_backward(const Tensor& dlogits, const Tensor& dloss, c
   const int64_t dl_stride = dloss.numel() > 1 ? dloss.strides()[0] : 0;
   GRAFT_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward (cuda)", T, [&] {
     const KernelLaunch at(logits.device());
-    ce_backward<T><<<blocks_for_rows(N * S), kLossBlock, 0, at.stream>>>(
+    ce_backward<T><<<blocks_for_rows(N * S, kRowsPerBlock), kLossBlock, 0, at.stream>>>(
         static_cast<T*>(dlogits.data_ptr()), static_cast<const T*>(dloss.data_ptr()), dl_stride,
         static_cast<const T*>(logits.data_ptr()), static_cast<const T*>(lse.data_ptr()),
         static_cast<const int64_t*>(target.data_ptr()), weight.defined() ? static_cast<const T*>(weight.data_ptr()) : nullptr,
@@ -186,28 +171,18 @@ inline void cross_entropy_targets(const Tensor& target, const Tensor& weight, in
   *bad_value = 0;
   *total_weight = 0;
   if (n == 0) return;
-  const Device d = target.device();
-  Allocator& alloc = allocator_for(d);
-  auto* result = static_cast<long long*>(alloc.allocate(3 * sizeof(long long), d));
-  long long host[3] = {-1, 0, 0};
-  cudaError_t e = cudaSuccess;
+  std::array<long long, 3> r{};
   GRAFT_DISPATCH_FLOAT(weight.defined() ? weight.dtype() : DType::Float32, "cross_entropy (cuda)", T, [&] {
-    const KernelLaunch at(d);
-    ce_targets<T><<<1, kCheckBlock, 0, at.stream>>>(result, static_cast<const int64_t*>(target.data_ptr()),
-                                                    weight.defined() ? static_cast<const T*>(weight.data_ptr()) : nullptr,
-                                                    n, C, ignore_index);
-    e = cudaGetLastError();
-    if (e == cudaSuccess) e = cudaMemcpyAsync(host, result, sizeof host, cudaMemcpyDeviceToHost, at.stream);
-    if (e == cudaSuccess) e = cudaStreamSynchronize(at.stream);
+    r = fetch_from_device<3>(target.device(), [&](long long* result, cudaStream_t stream) {
+      ce_targets<T><<<1, kCheckBlock, 0, stream>>>(result, static_cast<const int64_t*>(target.data_ptr()),
+                                                   weight.defined() ? static_cast<const T*>(weight.data_ptr()) : nullptr,
+                                                   n, C, ignore_index);
+    });
   });
-  alloc.deallocate(result, 3 * sizeof(long long), d);
-  GRAFT_CUDA_CHECK(e);
-  *first_bad = host[0];
-  *bad_value = host[1];
-  double t;
-  static_assert(sizeof t == sizeof host[2]);
-  std::memcpy(&t, &host[2], sizeof t);
-  *total_weight = t;
+  *first_bad = r[0];
+  *bad_value = r[1];
+  static_assert(sizeof(double) == sizeof(long long));
+  std::memcpy(total_weight, &r[2], sizeof(double));
 }
 
 }  // namespace graft::kernels::cuda

@@ -21,20 +21,6 @@ namespace graft::kernels::cuda {
 namespace softmax_detail {
 constexpr int kRowsPerBlock = 8, kSoftmaxBlock = 32 * kRowsPerBlock;
 
-__device__ inline double warp_all_sum(double v) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
-  return v;  // every lane holds the sum
-}
-template <class T>
-__device__ inline T warp_all_max(T v) {
-#pragma unroll
-  for (int off = 16; off > 0; off /= 2) {
-    const T o = __shfl_xor_sync(0xffffffffu, v, off);
-    v = o > v ? o : v;
-  }
-  return v;
-}
 
 // Calls f(base) for this warp's rows, base = the offset of the row's first element.
 template <class F>
@@ -51,7 +37,7 @@ __global__ void __launch_bounds__(kSoftmaxBlock) softmax_rows(T* y, const T* x, 
     T mx = -INFINITY;
     for (int64_t k = lane; k < n; k += 32) {
       const T v = x[base + k * inner];
-      mx = v > mx || v != v ? v : mx;  // NaN wins, as in the reference's std::max chain
+      mx = v > mx || v != v ? v : mx;  // NaN wins (the row comes out NaN either way, as in the reference)
     }
     mx = warp_all_max(mx);
     double sum = 0;
@@ -90,17 +76,12 @@ __global__ void __launch_bounds__(kSoftmaxBlock) softmax_backward_rows(T* dx, co
   });
 }
 
-inline unsigned blocks_for_rows(int64_t rows) {
-  const int64_t b = (rows + kRowsPerBlock - 1) / kRowsPerBlock;
-  return unsigned(b < 65535 * 16 ? b : 65535 * 16);
-}
-
 template <bool kLog>
 inline void forward(const Tensor& y, const Tensor& x, int64_t outer, int64_t n, int64_t inner) {
   if (outer * inner == 0 || n == 0) return;
   GRAFT_DISPATCH_FLOAT(x.dtype(), kLog ? "log_softmax (cuda)" : "softmax (cuda)", T, [&] {
     const KernelLaunch at(y.device());
-    softmax_rows<T, kLog><<<blocks_for_rows(outer * inner), kSoftmaxBlock, 0, at.stream>>>(
+    softmax_rows<T, kLog><<<blocks_for_rows(outer * inner, kRowsPerBlock), kSoftmaxBlock, 0, at.stream>>>(
         static_cast<T*>(y.data_ptr()), static_cast<const T*>(x.data_ptr()), outer, n, inner);
     GRAFT_CUDA_CHECK(cudaGetLastError());
   });
@@ -111,7 +92,7 @@ inline void backward(const Tensor& dx, const Tensor& dy, const Tensor& y, int64_
   if (outer * inner == 0 || n == 0) return;
   GRAFT_DISPATCH_FLOAT(y.dtype(), kLog ? "log_softmax_backward (cuda)" : "softmax_backward (cuda)", T, [&] {
     const KernelLaunch at(dx.device());
-    softmax_backward_rows<T, kLog><<<blocks_for_rows(outer * inner), kSoftmaxBlock, 0, at.stream>>>(
+    softmax_backward_rows<T, kLog><<<blocks_for_rows(outer * inner, kRowsPerBlock), kSoftmaxBlock, 0, at.stream>>>(
         static_cast<T*>(dx.data_ptr()), static_cast<const T*>(dy.data_ptr()), static_cast<const T*>(y.data_ptr()),
         outer, n, inner);
     GRAFT_CUDA_CHECK(cudaGetLastError());
