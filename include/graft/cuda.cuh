@@ -13,13 +13,14 @@
 // their tensors' device. Ops without a CUDA kernel yet throw "<op>: no kernel for device cuda:0"
 // (never a silent CPU fallback). Covered so far: copies and dtype conversion, binary and unary
 // elementwise (forward and backward), sum, matmul (so linear and their backward passes), softmax
-// and log_softmax, layer norm, dropout (a counter-based generator), embedding (with the index check on the GPU), cross-entropy (forward, backward and its target check on the GPU), the
+// and log_softmax, layer norm, batch norm (training, running and frozen statistics), dropout (a counter-based generator), embedding (with the index check on the GPU), cross-entropy (forward, backward and its target check on the GPU), the
 // fused SGD and Adam / AdamW updates.
 #pragma once
 #include <cuda_runtime.h>
 
 #include "graft/cuda/runtime.cuh"
 #include "graft/graft.hpp"
+#include "graft/kernels/cuda/batch_norm.cuh"
 #include "graft/kernels/cuda/dropout.cuh"
 #include "graft/kernels/cuda/elementwise.cuh"
 #include "graft/kernels/cuda/embedding.cuh"
@@ -47,6 +48,8 @@ inline const bool graft_cuda_backend_registered = [] {
   log_softmax_backward_kernel.cuda = &kernels::cuda::log_softmax_backward;
   layer_norm_kernel.cuda = &kernels::cuda::layer_norm_forward;
   layer_norm_backward_kernel.cuda = &kernels::cuda::layer_norm_backward;
+  batch_norm_kernel.cuda = &kernels::cuda::batch_norm_forward;
+  batch_norm_backward_kernel.cuda = &kernels::cuda::batch_norm_backward;
   dropout_kernel.cuda = &kernels::cuda::dropout_forward;
   dropout_backward_kernel.cuda = &kernels::cuda::dropout_backward;
   index_range_kernel.cuda = &kernels::cuda::index_range_check;

@@ -206,6 +206,28 @@ int main(int argc, char** argv) {
     sum(d1 * upd.to(gpu)).backward();
     check("dropout backward = dout * mask", ones_g.grad(), upd * d1.cpu());
   }
+  // batch_norm: training statistics (and the running ones updated), then eval with the running
+  // statistics; the backward to x, weight and bias in training mode.
+  {
+    Tensor xb = randn({6, 5, 7, 9}, DType::Float32, gen) * 3.0 + 1.0, wb = randn({5}, DType::Float32, gen),
+           bb = randn({5}, DType::Float32, gen), upb = randn({6, 5, 7, 9}, DType::Float32, gen);
+    Tensor rmg = zeros({5}).to(gpu), rvg = ones({5}).to(gpu), rmc = zeros({5}), rvc = ones({5});
+    Tensor xgb = xb.to(gpu).set_requires_grad(), xcb = xb.clone().set_requires_grad();
+    Tensor wgb = wb.to(gpu).set_requires_grad(), wcb = wb.clone().set_requires_grad();
+    Tensor bgb = bb.to(gpu).set_requires_grad(), bcb = bb.clone().set_requires_grad();
+    Tensor yb_g = batch_norm(xgb, rmg, rvg, wgb, bgb, true, 0.1, 1e-5);
+    Tensor yb_c = batch_norm(xcb, rmc, rvc, wcb, bcb, true, 0.1, 1e-5);
+    check("batch_norm training", yb_g, yb_c);
+    check("batch_norm running mean", rmg, rmc);
+    check("batch_norm running var", rvg, rvc);
+    sum(yb_g * upb.to(gpu)).backward();
+    sum(yb_c * upb).backward();
+    check("batch_norm backward: dx", xgb.grad(), xcb.grad());
+    check("batch_norm backward: dweight", wgb.grad(), wcb.grad());
+    check("batch_norm backward: dbias", bgb.grad(), bcb.grad());
+    check("batch_norm eval", batch_norm(xb.to(gpu), rmg, rvg, wb.to(gpu), bb.to(gpu), false, 0.1, 1e-5),
+          batch_norm(xb, rmc, rvc, wb, bb, false, 0.1, 1e-5));
+  }
   // The fused optimizer updates: three steps of SGD (momentum, Nesterov, weight decay) and of AdamW on
   // the same parameters and gradients, GPU against CPU.
   {
