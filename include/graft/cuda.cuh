@@ -13,7 +13,8 @@
 // their tensors' device. Ops without a CUDA kernel yet throw "<op>: no kernel for device cuda:0"
 // (never a silent CPU fallback). Covered so far: copies and dtype conversion, binary and unary
 // elementwise (forward and backward), sum, matmul (so linear and their backward passes), softmax
-// and log_softmax, layer norm, batch norm (training, running and frozen statistics), dropout (a counter-based generator), embedding (with the index check on the GPU), cross-entropy (forward, backward and its target check on the GPU), the
+// and log_softmax, layer norm, batch norm (training, running and frozen statistics), max / avg /
+// adaptive pooling, dropout (a counter-based generator), embedding (with the index check on the GPU), cross-entropy (forward, backward and its target check on the GPU), the
 // fused SGD and Adam / AdamW updates.
 #pragma once
 #include <cuda_runtime.h>
@@ -30,6 +31,7 @@
 #include "graft/kernels/cuda/layer_norm.cuh"
 #include "graft/kernels/cuda/loss.cuh"
 #include "graft/kernels/cuda/optim.cuh"
+#include "graft/kernels/cuda/pool.cuh"
 #include "graft/optim/adam.hpp"
 
 namespace graft {
@@ -58,6 +60,13 @@ inline const bool graft_cuda_backend_registered = [] {
   cross_entropy_targets_kernel.cuda = &kernels::cuda::cross_entropy_targets;
   cross_entropy_kernel.cuda = &kernels::cuda::cross_entropy_forward;
   cross_entropy_backward_kernel.cuda = &kernels::cuda::cross_entropy_backward;
+  max_pool2d_kernel.cuda = &kernels::cuda::max_pool2d_forward;
+  max_pool2d_backward_kernel.cuda = &kernels::cuda::max_pool2d_backward;
+  max_pool2d_gather_kernel.cuda = &kernels::cuda::max_pool2d_gather;
+  avg_pool2d_kernel.cuda = &kernels::cuda::avg_pool2d_forward;
+  avg_pool2d_backward_kernel.cuda = &kernels::cuda::avg_pool2d_backward;
+  adaptive_avg_pool2d_kernel.cuda = &kernels::cuda::adaptive_avg_pool2d_forward;
+  adaptive_avg_pool2d_backward_kernel.cuda = &kernels::cuda::adaptive_avg_pool2d_backward;
   sgd_update_kernel.cuda = &kernels::cuda::sgd_update;
   adam_update_kernel.cuda = &kernels::cuda::adam_update;
   return true;

@@ -228,6 +228,29 @@ int main(int argc, char** argv) {
     check("batch_norm eval", batch_norm(xb.to(gpu), rmg, rvg, wb.to(gpu), bb.to(gpu), false, 0.1, 1e-5),
           batch_norm(xb, rmc, rvc, wb, bb, false, 0.1, 1e-5));
   }
+  // Pooling: ResNet's 3x3 stride-2 pad-1 max pool, a ceil-mode average without the padding in the
+  // divisor, the adaptive average to 1 x 1 and to 3 x 2; each forward and backward (max pooling's
+  // backward bit for bit: the CPU's fast kernel keeps the reference's order; the averages' does not).
+  {
+    Tensor xp = randn({2, 3, 11, 10}, DType::Float32, gen);
+    auto both = [&](const std::string& name, const std::function<Tensor(const Tensor&)>& f, bool exact = false) {
+      Tensor xg5 = xp.to(gpu).set_requires_grad(), xc5 = xp.clone().set_requires_grad();
+      Tensor yg5 = f(xg5), yc5 = f(xc5);
+      check(name, yg5, yc5);
+      Tensor up5 = randn(yc5.shape(), DType::Float32, gen);
+      sum(yg5 * up5.to(gpu)).backward();
+      sum(yc5 * up5).backward();
+      if (exact)
+        check_exact(name + " backward", xg5.grad(), xc5.grad());
+      else
+        check(name + " backward", xg5.grad(), xc5.grad());
+    };
+    both("max_pool2d 3x3 s2 p1", [](const Tensor& x) { return max_pool2d(x, {3, 3}, {2, 2}, {1, 1}); }, true);
+    both("avg_pool2d 3x3 s2 p1 ceil, padding not counted",
+         [](const Tensor& x) { return avg_pool2d(x, {3, 3}, {2, 2}, {1, 1}, true, false); });
+    both("adaptive_avg_pool2d to 1x1", [](const Tensor& x) { return adaptive_avg_pool2d(x, {1, 1}); });
+    both("adaptive_avg_pool2d to 3x2", [](const Tensor& x) { return adaptive_avg_pool2d(x, {3, 2}); });
+  }
   // The fused optimizer updates: three steps of SGD (momentum, Nesterov, weight decay) and of AdamW on
   // the same parameters and gradients, GPU against CPU.
   {
