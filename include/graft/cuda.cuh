@@ -12,7 +12,7 @@
 // guards, events, cuda_memory_stats, cuda_empty_cache); kernels run on the thread's current stream of
 // their tensors' device. Ops without a CUDA kernel yet throw "<op>: no kernel for device cuda:0"
 // (never a silent CPU fallback). Covered so far: copies and dtype conversion, binary and unary
-// elementwise (forward and backward), sum, matmul (so linear and their backward passes), softmax
+// elementwise (forward and backward), comparisons and where, sum, matmul (so linear and their backward passes), softmax
 // and log_softmax, layer norm, batch norm (training, running and frozen statistics), max / avg /
 // adaptive pooling, dropout (a counter-based generator), embedding (with the index check on the GPU), cross-entropy (forward, backward and its target check on the GPU), the
 // fused SGD and Adam / AdamW updates.
@@ -22,6 +22,7 @@
 #include "graft/cuda/runtime.cuh"
 #include "graft/graft.hpp"
 #include "graft/kernels/cuda/batch_norm.cuh"
+#include "graft/kernels/cuda/compare.cuh"
 #include "graft/kernels/cuda/dropout.cuh"
 #include "graft/kernels/cuda/elementwise.cuh"
 #include "graft/kernels/cuda/embedding.cuh"
@@ -50,6 +51,8 @@ inline const bool graft_cuda_backend_registered = [] {
   log_softmax_backward_kernel.cuda = &kernels::cuda::log_softmax_backward;
   layer_norm_kernel.cuda = &kernels::cuda::layer_norm_forward;
   layer_norm_backward_kernel.cuda = &kernels::cuda::layer_norm_backward;
+  compare_kernel.cuda = &kernels::cuda::compare_forward;
+  where_kernel.cuda = &kernels::cuda::where_forward;
   batch_norm_kernel.cuda = &kernels::cuda::batch_norm_forward;
   batch_norm_backward_kernel.cuda = &kernels::cuda::batch_norm_backward;
   dropout_kernel.cuda = &kernels::cuda::dropout_forward;

@@ -251,6 +251,15 @@ int main(int argc, char** argv) {
     both("adaptive_avg_pool2d to 1x1", [](const Tensor& x) { return adaptive_avg_pool2d(x, {1, 1}); });
     both("adaptive_avg_pool2d to 3x2", [](const Tensor& x) { return adaptive_avg_pool2d(x, {3, 2}); });
   }
+  // Comparisons (broadcast, float and int64) and where, through the ops that use them.
+  {
+    Tensor ca = randn({7, 5}, DType::Float32, gen), cb = randn({5}, DType::Float32, gen);
+    check("a > b (broadcast)", gt(ca.to(gpu), cb.to(gpu)).cpu().to(DType::Float32), gt(ca, cb).to(DType::Float32));
+    Tensor ia = randint(0, 4, {9}, DType::Int64, gen), ib = randint(0, 4, {9}, DType::Int64, gen);
+    check("int64 a == b", eq(ia.to(gpu), ib.to(gpu)).cpu().to(DType::Float32), eq(ia, ib).to(DType::Float32));
+    check("where(a > b, a, b)", where(gt(ca.to(gpu), cb.to(gpu)), ca.to(gpu), cb.to(gpu)),
+          where(gt(ca, cb), ca, cb));
+  }
   // The fused optimizer updates: three steps of SGD (momentum, Nesterov, weight decay) and of AdamW on
   // the same parameters and gradients, GPU against CPU.
   {
