@@ -14,7 +14,7 @@
 // (never a silent CPU fallback). Covered so far: copies and dtype conversion, binary and unary
 // elementwise (forward and backward), comparisons and where, sum, matmul (so linear and their backward passes), softmax
 // and log_softmax, layer norm, batch norm (training, running and frozen statistics), max / avg /
-// adaptive pooling, dropout (a counter-based generator), embedding (with the index check on the GPU), cross-entropy (forward, backward and its target check on the GPU), the
+// adaptive pooling, dropout (a counter-based generator), embedding (with the index check on the GPU), BCE with logits, MSE, cross-entropy (forward, backward and its target check on the GPU), the
 // fused SGD and Adam / AdamW updates.
 #pragma once
 #include <cuda_runtime.h>
@@ -60,6 +60,10 @@ inline const bool graft_cuda_backend_registered = [] {
   index_range_kernel.cuda = &kernels::cuda::index_range_check;
   embedding_kernel.cuda = &kernels::cuda::embedding_forward;
   embedding_backward_kernel.cuda = &kernels::cuda::embedding_backward;
+  bce_with_logits_kernel.cuda = &kernels::cuda::bce_with_logits_forward;
+  bce_with_logits_backward_kernel.cuda = &kernels::cuda::bce_with_logits_backward;
+  mse_kernel.cuda = &kernels::cuda::mse_loss_forward;
+  mse_backward_kernel.cuda = &kernels::cuda::mse_loss_backward;
   cross_entropy_targets_kernel.cuda = &kernels::cuda::cross_entropy_targets;
   cross_entropy_kernel.cuda = &kernels::cuda::cross_entropy_forward;
   cross_entropy_backward_kernel.cuda = &kernels::cuda::cross_entropy_backward;

@@ -260,6 +260,24 @@ int main(int argc, char** argv) {
     check("where(a > b, a, b)", where(gt(ca.to(gpu), cb.to(gpu)), ca.to(gpu), cb.to(gpu)),
           where(gt(ca, cb), ca, cb));
   }
+  // binary_cross_entropy_with_logits (with pos_weight) and mse_loss, forward and backward.
+  {
+    Tensor bx = randn({40, 3}, DType::Float32, gen) * 4.0, bt = rand({40, 3}, DType::Float32, gen),
+           bp = rand({3}, DType::Float32, gen) + 0.5;
+    Tensor bxg = bx.to(gpu).set_requires_grad(), bxc = bx.clone().set_requires_grad();
+    Tensor lb_g = binary_cross_entropy_with_logits(bxg, bt.to(gpu), Reduction::Mean, bp.to(gpu));
+    Tensor lb_c = binary_cross_entropy_with_logits(bxc, bt, Reduction::Mean, bp);
+    check("bce_with_logits (pos_weight)", lb_g, lb_c);
+    lb_g.backward();
+    lb_c.backward();
+    check("bce_with_logits backward", bxg.grad(), bxc.grad());
+    Tensor mxg = bx.to(gpu).set_requires_grad(), mxc = bx.clone().set_requires_grad();
+    Tensor lm_g = mse_loss(mxg, bt.to(gpu)), lm_c = mse_loss(mxc, bt);
+    check("mse_loss", lm_g, lm_c);
+    lm_g.backward();
+    lm_c.backward();
+    check("mse_loss backward", mxg.grad(), mxc.grad());
+  }
   // The fused optimizer updates: three steps of SGD (momentum, Nesterov, weight decay) and of AdamW on
   // the same parameters and gradients, GPU against CPU.
   {

@@ -1,6 +1,8 @@
-// graft/kernels/cuda/loss.cuh - cross-entropy on the GPU: the target check, the forward and the
-// backward of graft/ops/loss.hpp's slots (logits [N, C, S] contiguous, target [N, S] int64, weight [C]
-// or undefined; loss and lse [N * S]; ignore_index and label smoothing as in PyTorch).
+// graft/kernels/cuda/loss.cuh - the losses on the GPU: cross-entropy (its target check, forward and
+// backward; logits [N, C, S] contiguous, target [N, S] int64, weight [C] or undefined; loss and lse
+// [N * S]; ignore_index and label smoothing as in PyTorch), binary cross-entropy with logits and the
+// squared error (elementwise, a thread per element, the CPU reference's formulas; dloss may have
+// stride 0). The slots' contracts are graft/ops/loss.hpp's.
 //
 // Forward and backward: one warp per position (n, s), its lanes striding the C logits (S apart);
 // the max, the sum of exponentials and the smoothing sum are carried in double and combined by
@@ -127,7 +129,113 @@ __global__ void __launch_bounds__(kCheckBlock) ce_targets(long long* result, con
   }
 }
 
+template <class T>
+__global__ void bce_forward(T* out, const T* x, const T* t, const T* pw, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const double xi = double(x[i]), ti = double(t[i]);
+    const double sp = fmax(-xi, 0.0) + log1p(exp(-fabs(xi)));
+    const double L = pw ? 1.0 + (double(pw[i]) - 1.0) * ti : 1.0;
+    out[i] = T((1.0 - ti) * xi + L * sp);
+  }
+}
+
+template <class T>
+__global__ void bce_backward(T* dx, T* dt, const T* dl, int64_t dl_stride, const T* x, const T* t, const T* pw,
+                             int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const double xi = double(x[i]), ti = double(t[i]), g = double(dl[i * dl_stride]);
+    const double pwi = pw ? double(pw[i]) : 1.0;
+    if (dx) {
+      const double sig = xi >= 0 ? 1.0 / (1.0 + exp(-xi)) : exp(xi) / (1.0 + exp(xi));
+      dx[i] = T(g * ((1.0 + (pwi - 1.0) * ti) * sig - pwi * ti));
+    }
+    if (dt) {
+      const double sp = fmax(-xi, 0.0) + log1p(exp(-fabs(xi)));
+      dt[i] = T(g * ((pwi - 1.0) * sp - xi));
+    }
+  }
+}
+
+template <class T>
+__global__ void mse_forward(T* out, const T* a, const T* b, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = (a[i] - b[i]) * (a[i] - b[i]);
+}
+
+template <class T>
+__global__ void mse_backward(T* da, T* db, const T* dl, int64_t dl_stride, const T* a, const T* b, int64_t n) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const T g = T(2) * dl[i * dl_stride] * (a[i] - b[i]);
+    if (da) da[i] = g;
+    if (db) db[i] = -g;
+  }
+}
+
+template <class T>
+const T* in_or_null(const Tensor& t) {
+  return t.defined() ? static_cast<const T*>(t.data_ptr()) : nullptr;
+}
+template <class T>
+T* out_or_null(const Tensor& t) {
+  return t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr;
+}
+constexpr unsigned kElementBlock = 256;
 }  // namespace loss_detail
+
+inline void bce_with_logits_forward(const Tensor& loss, const Tensor& logits, const Tensor& target,
+                                    const Tensor& pos_weight) {
+  using namespace loss_detail;
+  const int64_t n = logits.numel();
+  if (n == 0) return;
+  GRAFT_DISPATCH_FLOAT(logits.dtype(), "binary_cross_entropy_with_logits (cuda)", T, [&] {
+    const KernelLaunch at(logits.device());
+    bce_forward<T><<<grid_for(n, kElementBlock), kElementBlock, 0, at.stream>>>(
+        out_or_null<T>(loss), in_or_null<T>(logits), in_or_null<T>(target), in_or_null<T>(pos_weight), n);
+    GRAFT_CUDA_CHECK(cudaGetLastError());
+  });
+}
+
+inline void bce_with_logits_backward(const Tensor& dlogits, const Tensor& dtarget, const Tensor& dloss,
+                                     const Tensor& logits, const Tensor& target, const Tensor& pos_weight) {
+  using namespace loss_detail;
+  const int64_t n = logits.numel();
+  if (n == 0) return;
+  const int64_t dl_stride = dloss.numel() > 1 ? dloss.strides()[0] : 0;
+  GRAFT_DISPATCH_FLOAT(logits.dtype(), "binary_cross_entropy_with_logits_backward (cuda)", T, [&] {
+    const KernelLaunch at(logits.device());
+    bce_backward<T><<<grid_for(n, kElementBlock), kElementBlock, 0, at.stream>>>(
+        out_or_null<T>(dlogits), out_or_null<T>(dtarget), in_or_null<T>(dloss), dl_stride, in_or_null<T>(logits),
+        in_or_null<T>(target), in_or_null<T>(pos_weight), n);
+    GRAFT_CUDA_CHECK(cudaGetLastError());
+  });
+}
+
+inline void mse_loss_forward(const Tensor& loss, const Tensor& input, const Tensor& target) {
+  using namespace loss_detail;
+  const int64_t n = input.numel();
+  if (n == 0) return;
+  GRAFT_DISPATCH_FLOAT(input.dtype(), "mse_loss (cuda)", T, [&] {
+    const KernelLaunch at(input.device());
+    mse_forward<T><<<grid_for(n, kElementBlock), kElementBlock, 0, at.stream>>>(out_or_null<T>(loss), in_or_null<T>(input),
+                                                                              in_or_null<T>(target), n);
+    GRAFT_CUDA_CHECK(cudaGetLastError());
+  });
+}
+
+inline void mse_loss_backward(const Tensor& dinput, const Tensor& dtarget, const Tensor& dloss, const Tensor& input,
+                              const Tensor& target) {
+  using namespace loss_detail;
+  const int64_t n = input.numel();
+  if (n == 0) return;
+  const int64_t dl_stride = dloss.numel() > 1 ? dloss.strides()[0] : 0;
+  GRAFT_DISPATCH_FLOAT(input.dtype(), "mse_loss_backward (cuda)", T, [&] {
+    const KernelLaunch at(input.device());
+    mse_backward<T><<<grid_for(n, kElementBlock), kElementBlock, 0, at.stream>>>(
+        out_or_null<T>(dinput), out_or_null<T>(dtarget), in_or_null<T>(dloss), dl_stride, in_or_null<T>(input),
+        in_or_null<T>(target), n);
+    GRAFT_CUDA_CHECK(cudaGetLastError());
+  });
+}
 
 inline void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
                                   const Tensor& weight, int64_t ignore_index, double label_smoothing) {
