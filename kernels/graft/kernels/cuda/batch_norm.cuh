@@ -108,10 +108,6 @@ __global__ void __launch_bounds__(kReduceBlock) backward_channels(T* dx, T* dw, 
   }
 }
 
-template <class T>
-T* ptr_or_null(const Tensor& t) {
-  return t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr;
-}
 }  // namespace batch_norm_detail
 
 inline void batch_norm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
@@ -123,8 +119,8 @@ inline void batch_norm_forward(const Tensor& out, const Tensor& mean, const Tens
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm (cuda)", T, [&] {
     const KernelLaunch at(x.device());
     forward_channels<T><<<unsigned(C < 65535 ? C : 65535), kReduceBlock, 0, at.stream>>>(
-        ptr_or_null<T>(out), ptr_or_null<T>(mean), ptr_or_null<T>(rstd), ptr_or_null<T>(x), ptr_or_null<T>(weight),
-        ptr_or_null<T>(bias), ptr_or_null<T>(running_mean), ptr_or_null<T>(running_var), N, C, S, training, momentum,
+        data_or_null<T>(out), data_or_null<T>(mean), data_or_null<T>(rstd), data_or_null<T>(x), data_or_null<T>(weight),
+        data_or_null<T>(bias), data_or_null<T>(running_mean), data_or_null<T>(running_var), N, C, S, training, momentum,
         eps);
     GRAFT_CUDA_CHECK(cudaGetLastError());
   });
@@ -138,8 +134,8 @@ inline void batch_norm_backward(const Tensor& dx, const Tensor& dweight, const T
   GRAFT_DISPATCH_FLOAT(x.dtype(), "batch_norm_backward (cuda)", T, [&] {
     const KernelLaunch at(x.device());
     backward_channels<T><<<unsigned(C < 65535 ? C : 65535), kReduceBlock, 0, at.stream>>>(
-        ptr_or_null<T>(dx), ptr_or_null<T>(dweight), ptr_or_null<T>(dbias), ptr_or_null<T>(dout), ptr_or_null<T>(x),
-        ptr_or_null<T>(weight), ptr_or_null<T>(mean), ptr_or_null<T>(rstd), N, C, S, training);
+        data_or_null<T>(dx), data_or_null<T>(dweight), data_or_null<T>(dbias), data_or_null<T>(dout), data_or_null<T>(x),
+        data_or_null<T>(weight), data_or_null<T>(mean), data_or_null<T>(rstd), N, C, S, training);
     GRAFT_CUDA_CHECK(cudaGetLastError());
   });
 }

@@ -11,6 +11,7 @@
 #include "graft/core/shape.hpp"
 #include "graft/core/storage.hpp"
 #include "graft/core/stream.hpp"
+#include "graft/core/tensor.hpp"
 
 #define GRAFT_CUDA_CHECK(expr)                                                                  \
   do {                                                                                          \
@@ -107,6 +108,12 @@ __device__ inline T warp_all_max(T v) {
 inline unsigned blocks_for_rows(int64_t rows, int rows_per_block) {
   const int64_t b = (rows + rows_per_block - 1) / rows_per_block;
   return unsigned(b < 65535 * 16 ? b : 65535 * 16);
+}
+
+// The data of t as T*, or nullptr for an undefined tensor (the optional operands: weight, bias, ...).
+template <class T>
+T* data_or_null(const Tensor& t) {
+  return t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr;
 }
 
 // For checks whose outcome the host must know (a bad index, a bad target): launch(result, stream)

@@ -85,14 +85,6 @@ __global__ void backward_columns(T* dw, T* db, const T* dout, const T* x, const 
   }
 }
 
-template <class T>
-const T* data_or_null(const Tensor& t) {
-  return t.defined() ? static_cast<const T*>(t.data_ptr()) : nullptr;
-}
-template <class T>
-T* mutable_or_null(const Tensor& t) {
-  return t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr;
-}
 }  // namespace layer_norm_detail
 
 inline void layer_norm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
@@ -125,7 +117,7 @@ inline void layer_norm_backward(const Tensor& dx, const Tensor& dweight, const T
       GRAFT_CUDA_CHECK(cudaGetLastError());
     }
     if (dweight.defined() || dbias.defined()) {
-      backward_columns<T><<<grid_for(N, 256), 256, 0, at.stream>>>(mutable_or_null<T>(dweight), mutable_or_null<T>(dbias),
+      backward_columns<T><<<grid_for(N, 256), 256, 0, at.stream>>>(data_or_null<T>(dweight), data_or_null<T>(dbias),
                                                                    pdo, px, pmean, prstd, M, N);
       GRAFT_CUDA_CHECK(cudaGetLastError());
     }

@@ -171,15 +171,9 @@ __global__ void mse_backward(T* da, T* db, const T* dl, int64_t dl_stride, const
   }
 }
 
-template <class T>
-const T* in_or_null(const Tensor& t) {
-  return t.defined() ? static_cast<const T*>(t.data_ptr()) : nullptr;
-}
-template <class T>
-T* out_or_null(const Tensor& t) {
-  return t.defined() ? static_cast<T*>(t.data_ptr()) : nullptr;
-}
 constexpr unsigned kElementBlock = 256;
+// dloss [n], or a 0-d / broadcast gradient read with stride 0 (a mean's backward).
+inline int64_t dloss_stride(const Tensor& dloss) { return dloss.numel() > 1 ? dloss.strides()[0] : 0; }
 }  // namespace loss_detail
 
 inline void bce_with_logits_forward(const Tensor& loss, const Tensor& logits, const Tensor& target,
@@ -190,7 +184,7 @@ inline void bce_with_logits_forward(const Tensor& loss, const Tensor& logits, co
   GRAFT_DISPATCH_FLOAT(logits.dtype(), "binary_cross_entropy_with_logits (cuda)", T, [&] {
     const KernelLaunch at(logits.device());
     bce_forward<T><<<grid_for(n, kElementBlock), kElementBlock, 0, at.stream>>>(
-        out_or_null<T>(loss), in_or_null<T>(logits), in_or_null<T>(target), in_or_null<T>(pos_weight), n);
+        data_or_null<T>(loss), data_or_null<T>(logits), data_or_null<T>(target), data_or_null<T>(pos_weight), n);
     GRAFT_CUDA_CHECK(cudaGetLastError());
   });
 }
@@ -200,12 +194,12 @@ inline void bce_with_logits_backward(const Tensor& dlogits, const Tensor& dtarge
   using namespace loss_detail;
   const int64_t n = logits.numel();
   if (n == 0) return;
-  const int64_t dl_stride = dloss.numel() > 1 ? dloss.strides()[0] : 0;
+  const int64_t dl_stride = dloss_stride(dloss);
   GRAFT_DISPATCH_FLOAT(logits.dtype(), "binary_cross_entropy_with_logits_backward (cuda)", T, [&] {
     const KernelLaunch at(logits.device());
     bce_backward<T><<<grid_for(n, kElementBlock), kElementBlock, 0, at.stream>>>(
-        out_or_null<T>(dlogits), out_or_null<T>(dtarget), in_or_null<T>(dloss), dl_stride, in_or_null<T>(logits),
-        in_or_null<T>(target), in_or_null<T>(pos_weight), n);
+        data_or_null<T>(dlogits), data_or_null<T>(dtarget), data_or_null<T>(dloss), dl_stride, data_or_null<T>(logits),
+        data_or_null<T>(target), data_or_null<T>(pos_weight), n);
     GRAFT_CUDA_CHECK(cudaGetLastError());
   });
 }
@@ -216,8 +210,8 @@ inline void mse_loss_forward(const Tensor& loss, const Tensor& input, const Tens
   if (n == 0) return;
   GRAFT_DISPATCH_FLOAT(input.dtype(), "mse_loss (cuda)", T, [&] {
     const KernelLaunch at(input.device());
-    mse_forward<T><<<grid_for(n, kElementBlock), kElementBlock, 0, at.stream>>>(out_or_null<T>(loss), in_or_null<T>(input),
-                                                                              in_or_null<T>(target), n);
+    mse_forward<T><<<grid_for(n, kElementBlock), kElementBlock, 0, at.stream>>>(data_or_null<T>(loss), data_or_null<T>(input),
+                                                                              data_or_null<T>(target), n);
     GRAFT_CUDA_CHECK(cudaGetLastError());
   });
 }
@@ -227,12 +221,12 @@ inline void mse_loss_backward(const Tensor& dinput, const Tensor& dtarget, const
   using namespace loss_detail;
   const int64_t n = input.numel();
   if (n == 0) return;
-  const int64_t dl_stride = dloss.numel() > 1 ? dloss.strides()[0] : 0;
+  const int64_t dl_stride = dloss_stride(dloss);
   GRAFT_DISPATCH_FLOAT(input.dtype(), "mse_loss_backward (cuda)", T, [&] {
     const KernelLaunch at(input.device());
     mse_backward<T><<<grid_for(n, kElementBlock), kElementBlock, 0, at.stream>>>(
-        out_or_null<T>(dinput), out_or_null<T>(dtarget), in_or_null<T>(dloss), dl_stride, in_or_null<T>(input),
-        in_or_null<T>(target), n);
+        data_or_null<T>(dinput), data_or_null<T>(dtarget), data_or_null<T>(dloss), dl_stride, data_or_null<T>(input),
+        data_or_null<T>(target), n);
     GRAFT_CUDA_CHECK(cudaGetLastError());
   });
 }
@@ -246,7 +240,7 @@ inline void cross_entropy_forward(const Tensor& loss, const Tensor& lse, const T
     const KernelLaunch at(logits.device());
     ce_forward<T><<<blocks_for_rows(N * S, kRowsPerBlock), kLossBlock, 0, at.stream>>>(
         static_cast<T*>(loss.data_ptr()), static_cast<T*>(lse.data_ptr()), static_cast<const T*>(logits.data_ptr()),
-        static_cast<const int64_t*>(target.data_ptr()), weight.defined() ? static_cast<const T*>(weight.data_ptr()) : nullptr,
+        static_cast<const int64_t*>(target.data_ptr()), data_or_null<const T>(weight),
         N, C, S, ignore_index, label_smoothing);
     GRAFT_CUDA_CHECK(cudaGetLastError());
   });
@@ -258,13 +252,13 @@ inline void cross_entropy_backward(const Tensor& dlogits, const Tensor& dloss, c
   using namespace loss_detail;
   const int64_t N = logits.shape()[0], C = logits.shape()[1], S = logits.shape()[2];
   if (N * S == 0) return;
-  const int64_t dl_stride = dloss.numel() > 1 ? dloss.strides()[0] : 0;
+  const int64_t dl_stride = dloss_stride(dloss);
   GRAFT_DISPATCH_FLOAT(logits.dtype(), "cross_entropy_backward (cuda)", T, [&] {
     const KernelLaunch at(logits.device());
     ce_backward<T><<<blocks_for_rows(N * S, kRowsPerBlock), kLossBlock, 0, at.stream>>>(
         static_cast<T*>(dlogits.data_ptr()), static_cast<const T*>(dloss.data_ptr()), dl_stride,
         static_cast<const T*>(logits.data_ptr()), static_cast<const T*>(lse.data_ptr()),
-        static_cast<const int64_t*>(target.data_ptr()), weight.defined() ? static_cast<const T*>(weight.data_ptr()) : nullptr,
+        static_cast<const int64_t*>(target.data_ptr()), data_or_null<const T>(weight),
         N, C, S, ignore_index, label_smoothing);
     GRAFT_CUDA_CHECK(cudaGetLastError());
   });
@@ -283,7 +277,7 @@ inline void cross_entropy_targets(const Tensor& target, const Tensor& weight, in
   GRAFT_DISPATCH_FLOAT(weight.defined() ? weight.dtype() : DType::Float32, "cross_entropy (cuda)", T, [&] {
     r = fetch_from_device<3>(target.device(), [&](long long* result, cudaStream_t stream) {
       ce_targets<T><<<1, kCheckBlock, 0, stream>>>(result, static_cast<const int64_t*>(target.data_ptr()),
-                                                   weight.defined() ? static_cast<const T*>(weight.data_ptr()) : nullptr,
+                                                   data_or_null<const T>(weight),
                                                    n, C, ignore_index);
     });
   });
