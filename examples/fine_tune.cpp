@@ -8,6 +8,7 @@
 //   ./build/examples/fine_tune --checkpoint resnet50.safetensors --images photos/ --augment
 //       --freeze-up-to layer2 --layer-decay 0.7 --steps 1000 --checkpoint-out run.safetensors --save-every 100
 //   ./build/examples/fine_tune ...same options... --resume run.safetensors     # continues where it stopped
+//   ./build/examples/fine_tune ... --device cuda   # model, inputs and targets on GPU 0 (-DGRAFT_CUDA=ON build)
 //
 // Model and data: examples/transfer_setup.hpp. Training is examples::train_classifier's recipe (AdamW,
 // cosine schedule with linear warmup, cross-entropy, batch_plan's batch order from --seed, finite loss
@@ -128,6 +129,7 @@ int main(int argc, char** argv) {
   const std::string& resume = cli.option("resume", std::string(""), "continue the run saved in this checkpoint");
   const int64_t& stop_after = cli.option("stop-after", int64_t(0), "end this session after this many steps of the "
                                                                      "run (0: run to --steps); --resume continues");
+  const std::string& device_arg = cli.option("device", std::string("cpu"), "cpu, cuda or cuda:N: where the model trains");
   cli.parse(argc, argv);
   if (layer_decay != 0.0 && (head_lr != 0.0 || backbone_lr != 0.0))
     cli.fail("--layer-decay and --head-lr / --backbone-lr are two ways to set the learning rates; give one");
@@ -136,6 +138,7 @@ int main(int argc, char** argv) {
   try {
     using Clock = std::chrono::steady_clock;
     const auto t0 = Clock::now();
+    const Device device = examples::parse_device(device_arg);
     examples::TransferModel m = examples::load_transfer_model(
         {.checkpoint = setup.checkpoint, .arch = setup.arch, .in_chans = setup.in_chans, .random_init = setup.random_init,
          .seed = uint64_t(seed)},
@@ -150,6 +153,7 @@ int main(int argc, char** argv) {
     // ---- the model to train ----
     nn::Module& net = *m.net;
     m.reset_classifier(d.num_classes);
+    net.to(device);  // every parameter and buffer, in place (the handles below stay valid)
     if (bn_momentum > 0) examples::set_bn_momentum(net, bn_momentum);
     if (!freeze_up_to.empty()) {
       const int64_t n = net.freeze_up_to(freeze_up_to);
@@ -224,7 +228,7 @@ int main(int argc, char** argv) {
       }
       sched.apply(opt, step);
       opt.zero_grad();
-      const Tensor loss = cross_entropy(forward(b.x), b.y);
+      const Tensor loss = cross_entropy(forward(b.x.to(device)), b.y.to(device));
       train::check_finite_loss(loss, step, "fine-tune loss");
       loss.backward();
       train::check_finite_grads(net, step);

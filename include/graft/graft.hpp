@@ -29,6 +29,7 @@
 #include "graft/core/dispatch.hpp"
 #include "graft/core/parallel.hpp"
 #include "graft/core/random.hpp"
+#include "graft/core/cuda_libs.hpp"  // set_cuda_libs: cuBLAS / cuDNN instead of the own CUDA kernels
 #include "graft/autograd/grad_mode.hpp"
 #include "graft/autograd/node.hpp"
 #include "graft/autograd/function.hpp"

@@ -1,7 +1,9 @@
-// The one .cu file of the CUDA test program: it fills the KernelSlots with the CUDA kernels, and
-// holds the runtime's own checks (graft/cuda/runtime.cuh is nvcc-only), which test_cuda_backend.cpp
-// calls.
-#include <graft/cuda.cuh>
+// The one .cu file of the CUDA test program: the runtime's own checks (graft/cuda/runtime.cuh is
+// nvcc-only), which test_cuda_core.cpp calls. The kernels and the filled KernelSlots come from
+// graft::cuda_backend (kernels/graft_cuda_backend.cu, which includes <graft/cuda.cuh>).
+#include "graft/cuda/runtime.cuh"
+#include "graft/graft.hpp"
+#include "graft/kernels/cuda/dropout.cuh"
 
 #include <cstdio>
 #include <cstring>

@@ -92,25 +92,29 @@ class MultiheadAttention : public Module {
     const char* op = "MultiheadAttention";
     auto additive = [&](const Tensor& m) {  // bool true = masked out
       if (m.dtype() == DType::Bool)
-        return where(m, scalar_tensor(-std::numeric_limits<double>::infinity(), dt), scalar_tensor(0.0, dt));
+        return where(m, scalar_tensor(-std::numeric_limits<double>::infinity(), dt).to(m.device()),
+                     scalar_tensor(0.0, dt).to(m.device()));
       GRAFT_CHECK(is_floating(m.dtype()), op, "masks must be bool or floating-point, got ", dtype_name(m.dtype()));
       return m.detach().to(dt);
     };
     Tensor mask;
     if (key_padding_mask.defined()) {
-      GRAFT_CHECK(key_padding_mask.shape() == Shape({B, S}), op, "key_padding_mask must have shape ",
-                  Shape({B, S}), " [batch, keys], got ", key_padding_mask.shape());
+      const Shape want{B, S};
+      GRAFT_CHECK(key_padding_mask.shape() == want, op, "key_padding_mask must have shape ", want,
+                  " [batch, keys], got ", key_padding_mask.shape());
       mask = additive(key_padding_mask).reshape({B, 1, 1, S});
     }
     if (attn_mask.defined()) {
       Tensor am;
       if (attn_mask.dim() == 2) {
-        GRAFT_CHECK(attn_mask.shape() == Shape({L, S}), op, "2-D attn_mask must have shape ", Shape({L, S}),
-                    ", got ", attn_mask.shape());
+        const Shape want{L, S};
+        GRAFT_CHECK(attn_mask.shape() == want, op, "2-D attn_mask must have shape ", want, ", got ",
+                    attn_mask.shape());
         am = additive(attn_mask).reshape({1, 1, L, S});
       } else {
-        GRAFT_CHECK(attn_mask.shape() == Shape({B * num_heads, L, S}), op, "3-D attn_mask must have shape ",
-                    Shape({B * num_heads, L, S}), " [batch * heads, L, S], got ", attn_mask.shape());
+        const Shape want{B * num_heads, L, S};
+        GRAFT_CHECK(attn_mask.shape() == want, op, "3-D attn_mask must have shape ", want,
+                    " [batch * heads, L, S], got ", attn_mask.shape());
         am = additive(attn_mask).reshape({B, num_heads, L, S});
       }
       mask = mask.defined() ? add(mask, am) : am;

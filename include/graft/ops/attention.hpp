@@ -24,6 +24,12 @@
 //         GRAFT_CPU_ISA=scalar run the plain reference below on contiguous copies; its backward
 //         recomputes the probabilities. The dropout draws are the same either way: one
 //         default_generator().uniform() per element of [*, L, S] in row-major order, kept when >= p.
+//         CUDA tensors run graft/kernels/cuda/attention.cuh (tiled FlashAttention-2 kernels for
+//         float32 head dims <= 128, a warp per row otherwise); there the draws come from Philox4x32-10
+//         under one key from default_generator(): reproducible for a seed, but another mask than the
+//         CPU's for the same seed (as PyTorch's devices differ). A bool mask becomes the additive one
+//         (0 / -inf, the mask's own shape) by `where` on the mask's device, so nothing of a device
+//         tensor is touched on the host.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -31,7 +37,10 @@
 #include <optional>
 #include <vector>
 
+#include "graft/core/random.hpp"
 #include "graft/kernels/cpu/attention.hpp"
+#include "graft/ops/creation.hpp"
+#include "graft/ops/elementwise.hpp"
 #include "graft/ops/index.hpp"
 #include "graft/ops/reduce.hpp"
 
@@ -242,6 +251,13 @@ inline void attention_backward_cpu(const Tensor& dq, const Tensor& dk, const Ten
   copy_back(dv, dvf);
 }
 
+// keep bool [B, L, S] contiguous <- the dropout draws: one gen.uniform() per element in row-major
+// order, kept (true) when >= dropout_p.
+inline void attention_dropout_keep(const Tensor& keep, double dropout_p, Generator& gen) {
+  bool* pk = keep.data<bool>();
+  for (int64_t i = 0; i < keep.numel(); ++i) pk[i] = gen.uniform() >= dropout_p;
+}
+
 }  // namespace kernels::cpu
 
 using AttentionKernel = void (*)(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
@@ -255,6 +271,9 @@ GRAFT_KERNEL_SLOT(AttentionKernel, attention_kernel, "scaled_dot_product_attenti
                   kernels::cpu::attention_forward_cpu, "avx2 avx512");
 GRAFT_KERNEL_SLOT(AttentionBackwardKernel, attention_backward_kernel, "scaled_dot_product_attention_backward",
                   kernels::cpu::attention_backward_cpu, "avx2 avx512");
+using AttentionDropoutKernel = void (*)(const Tensor& keep, double dropout_p, Generator& gen);
+GRAFT_KERNEL_SLOT(AttentionDropoutKernel, attention_dropout_kernel, "scaled_dot_product_attention_dropout",
+                  kernels::cpu::attention_dropout_keep);
 
 namespace detail_attention {
 // lead + [a, b]
@@ -344,6 +363,10 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
   GRAFT_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype(), op, "q, k and v must have one dtype, got ",
               dtype_name(q.dtype()), ", ", dtype_name(k.dtype()), " and ", dtype_name(v.dtype()));
   GRAFT_CHECK(is_floating(q.dtype()), op, "expected floating-point q, k, v, got ", dtype_name(q.dtype()));
+  GRAFT_CHECK(q.device() == k.device() && q.device() == v.device(), op, "q, k and v must be on one device, got ",
+              q.device(), ", ", k.device(), " and ", v.device());
+  GRAFT_CHECK(!attn_mask.defined() || attn_mask.device() == q.device(), op, "attn_mask is on ",
+              attn_mask.defined() ? attn_mask.device() : q.device(), " but q, k, v are on ", q.device());
   const int64_t L = q.size(-2), E = q.size(-1), S = k.size(-2), Ev = v.size(-1);
   GRAFT_CHECK(k.size(-1) == E, op, "q has head dim E = ", E, " (shape ", q.shape(), ") but k has head dim ",
               k.size(-1), " (shape ", k.shape(), ")");
@@ -367,15 +390,11 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
     const Shape scores = with_last2(batch, L, S);
     GRAFT_CHECK(detail_index::broadcasts_to(attn_mask.shape(), scores), op, "attn_mask of shape ",
                 attn_mask.shape(), " cannot be broadcast to the scores' shape ", scores);
-    if (attn_mask.dtype() == DType::Bool) {
-      const Tensor m = attn_mask.detach().contiguous();
-      Tensor additive = empty(m.shape(), dt, q.device());
-      GRAFT_DISPATCH_FLOAT(dt, op, T, [&] {
-        const bool* pm = m.data<bool>();
-        T* pb = additive.data<T>();
-        for (int64_t i = 0; i < m.numel(); ++i) pb[i] = pm[i] ? T(0) : -std::numeric_limits<T>::infinity();
-      });
-      bias = additive.expand(scores);
+    if (attn_mask.dtype() == DType::Bool) {  // 0 where true (takes part), -inf where not; the mask's shape
+      const Tensor m = attn_mask.detach();
+      const Tensor zero = full(Shape{}, 0.0, dt, m.device());
+      const Tensor neg_inf = full(Shape{}, -std::numeric_limits<double>::infinity(), dt, m.device());
+      bias = where(m, zero, neg_inf).expand(scores);
     } else {
       GRAFT_CHECK(is_floating(attn_mask.dtype()), op, "attn_mask must be bool or floating-point, got ",
                   dtype_name(attn_mask.dtype()));
@@ -385,9 +404,7 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
   Tensor keep;  // bool [B, L, S]: the dropout draws, kept where uniform() >= dropout_p
   if (dropout_p > 0.0) {
     keep = empty(Shape{B, L, S}, DType::Bool, q.device());
-    bool* pk = keep.data<bool>();
-    Generator& gen = default_generator();
-    for (int64_t i = 0; i < B * L * S; ++i) pk[i] = gen.uniform() >= dropout_p;
+    attention_dropout_kernel.get(q.device())(keep, dropout_p, default_generator());
   }
   const Tensor out = detail_attention::empty_like_layout(qe, Ev);  // [*batch, L, Ev]
   const Tensor lse = empty(Shape{B, L}, dt, q.device());

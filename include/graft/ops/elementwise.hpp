@@ -440,6 +440,8 @@ inline Tensor where(const Tensor& cond, const Tensor& a_in, const Tensor& b_in) 
   detail_ew::check_pair(a_in, b_in, "where");
   GRAFT_CHECK(cond.defined() && cond.dtype() == DType::Bool, "where", "condition must be a bool tensor, got ",
               cond.defined() ? dtype_name(cond.dtype()) : "undefined");
+  GRAFT_CHECK(cond.device() == a_in.device(), "where", "condition on ", cond.device(), " but the values on ",
+              a_in.device());
   const DType dt = promote(a_in.dtype(), b_in.dtype());
   const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a_in.shape(), "where"), b_in.shape(), "where");
   const Tensor a = a_in.to(dt), b = b_in.to(dt);

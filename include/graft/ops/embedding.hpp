@@ -91,7 +91,7 @@ inline Tensor embedding(const Tensor& indices, const Tensor& weight,
                 " is out of range for a weight with ", V, " rows (expected in [", -V, ", ", V - 1, "])");
     pad = *padding_idx < 0 ? *padding_idx + V : *padding_idx;
   }
-  const Tensor idx = detail_index::index_as_int64(indices, "embedding", true);
+  const Tensor idx = detail_index::index_as_int64(indices, "embedding", true, weight.device());
   detail_index::check_index_range(idx, V, "embedding", detail::concat("a weight with ", V, " rows"));
   Shape out_shape = idx.shape();
   out_shape.push_back(D);

@@ -61,13 +61,15 @@ inline std::string position_str(const Shape& shape, int64_t linear) {
   return s + "]";
 }
 
-// The index tensor as contiguous int64 (converting int32 where the op accepts it).
-inline Tensor index_as_int64(const Tensor& index, const char* op, bool allow_int32) {
+// The index tensor as contiguous int64 (converting int32 where the op accepts it), on `data_device`,
+// the device of the tensor it indexes (the kernels read both there).
+inline Tensor index_as_int64(const Tensor& index, const char* op, bool allow_int32, Device data_device) {
   GRAFT_CHECK(index.defined(), op, "index tensor is undefined");
   const bool ok = index.dtype() == DType::Int64 || (allow_int32 && index.dtype() == DType::Int32);
   GRAFT_CHECK(ok, op, "index must be ", allow_int32 ? "int64 or int32" : "int64", ", got ",
               dtype_name(index.dtype()));
-  GRAFT_CHECK(index.device().is_cpu(), op, "index on ", index.device(), " is not supported yet (CPU only)");
+  GRAFT_CHECK(index.device() == data_device, op, "index is on ", index.device(), " but the tensor it indexes is on ",
+              data_device);
   return index.detach().to(DType::Int64).contiguous();
 }
 
@@ -374,7 +376,7 @@ inline Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
               index.defined() ? index.shape().str() : std::string("(undefined)"));
   if (x.dim() == 0) return index_select(x.reshape({1}), 0, index).reshape(index.dim() == 0 ? Shape{} : Shape{index.numel()});
   const int d = wrap_dim(dim, x.dim(), "index_select");
-  const Tensor idx = detail_index::index_as_int64(index, "index_select", true).reshape({index.numel()});
+  const Tensor idx = detail_index::index_as_int64(index, "index_select", true, x.device()).reshape({index.numel()});
   detail_index::check_index_range(idx, x.size(d), "index_select",
                                   detail::concat("dim ", d, " of size ", x.size(d)));
   Shape out_shape = x.shape();
@@ -412,7 +414,7 @@ class GatherBackward final : public Node {
 
 inline Tensor gather(const Tensor& x, int64_t dim, const Tensor& index) {
   GRAFT_CHECK(x.defined(), "gather", "undefined tensor argument");
-  const Tensor idx = detail_index::index_as_int64(index, "gather", false);
+  const Tensor idx = detail_index::index_as_int64(index, "gather", false, x.device());
   GRAFT_CHECK(idx.dim() == x.dim(), "gather", "index has shape ", idx.shape(), " but input has shape ",
               x.shape(), "; they must have the same number of dims");
   const int d = wrap_dim(dim, x.dim(), "gather");

@@ -21,6 +21,7 @@
 #include "graft/core/activation.hpp"
 #include "graft/core/dispatch.hpp"
 #include "graft/core/parallel.hpp"
+#include "graft/core/precision.hpp"  // set_float32_matmul_precision: TF32 for float32 products on CUDA
 #include "graft/kernels/cpu/gemm.hpp"
 #include "graft/ops/elementwise.hpp"
 #include "graft/ops/reduce.hpp"
@@ -207,9 +208,10 @@ class LinearBackward final : public Node {
 }  // namespace autograd
 
 // y = act(x weight^T + bias): x [*, in], weight [out, in], bias [out] or undefined -> y [*, out].
-// On the CPU one GEMM computes it, the bias and the activation fused into its epilogue. When
-// autograd records, the activation is applied as its own op (its backward needs the pre-activation),
-// so only the bias is fused. Elsewhere (CUDA) it is matmul + add + the activation op.
+// One GEMM computes it (the linear slot: CPU, and CUDA's gemm.cuh), the bias and the activation
+// fused into its epilogue. When autograd records, the activation is applied as its own op (its
+// backward needs the pre-activation), so only the bias is fused. A device whose slot is empty runs
+// matmul + add + the activation op.
 inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
                      Activation act = Activation::None) {
   GRAFT_CHECK(x.defined() && weight.defined(), "linear", "undefined input or weight");
@@ -235,7 +237,7 @@ inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias =
     }
     return y;
   };
-  if (!x.device().is_cpu()) {
+  if (!x.device().is_cpu() && !linear_kernel.has(x.device())) {
     const Tensor y = matmul(x, weight.t());
     return apply_act(bias.defined() ? y + bias : y);
   }

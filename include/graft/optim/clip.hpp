@@ -10,8 +10,10 @@
 //
 // Per gradient, sum |g|^norm_type (or max |g|) is one read of the tensor: for float32 on the CPU with
 // norm_type 1, 2 or inf, the vectorized kernels of kernels/graft/kernels/cpu/optim.hpp (float partial
-// sums over blocks of 256 elements, added in double); otherwise grad_norm_reference below (double). The
-// totals of the gradients are added in double, in order. Scaling is one in-place pass per gradient.
+// sums over blocks of 256 elements, added in double); otherwise grad_norm_reference below (double); on
+// the GPU, the grad_norm slot's CUDA kernel (kernels/graft/kernels/cuda/reduce.cuh, in double), whose
+// one double comes back to the host. The totals of the gradients are added in double, in order.
+// Scaling is one in-place pass per gradient.
 #pragma once
 #include <algorithm>
 #include <cmath>
@@ -99,11 +101,11 @@ inline double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm
   for (size_t i = 0; i < params.size(); ++i) {
     const Tensor& grad = params[i].grad();
     if (!grad.defined()) continue;
-    const Tensor g = grad.device().is_cpu() ? grad.contiguous() : grad.cpu().contiguous();
+    const Tensor g = grad.contiguous();  // on its device: the CUDA slot reduces it there
     const double part = grad_norm_kernel.get(g.device())(g, norm_type);
     if (!std::isfinite(part)) {
       GRAFT_CHECK(!error_if_nonfinite, "clip_grad_norm_", "the gradient of parameter ", i, " (", params[i].name(),
-                  ", shape ", params[i].shape(), ") holds ", kernels::cpu::first_nonfinite(g),
+                  ", shape ", params[i].shape(), ") holds ", kernels::cpu::first_nonfinite(g.cpu()),
                   ": the total norm is not finite");
       return std::numeric_limits<double>::quiet_NaN();
     }

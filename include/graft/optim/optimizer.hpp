@@ -158,7 +158,8 @@ class Optimizer {
           const Tensor& p = groups_[g].params[i];
           GRAFT_CHECK(name == "step" || t.shape() == p.shape(), name_, "load_state_dict: '", k, "' has shape ",
                       t.shape(), ", the parameter has ", p.shape());
-          m[name] = name == "step" ? t.clone() : t.to(p.dtype()).clone();
+          // Moments go to the parameter's device (a checkpoint holds CPU tensors); "step" stays on the host.
+          m[name] = name == "step" ? t.clone() : t.to(p.dtype()).to(p.device()).clone();
           used[k] = true;
         }
       }

@@ -236,6 +236,11 @@ class BertEmbeddings : public nn::Module {
   static void check_ids(const Tensor& ids, const char* what, int64_t limit) {
     GRAFT_CHECK(ids.dtype() == DType::Int64 || ids.dtype() == DType::Int32, "BertModel", what,
                 " must be int64 or int32, got ", dtype_name(ids.dtype()));
+    if (!ids.device().is_cpu()) {  // checked where the ids are (the index_range_check slot's kernel)
+      const Tensor ids64 = ids.detach().to(DType::Int64).contiguous();
+      detail_index::check_index_range(ids64, limit, "BertModel", detail::concat(what, " (", limit, " entries)"));
+      return;
+    }
     const std::vector<double> v = ids.to_vector();
     for (size_t i = 0; i < v.size(); ++i)
       GRAFT_CHECK(v[i] >= 0 && v[i] < double(limit), "BertModel", what, " value ", int64_t(v[i]), " at flat index ",
