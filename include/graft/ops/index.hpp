@@ -128,8 +128,10 @@ inline void cat_forward(const Tensor& out, const std::vector<Tensor>& inputs, in
       int64_t offset = 0;
       for (const Tensor& t : inputs) {
         const int64_t n = t.shape()[dim];
-        const char* src = static_cast<const char*>(t.data_ptr()) + r * n * inner * esize;
-        std::memcpy(o + (r * total + offset) * inner * esize, src, size_t(n * inner * esize));
+        if (n * inner > 0) {  // an empty input may have no storage (a null data pointer) at all
+          const char* src = static_cast<const char*>(t.data_ptr()) + r * n * inner * esize;
+          std::memcpy(o + (r * total + offset) * inner * esize, src, size_t(n * inner * esize));
+        }
         offset += n;
       }
     }
