@@ -54,6 +54,18 @@ inline void expect_exact(const std::string& what, const Tensor& gpu_result, cons
   CHECK(gpu_result.cpu().to_vector() == cpu_result.to_vector());
 }
 
+// f() must throw a graft::Error whose message contains needle.
+inline void expect_throws_with(const std::function<void()>& f, const std::string& needle) {
+  INFO("expected an error containing \"" << needle << "\"");
+  try {
+    f();
+    FAIL("no exception");
+  } catch (const Error& e) {
+    INFO(e.what());
+    CHECK(std::string(e.what()).find(needle) != std::string::npos);
+  }
+}
+
 // The same values in non-contiguous storage on t's device: rank >= 2 as the transpose of a
 // contiguous tensor with the last two dims swapped, rank 1 as every other element of a tensor twice
 // as long. Rank 0 and empty tensors come back unchanged. Keeps requires_grad off (a leaf is made by

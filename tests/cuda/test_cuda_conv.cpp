@@ -179,21 +179,11 @@ TEST_CASE("CUDA conv2d: batch 0, and bad input throws naming the problem", "[cud
 
   const Tensor x = randn_leaf({1, 4, 9, 9}, 602).detach().to(gpu());
   const Tensor w = randn_leaf({6, 4, 3, 3}, 603).detach().to(gpu());
-  auto throws_with = [](const std::function<void()>& f, const std::string& needle) {
-    INFO("expected an error containing \"" << needle << "\"");
-    try {
-      f();
-      FAIL("no exception");
-    } catch (const Error& e) {
-      INFO(e.what());
-      CHECK(std::string(e.what()).find(needle) != std::string::npos);
-    }
-  };
-  throws_with([&] { conv2d(x, w.to(kCPU)); }, "one device");
-  throws_with([&] { conv2d(x, randn_leaf({6, 3, 3, 3}, 604).detach().to(gpu())); }, "channels");
-  throws_with([&] { conv2d(x, w, Tensor(), {1, 1}, {0, 0}, {1, 1}, 3); }, "not divisible by groups");
-  throws_with([&] { conv2d(x, randn_leaf({6, 4, 11, 11}, 605).detach().to(gpu())); }, "larger than the padded input");
-  throws_with([&] { conv2d(x.to(DType::Float16), w.to(DType::Float16)); }, "float16");
+  cuda_test::expect_throws_with([&] { conv2d(x, w.to(kCPU)); }, "one device");
+  cuda_test::expect_throws_with([&] { conv2d(x, randn_leaf({6, 3, 3, 3}, 604).detach().to(gpu())); }, "channels");
+  cuda_test::expect_throws_with([&] { conv2d(x, w, Tensor(), {1, 1}, {0, 0}, {1, 1}, 3); }, "not divisible by groups");
+  cuda_test::expect_throws_with([&] { conv2d(x, randn_leaf({6, 4, 11, 11}, 605).detach().to(gpu())); }, "larger than the padded input");
+  cuda_test::expect_throws_with([&] { conv2d(x.to(DType::Float16), w.to(DType::Float16)); }, "float16");
 }
 
 }  // namespace conv_cuda_test

@@ -52,17 +52,6 @@ void expect_library_ran(CudaLib lib, const std::string& what, const std::functio
   CHECK(cuda_lib_calls(lib) > before);
 }
 
-void throws_with(const std::function<void()>& f, const std::string& needle) {
-  INFO("expected an error containing \"" << needle << "\"");
-  try {
-    f();
-    FAIL("no exception");
-  } catch (const Error& e) {
-    INFO(e.what());
-    CHECK(std::string(e.what()).find(needle) != std::string::npos);
-  }
-}
-
 // k / 8 with k = round(8 randn) clamped to [-40, 40].
 Tensor dyadic(const Shape& s, uint64_t seed) {
   Generator g(seed);
@@ -128,14 +117,14 @@ TEST_CASE("cuda libs: selection by name, bad names throw, the default is Graft's
   {
     const vt::SelectLibs cublas({"cublas"});
     CHECK(cuda_libs() == std::vector<std::string>{"cublas"});
-    vt::throws_with([] { set_cuda_libs({"cublas", "mkl"}); }, "\"mkl\"");
+    cuda_test::expect_throws_with([] { set_cuda_libs({"cublas", "mkl"}); }, "\"mkl\"");
     CHECK(cuda_libs() == std::vector<std::string>{"cublas"});  // a failed call changes nothing
   }
   if (cuda_lib_available(CudaLib::Cudnn)) {
     const vt::SelectLibs both({"cudnn", "cublas"});
     CHECK(cuda_libs() == std::vector<std::string>{"cublas", "cudnn"});
   } else {
-    vt::throws_with([] { set_cuda_libs({"cudnn"}); }, "no cudnn");
+    cuda_test::expect_throws_with([] { set_cuda_libs({"cudnn"}); }, "no cudnn");
   }
   CHECK(cuda_libs() == saved);
 }
@@ -205,7 +194,7 @@ TEST_CASE("cuBLAS linear: bias and every activation after the GEMM, forward and 
 
 TEST_CASE("cuDNN conv2d: 3x3, 7x7 stride 2, 1x1 stride 2, groups, depthwise, forward and backward", "[cuda]") {
   if (!cuda_lib_available(CudaLib::Cudnn)) {
-    vt::throws_with([] { set_cuda_libs({"cudnn"}); }, "no cudnn");
+    cuda_test::expect_throws_with([] { set_cuda_libs({"cudnn"}); }, "no cudnn");
     return;
   }
   const vt::SelectLibs cudnn({"cudnn"});
