@@ -33,7 +33,22 @@ inline constexpr Tol kTolF64{1e-10, 1e-8};
 inline constexpr Tol kTolGradcheck{1e-6, 1e-4};
 inline constexpr double kGradcheckEps = 1e-6;
 
-inline Tol tol_for(DType dt) { return dt == DType::Float64 ? kTolF64 : kTolF32; }
+// A reduced-float result against float32 on the same (already rounded) inputs: PyTorch's
+// assert_close rtol for each (bfloat16 keeps 8 significant bits, float16 11), with an atol for the
+// cancellation a rounded intermediate leaves near zero.
+inline constexpr Tol kTolBF16{1e-2, 1.6e-2};
+inline constexpr Tol kTolF16{1e-3, 1e-3};
+// A reduced-float (autocast) training run's loss against the float32 run's, per step.
+inline constexpr Tol kTolTrainBF16{2e-2, 3e-2};
+
+inline Tol tol_for(DType dt) {
+  switch (dt) {
+    case DType::Float64: return kTolF64;
+    case DType::BFloat16: return kTolBF16;
+    case DType::Float16: return kTolF16;
+    default: return kTolF32;
+  }
+}
 
 // CPU ISA paths. cpu_has(isa) is true when this CPU has isa; otherwise it reports the path as skipped
 // by name (a WARN, never a pass). for_each_cpu_isa(body) runs body(isa) under every ISA the CPU has

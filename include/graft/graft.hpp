@@ -34,6 +34,7 @@
 #include "graft/autograd/node.hpp"
 #include "graft/autograd/function.hpp"
 #include "graft/core/print.hpp"
+#include "graft/core/autocast.hpp"   // AutocastGuard: bfloat16 / float16 matrix products
 #include "graft/ops/creation.hpp"
 #include "graft/ops/copy.hpp"
 #include "graft/ops/view.hpp"
@@ -54,4 +55,6 @@
 #include "graft/ops/dropout.hpp"
 #include "graft/ops/loss.hpp"
 #include "graft/ops/attention.hpp"
+#include "graft/ops/autocast.hpp"
+#include "graft/optim/grad_scaler.hpp"
 #include "graft/autograd/engine.hpp"

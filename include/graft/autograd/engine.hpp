@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "graft/autograd/node.hpp"
+#include "graft/core/autocast.hpp"
 
 namespace graft {
 // From graft/ops: the engine sums gradients with the differentiable ops.
@@ -123,6 +124,7 @@ inline void run_backward(const std::vector<Edge>& roots, const std::vector<Tenso
         ready.push(e.fn.get());
   }
   GradModeGuard mode(create_graph);
+  AutocastOffGuard no_autocast;  // backward ops run in the dtypes their forward saw
   // 5. Run.
   while (!ready.empty()) {
     Node* n = ready.top();

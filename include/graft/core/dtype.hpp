@@ -1,8 +1,9 @@
 // graft/core/dtype.hpp - run-time element types, the 16-bit float types, and the dispatch macro.
 //
 // Tensors carry their dtype at run time (checkpoints decide it); kernels get a typed pointer or
-// TensorView<T, Rank> after one switch on the dtype. bfloat16 and float16 are storage types: CPU
-// reference kernels compute in float and round on store.
+// TensorView<T, Rank> after one switch on the dtype. bfloat16 and float16 ("reduced" floats) compute
+// in float32: matmul, linear, conv2d and attention take them in their kernels, every other op widens
+// its operands to float32, runs the float32 kernel and rounds the result (ops/widen.hpp).
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -128,6 +129,9 @@ inline bool is_floating(DType t) {
   return t == DType::Float32 || t == DType::Float64 || t == DType::BFloat16 || t == DType::Float16;
 }
 
+// bfloat16 or float16: the types ops compute in float32 and round on store.
+inline bool is_reduced_float(DType t) { return t == DType::BFloat16 || t == DType::Float16; }
+
 // The C++ type of each dtype, and back.
 template <class T> struct dtype_of;
 template <> struct dtype_of<float> { static constexpr DType value = DType::Float32; };
@@ -170,6 +174,21 @@ inline DType promote(DType a, DType b) {
       default:                                                                                 \
         throw ::graft::Error(::graft::detail::concat(OP, ": dtype ", ::graft::dtype_name(DT),  \
                                                      " not supported (expected float32 or float64)")); \
+    }                                                                                          \
+  }()
+
+// GRAFT_DISPATCH_FLOATING(dtype, "op", T, body): the four floating dtypes (T = float, double, BFloat16,
+// Float16), for loops that only convert (random fills); any other dtype throws.
+#define GRAFT_DISPATCH_FLOATING(DT, OP, T, ...)                                                \
+  [&] {                                                                                        \
+    switch (DT) {                                                                              \
+      case ::graft::DType::Float32: { using T = float; return __VA_ARGS__(); }                 \
+      case ::graft::DType::Float64: { using T = double; return __VA_ARGS__(); }                \
+      case ::graft::DType::BFloat16: { using T = ::graft::BFloat16; return __VA_ARGS__(); }    \
+      case ::graft::DType::Float16: { using T = ::graft::Float16; return __VA_ARGS__(); }      \
+      default:                                                                                 \
+        throw ::graft::Error(::graft::detail::concat(OP, ": dtype ", ::graft::dtype_name(DT),  \
+                                                     " not supported (expected a floating dtype)")); \
     }                                                                                          \
   }()
 

@@ -39,6 +39,7 @@
 
 #include "graft/core/random.hpp"
 #include "graft/kernels/cpu/attention.hpp"
+#include "graft/ops/autocast.hpp"
 #include "graft/ops/creation.hpp"
 #include "graft/ops/elementwise.hpp"
 #include "graft/ops/index.hpp"
@@ -225,6 +226,12 @@ inline Tensor drop(const Tensor& keep, double dropout_p, DType dt) {
 inline void attention_forward_cpu(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
                                   const Tensor& v, const Tensor& bias, const Tensor& keep, double dropout_p,
                                   bool is_causal, double scale) {
+  if (is_reduced_float(q.dtype())) {  // bfloat16 / float16: float32 operands (lse is float32), rounded on store
+    const Tensor wide = empty(out.shape(), DType::Float32);
+    attention_forward_cpu(wide, lse, widen_operand(q), widen_operand(k), widen_operand(v), widen_operand(bias), keep,
+                          dropout_p, is_causal, scale);
+    return copy_into(out, wide);
+  }
   if (attention_forward_fast(out, lse, q, k, v, bias, keep, dropout_p, is_causal, scale)) return;
   using namespace attention_reference;
   const int64_t B = lse.shape()[0];
@@ -238,6 +245,16 @@ inline void attention_backward_cpu(const Tensor& dq, const Tensor& dk, const Ten
                                    const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
                                    const Tensor& lse, const Tensor& bias, const Tensor& keep, double dropout_p,
                                    bool is_causal, double scale) {
+  if (is_reduced_float(q.dtype())) {
+    auto wide_like = [](const Tensor& t) { return t.defined() ? empty(t.shape(), DType::Float32) : Tensor(); };
+    const Tensor wdq = wide_like(dq), wdk = wide_like(dk), wdv = wide_like(dv);
+    attention_backward_cpu(wdq, wdk, wdv, widen_operand(dout), widen_operand(q), widen_operand(k), widen_operand(v),
+                           widen_operand(out), lse, widen_operand(bias), keep, dropout_p, is_causal, scale);
+    if (dq.defined()) copy_into(dq, wdq);
+    if (dk.defined()) copy_into(dk, wdk);
+    if (dv.defined()) copy_into(dv, wdv);
+    return;
+  }
   if (attention_backward_fast(dq, dk, dv, dout, q, k, v, out, lse, bias, keep, dropout_p, is_causal, scale)) return;
   using namespace attention_reference;
   const int64_t B = lse.shape()[0];
@@ -352,12 +369,15 @@ class ScaledDotProductAttentionBackward final : public Node {
 };
 }  // namespace autograd
 
-inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+// Under autocast float32 q, k, v (and a float mask) are cast to its dtype; bfloat16 / float16 attention
+// computes in float32 (the log-sum-exp it saves is float32) and rounds its output on store.
+inline Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in,
                                            const Tensor& attn_mask = Tensor(), double dropout_p = 0.0,
                                            bool is_causal = false, std::optional<double> scale = std::nullopt) {
   using detail_attention::with_last2;
   const char* op = "scaled_dot_product_attention";
-  GRAFT_CHECK(q.defined() && k.defined() && v.defined(), op, "undefined q, k or v");
+  GRAFT_CHECK(q_in.defined() && k_in.defined() && v_in.defined(), op, "undefined q, k or v");
+  const Tensor q = autocast::lower(q_in), k = autocast::lower(k_in), v = autocast::lower(v_in);
   GRAFT_CHECK(q.dim() >= 2 && k.dim() >= 2 && v.dim() >= 2, op, "q, k and v need at least 2 dims, got shapes ",
               q.shape(), ", ", k.shape(), " and ", v.shape());
   GRAFT_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype(), op, "q, k and v must have one dtype, got ",
@@ -380,6 +400,10 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
                                        detail_attention::leading_dims(v.shape()), op);
   const int64_t B = batch.numel();
   const DType dt = q.dtype();
+  if (is_reduced_float(dt) && !q.device().is_cpu())  // no 16-bit GPU attention yet: float32, rounded
+    return scaled_dot_product_attention(q.to(DType::Float32), k.to(DType::Float32), v.to(DType::Float32),
+                                        as_float32_if_reduced(attn_mask), dropout_p, is_causal, scale)
+        .to(dt);
   const double sc = scale.value_or(1.0 / std::sqrt(double(E)));
   // views broadcast to the batch (no copies: the kernels read any strides)
   const Tensor qe = q.detach().expand(with_last2(batch, L, E));
@@ -407,7 +431,7 @@ inline Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, con
     attention_dropout_kernel.get(q.device())(keep, dropout_p, default_generator());
   }
   const Tensor out = detail_attention::empty_like_layout(qe, Ev);  // [*batch, L, Ev]
-  const Tensor lse = empty(Shape{B, L}, dt, q.device());
+  const Tensor lse = empty(Shape{B, L}, is_reduced_float(dt) ? DType::Float32 : dt, q.device());
   attention_kernel.get(q.device())(out, lse, qe, ke, ve, bias, keep, dropout_p, is_causal, sc);
   if (autograd::any_requires_grad({&q, &k, &v})) {
     auto node = std::make_shared<autograd::ScaledDotProductAttentionBackward>();

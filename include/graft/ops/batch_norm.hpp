@@ -18,6 +18,7 @@
 #include <cmath>
 
 #include "graft/kernels/cpu/batch_norm.hpp"
+#include "graft/ops/autocast.hpp"
 #include "graft/ops/minmax.hpp"  // chunk_rows
 
 namespace graft {
@@ -207,8 +208,23 @@ inline Tensor batch_norm(const Tensor& x_in, const Tensor& running_mean, const T
                          const Tensor& weight_in, const Tensor& bias_in, bool training, double momentum = 0.1,
                          double eps = 1e-5) {
   GRAFT_CHECK(x_in.defined(), "batch_norm", "undefined tensor argument");
-  GRAFT_CHECK(is_floating(x_in.dtype()), "batch_norm", "expected a float32 or float64 input, got ",
+  GRAFT_CHECK(is_floating(x_in.dtype()), "batch_norm", "expected a floating-point input, got ",
               dtype_name(x_in.dtype()));
+  if (is_reduced_float(x_in.dtype())) {
+    // autocast's float32 kind: x, weight and bias widened; reduced running statistics (a bfloat16
+    // checkpoint) are updated in float32 copies and rounded back
+    const Tensor rm = as_float32_if_reduced(running_mean), rv = as_float32_if_reduced(running_var);
+    Tensor out = float32_op(x_in, [&](const Tensor& xf) {
+      return batch_norm(xf, rm, rv, as_float32_if_reduced(weight_in), as_float32_if_reduced(bias_in),
+                        training, momentum, eps);
+    });
+    if (training && running_mean.defined() && !rm.is_same(running_mean)) {
+      NoGradGuard ng;
+      Tensor(running_mean).copy_(rm);  // a handle: the buffer's storage is written
+      Tensor(running_var).copy_(rv);
+    }
+    return out;
+  }
   GRAFT_CHECK(x_in.dim() >= 2, "batch_norm", "expected an input of shape [N, C, *], got ", x_in.shape());
   const int64_t N = x_in.size(0), C = x_in.size(1), S = C > 0 && N > 0 ? x_in.numel() / (N * C) : 0;
   GRAFT_CHECK(running_mean.defined() == running_var.defined(), "batch_norm",

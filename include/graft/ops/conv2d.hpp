@@ -127,8 +127,14 @@ inline void conv2d_backward_reference(T* dx, T* dw, T* db, const T* dout, const 
 //   conv2d_forward:  out = conv2d(x, weight) + bias; x, weight, bias (or undefined) and out contiguous.
 //   conv2d_backward: dx overwritten, dweight and dbias accumulated (+=), each only when defined; x may
 //                    be undefined when dweight is, weight when dx is; x_shape and w_shape give the sizes.
+//   bfloat16 / float16: the operands widened to float32, the float32 kernels, the results rounded on store.
 inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                            const Conv2dParams& p) {
+  if (is_reduced_float(out.dtype())) {
+    const Tensor wide = empty(out.shape(), DType::Float32);
+    conv2d_forward(wide, widen_operand(x), widen_operand(weight), widen_operand(bias), p);
+    return copy_into(out, wide);
+  }
   const Conv2dGeometry g = conv2d_geometry(x.shape(), weight.shape(), p);
   if (out.dtype() == DType::Float32 &&
       conv2d_forward_fast(out.data<float>(), x.data<float>(), weight.data<float>(),
@@ -143,6 +149,16 @@ inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& wei
 inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
                             const Tensor& x, const Tensor& weight, const Shape& x_shape, const Shape& w_shape,
                             const Conv2dParams& p) {
+  if (is_reduced_float(dout.dtype())) {
+    // dweight and dbias accumulate: their current values are widened too, then the sums rounded back
+    const Tensor wdx = dx.defined() ? empty(dx.shape(), DType::Float32) : Tensor();
+    const Tensor wdw = widen_operand(dweight), wdb = widen_operand(dbias);
+    conv2d_backward(wdx, wdw, wdb, widen_operand(dout), widen_operand(x), widen_operand(weight), x_shape, w_shape, p);
+    if (dx.defined()) copy_into(dx, wdx);
+    if (dweight.defined()) copy_into(dweight, wdw);
+    if (dbias.defined()) copy_into(dbias, wdb);
+    return;
+  }
   const Conv2dGeometry g = conv2d_geometry(x_shape, w_shape, p);
   auto run = [&](auto* type_tag, auto&& kernel) {
     using T = std::remove_pointer_t<decltype(type_tag)>;
@@ -267,11 +283,14 @@ inline std::vector<Tensor> conv2d_grad(const Tensor& dout_in, const Tensor& x_in
 }  // namespace detail_conv
 
 // 2-D convolution with PyTorch's semantics (see the shape table at the top). x, weight and bias
-// share one floating dtype and device. groups divides C and O; groups == C is depthwise.
-inline Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in = Tensor(),
+// share one floating dtype and device. groups divides C and O; groups == C is depthwise. Under autocast
+// the three are cast to its dtype (the weight and bias through the scope's cache, ops/autocast.hpp).
+inline Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor& bias_arg = Tensor(),
                      std::array<int64_t, 2> stride = {1, 1}, std::array<int64_t, 2> padding = {0, 0},
                      std::array<int64_t, 2> dilation = {1, 1}, int64_t groups = 1) {
-  GRAFT_CHECK(x_in.defined() && weight_in.defined(), "conv2d", "undefined input or weight");
+  GRAFT_CHECK(x_arg.defined() && weight_arg.defined(), "conv2d", "undefined input or weight");
+  const Tensor x_in = autocast::lower(x_arg), weight_in = autocast::lower_weight(weight_arg),
+               bias_in = autocast::lower_weight(bias_arg);
   GRAFT_CHECK(x_in.dim() == 3 || x_in.dim() == 4, "conv2d",
               "expected a 3-D [C, H, W] or 4-D [N, C, H, W] input, got shape ", x_in.shape());
   if (x_in.dim() == 3)
@@ -306,6 +325,10 @@ inline Tensor conv2d(const Tensor& x_in, const Tensor& weight_in, const Tensor& 
   GRAFT_CHECK(kh_eff <= hp && kw_eff <= wp, "conv2d", "kernel size (", kh_eff, " x ", kw_eff,
               ", dilated) is larger than the padded input (", hp, " x ", wp, ") of input shape ", x_in.shape());
 
+  if (is_reduced_float(x_in.dtype()) && !x_in.device().is_cpu())  // no 16-bit GPU convolution yet
+    return conv2d(x_in.to(DType::Float32), weight_in.to(DType::Float32), as_float32_if_reduced(bias_in), stride, padding,
+                  dilation, groups)
+        .to(x_in.dtype());
   const Conv2dParams p{stride, padding, dilation, groups};
   const Tensor x = x_in.contiguous(), weight = weight_in.contiguous();
   const Tensor bias = bias_in.defined() ? bias_in.contiguous() : Tensor();

@@ -3,6 +3,7 @@
 #pragma once
 #include "graft/autograd/node.hpp"
 #include "graft/core/dispatch.hpp"
+#include "graft/kernels/cpu/convert.hpp"
 #include "graft/kernels/cpu/copy.hpp"
 #include "graft/ops/creation.hpp"
 
@@ -32,11 +33,20 @@ inline void copy_forward_reference(const Tensor& dst, const Tensor& src) {
 }
 
 // The CPU entry: float32 to float32 takes the fast strided copy (kernels/graft/kernels/cpu/copy.hpp),
-// everything else (other dtypes, layouts it declines) the reference.
+// contiguous float32 <-> bfloat16 / float16 the vector conversion (kernels/graft/kernels/cpu/convert.hpp),
+// everything else (other dtypes, layouts they decline) the reference.
 inline void copy_forward(const Tensor& dst, const Tensor& src) {
   if (dst.dtype() == DType::Float32 && src.dtype() == DType::Float32 &&
       copy_float_fast(dst.data<float>(), dst.strides(), src.data<float>(), src.strides(), dst.shape()))
     return;
+  if (dst.is_contiguous() && src.is_contiguous()) {
+    const int64_t n = dst.numel();
+    const DType d = dst.dtype(), s = src.dtype();
+    if (d == DType::BFloat16 && s == DType::Float32) return convert_run(dst.data<BFloat16>(), src.data<float>(), n);
+    if (d == DType::Float32 && s == DType::BFloat16) return convert_run(dst.data<float>(), src.data<BFloat16>(), n);
+    if (d == DType::Float16 && s == DType::Float32) return convert_run(dst.data<Float16>(), src.data<float>(), n);
+    if (d == DType::Float32 && s == DType::Float16) return convert_run(dst.data<float>(), src.data<Float16>(), n);
+  }
   copy_forward_reference(dst, src);
 }
 }  // namespace kernels::cpu

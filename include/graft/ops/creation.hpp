@@ -70,7 +70,7 @@ inline Tensor tensor(std::initializer_list<double> values, DType dtype = DType::
 // ---- random ------------------------------------------------------------------------------------
 inline Tensor rand(const Shape& shape, DType dtype = DType::Float32, Generator& g = default_generator()) {
   Tensor t = empty(shape, dtype);
-  GRAFT_DISPATCH_FLOAT(dtype, "rand", T, [&] {
+  GRAFT_DISPATCH_FLOATING(dtype, "rand", T, [&] {
     T* p = t.data<T>();
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(g.uniform());
   });
@@ -78,7 +78,7 @@ inline Tensor rand(const Shape& shape, DType dtype = DType::Float32, Generator& 
 }
 inline Tensor randn(const Shape& shape, DType dtype = DType::Float32, Generator& g = default_generator()) {
   Tensor t = empty(shape, dtype);
-  GRAFT_DISPATCH_FLOAT(dtype, "randn", T, [&] {
+  GRAFT_DISPATCH_FLOATING(dtype, "randn", T, [&] {
     T* p = t.data<T>();
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(g.normal());
   });
@@ -132,7 +132,7 @@ inline double calculate_gain(const std::string& nonlinearity, double param = 0.0
 
 inline void fill_with(const Tensor& t, const char* op, const std::function<double()>& sample) {
   GRAFT_CHECK(t.is_contiguous() && t.device().is_cpu(), op, "needs a contiguous CPU tensor");
-  GRAFT_DISPATCH_FLOAT(t.dtype(), op, T, [&] {
+  GRAFT_DISPATCH_FLOATING(t.dtype(), op, T, [&] {
     T* p = static_cast<T*>(t.data_ptr());
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(sample());
   });

@@ -8,6 +8,7 @@
 // Backward: dx = dout * mask, mask[i] = 1 / (1 - p) where kept, 0 where dropped (saved, x's shape).
 #pragma once
 #include "graft/core/random.hpp"
+#include "graft/ops/autocast.hpp"
 #include "graft/ops/index.hpp"
 
 namespace graft {
@@ -69,6 +70,8 @@ inline Tensor dropout(const Tensor& x, double p, bool training, Generator& gen =
   GRAFT_CHECK(p >= 0.0 && p <= 1.0, "dropout", "probability p must be in [0, 1], got ", p);
   if (!training || p == 0.0) return x;
   GRAFT_CHECK(is_floating(x.dtype()), "dropout", "expected a floating-point tensor, got ", dtype_name(x.dtype()));
+  if (is_reduced_float(x.dtype()))  // no 16-bit kernel: float32, rounded (ops/autocast.hpp)
+    return widened(x, [&](const Tensor& xf) { return dropout(xf, p, training, gen); });
   Tensor out = empty(x.shape(), x.dtype(), x.device());
   Tensor mask = empty(x.shape(), x.dtype(), x.device());
   dropout_kernel.get(x.device())(out, mask, x.detach().contiguous(), p, gen);

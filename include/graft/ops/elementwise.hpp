@@ -22,6 +22,7 @@
 #include "graft/core/scalar_ops.hpp"
 #include "graft/kernels/cpu/broadcast_rows.hpp"
 #include "graft/kernels/cpu/elementwise.hpp"
+#include "graft/ops/autocast.hpp"
 #include "graft/ops/copy.hpp"
 #include "graft/ops/view.hpp"
 
@@ -206,14 +207,22 @@ inline void add_scaled_inplace(const Tensor& y, const Tensor& b, double alpha) {
       for_each_offset2(y.shape(), y.strides(), b.strides(),
                        [&](int64_t, int64_t oy, int64_t ob) { py[oy] = py[oy] + T(pb[ob] * a); });
   };
+  // bfloat16 / float16: y + alpha b in float, one rounding (PyTorch's add_ on reduced floats)
+  auto run_reduced = [&](auto* py, const auto* pb) {
+    using T = std::remove_pointer_t<decltype(py)>;
+    const float a = float(alpha);
+    for_each_offset2(y.shape(), y.strides(), b.strides(),
+                     [&](int64_t, int64_t oy, int64_t ob) { py[oy] = T(float(py[oy]) + a * float(pb[ob])); });
+  };
   switch (y.dtype()) {
     case DType::Float32: return run(y.data<float>(), b.data<float>());
     case DType::Float64: return run(y.data<double>(), b.data<double>());
+    case DType::BFloat16: return run_reduced(y.data<BFloat16>(), b.data<BFloat16>());
+    case DType::Float16: return run_reduced(y.data<Float16>(), b.data<Float16>());
     case DType::Int32: return run(y.data<int32_t>(), b.data<int32_t>());
     case DType::Int64: return run(y.data<int64_t>(), b.data<int64_t>());
     default:
-      throw Error(detail::concat("add_: dtype ", dtype_name(y.dtype()),
-                                 " not supported (expected float32, float64, int32 or int64)"));
+      throw Error(detail::concat("add_: dtype ", dtype_name(y.dtype()), " not supported"));
   }
 }
 
@@ -224,14 +233,20 @@ inline void scale_inplace(const Tensor& y, double s) {
     const T v = T(s);
     for_each_offset(y.shape(), y.strides(), [&](int64_t o) { py[o] = py[o] * v; });
   };
+  auto run_reduced = [&](auto* py) {
+    using T = std::remove_pointer_t<decltype(py)>;
+    const float v = float(s);
+    for_each_offset(y.shape(), y.strides(), [&](int64_t o) { py[o] = T(float(py[o]) * v); });
+  };
   switch (y.dtype()) {
     case DType::Float32: return run(y.data<float>());
     case DType::Float64: return run(y.data<double>());
+    case DType::BFloat16: return run_reduced(y.data<BFloat16>());
+    case DType::Float16: return run_reduced(y.data<Float16>());
     case DType::Int32: return run(y.data<int32_t>());
     case DType::Int64: return run(y.data<int64_t>());
     default:
-      throw Error(detail::concat("mul_: dtype ", dtype_name(y.dtype()),
-                                 " not supported (expected float32, float64, int32 or int64)"));
+      throw Error(detail::concat("mul_: dtype ", dtype_name(y.dtype()), " not supported"));
   }
 }
 
@@ -367,6 +382,8 @@ inline Tensor binary(const Tensor& a_in, const Tensor& b_in, BinaryOp op, const 
   detail_ew::check_pair(a_in, b_in, name);
   const DType dt = promote(a_in.dtype(), b_in.dtype());
   const Shape shape = broadcast_shapes(a_in.shape(), b_in.shape(), name);
+  if (is_reduced_float(dt))  // no 16-bit kernel: computed in float32, rounded (ops/autocast.hpp)
+    return binary(a_in.to(DType::Float32), b_in.to(DType::Float32), op, name).to(dt);
   const Tensor a = a_in.to(dt), b = b_in.to(dt);
   Tensor out = empty(shape, dt, a.device());
   if (out.numel() > 0) binary_kernel.get(out.device())(out, a.detach().expand(shape), b.detach().expand(shape), op);
@@ -489,6 +506,8 @@ inline Tensor unary(const Tensor& x_in, UnaryOp op, double p0 = 0.0, double p1 =
   const char* name = unary_name(op);
   GRAFT_CHECK(x_in.defined(), name, "undefined tensor argument");
   GRAFT_CHECK(is_floating(x_in.dtype()), name, "expected a floating-point tensor, got ", dtype_name(x_in.dtype()));
+  if (is_reduced_float(x_in.dtype()))
+    return widened(x_in, [&](const Tensor& xf) { return unary(xf, op, p0, p1); });
   const Tensor x = x_in.contiguous();
   Tensor out = empty(x.shape(), x.dtype(), x.device());
   if (out.numel() > 0) unary_kernel.get(x.device())(out, x, op, p0, p1);

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "graft/ops/autocast.hpp"
 #include "graft/ops/index.hpp"
 
 namespace graft {
@@ -17,7 +18,7 @@ namespace kernels::cpu {
 
 // out [n, D] = weight [V, D] at rows indices [n]; all contiguous, indices checked.
 inline void embedding_forward(const Tensor& out, const Tensor& weight, const Tensor& indices) {
-  GRAFT_DISPATCH_FLOAT(weight.dtype(), "embedding", T, [&] {
+  GRAFT_DISPATCH_ALL(weight.dtype(), "embedding", T, [&] {  // row copies: any dtype
     const int64_t n = indices.numel(), D = weight.shape()[1];
     const int64_t* idx = indices.data<int64_t>();
     const T* w = weight.data<T>();
@@ -33,6 +34,11 @@ inline void embedding_forward(const Tensor& out, const Tensor& weight, const Ten
 // hits the same row, so rows cannot be split between threads, columns can.
 inline void embedding_backward(const Tensor& dweight, const Tensor& dout, const Tensor& indices,
                                int64_t padding_idx) {
+  if (is_reduced_float(dweight.dtype())) {  // sums in float32, rounded once
+    const Tensor wide = widen_operand(dweight);
+    embedding_backward(wide, widen_operand(dout), indices, padding_idx);
+    return copy_into(dweight, wide);
+  }
   GRAFT_DISPATCH_FLOAT(dweight.dtype(), "embedding_backward", T, [&] {
     const int64_t n = indices.numel(), D = dweight.shape()[1];
     const int64_t* idx = indices.data<int64_t>();

@@ -22,6 +22,7 @@
 #include "graft/autograd/node.hpp"
 #include "graft/core/dispatch.hpp"
 #include "graft/core/parallel.hpp"
+#include "graft/ops/autocast.hpp"
 #include "graft/ops/copy.hpp"
 #include "graft/ops/view.hpp"
 
@@ -160,6 +161,11 @@ inline void index_select_forward(const Tensor& out, const Tensor& x, const Tenso
 // accumulate. dx zero-filled and contiguous, dout contiguous, float32/float64. Parallel over outer
 // only: within one outer slice two j may hit the same row.
 inline void index_select_backward(const Tensor& dx, const Tensor& dout, const Tensor& index, int dim) {
+  if (is_reduced_float(dx.dtype())) {  // sums in float32, rounded once
+    const Tensor wide = widen_operand(dx);
+    index_select_backward(wide, widen_operand(dout), index, dim);
+    return copy_into(dx, wide);
+  }
   GRAFT_DISPATCH_FLOAT(dx.dtype(), "index_select_backward", T, [&] {
     const int64_t outer = detail_index::outer_size(dx.shape(), dim);
     const int64_t inner = detail_index::inner_size(dx.shape(), dim);
@@ -199,6 +205,11 @@ inline void gather_forward(const Tensor& out, const Tensor& x, const Tensor& ind
 // dx += scatter_add of dout along dim (the adjoint of gather_forward). dx zero-filled, contiguous;
 // dout contiguous of index's shape; float32/float64. Serial: any two elements may hit one slot.
 inline void gather_backward(const Tensor& dx, const Tensor& dout, const Tensor& index, int dim) {
+  if (is_reduced_float(dx.dtype())) {  // sums in float32, rounded once
+    const Tensor wide = widen_operand(dx);
+    gather_backward(wide, widen_operand(dout), index, dim);
+    return copy_into(dx, wide);
+  }
   GRAFT_DISPATCH_FLOAT(dx.dtype(), "gather_backward", T, [&] {
     Shape base = dx.strides();
     base[dim] = 0;

@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "graft/kernels/cpu/layer_norm.hpp"
+#include "graft/ops/autocast.hpp"
 #include "graft/ops/minmax.hpp"  // chunk_rows
 
 namespace graft {
@@ -187,8 +188,12 @@ inline void check_param(const Tensor& p, const char* what, const Shape& normaliz
 inline Tensor layer_norm(const Tensor& x_in, const Shape& normalized_shape, const Tensor& weight_in = Tensor(),
                          const Tensor& bias_in = Tensor(), double eps = 1e-5) {
   GRAFT_CHECK(x_in.defined(), "layer_norm", "undefined tensor argument");
-  GRAFT_CHECK(is_floating(x_in.dtype()), "layer_norm", "expected a float32 or float64 input, got ",
+  GRAFT_CHECK(is_floating(x_in.dtype()), "layer_norm", "expected a floating-point input, got ",
               dtype_name(x_in.dtype()));
+  if (is_reduced_float(x_in.dtype()))  // autocast's float32 kind: weight and bias widened too
+    return float32_op(x_in, [&](const Tensor& xf) {
+      return layer_norm(xf, normalized_shape, as_float32_if_reduced(weight_in), as_float32_if_reduced(bias_in), eps);
+    });
   const int k = normalized_shape.rank(), lead = x_in.dim() - k;
   GRAFT_CHECK(k >= 1, "layer_norm", "normalized_shape must have at least one dim, got ", normalized_shape);
   bool matches = lead >= 0;

@@ -396,6 +396,10 @@ inline Tensor cross_entropy(const Tensor& logits, const Tensor& target, Reductio
   const char* op = "cross_entropy";
   GRAFT_CHECK(logits.defined() && target.defined(), op, "undefined tensor argument");
   GRAFT_CHECK(is_floating(logits.dtype()), op, "logits must be floating-point, got ", dtype_name(logits.dtype()));
+  if (is_reduced_float(logits.dtype()))  // autocast's float32 kind (ops/autocast.hpp)
+    return float32_op(logits, [&](const Tensor& lf) {
+      return cross_entropy(lf, target, reduction, ignore_index, label_smoothing, as_float32_if_reduced(weight));
+    });
   GRAFT_CHECK(logits.dim() >= 1, op, "logits must have shape [C], [N, C] or [N, C, d1, ...], got ", logits.shape());
   GRAFT_CHECK(target.dtype() == DType::Int64, op, "target must be int64 class indices, got ",
               dtype_name(target.dtype()), " (class-probability targets are not supported)");
@@ -484,6 +488,11 @@ inline Tensor binary_cross_entropy_with_logits(const Tensor& logits, const Tenso
               dtype_name(target.dtype()));
   GRAFT_CHECK(target.shape() == logits.shape(), op, "target has shape ", target.shape(), " but logits have shape ",
               logits.shape(), "; they must match");
+  if (is_reduced_float(logits.dtype()))  // autocast's float32 kind (ops/autocast.hpp)
+    return float32_op(logits, [&](const Tensor& lf) {
+      return binary_cross_entropy_with_logits(lf, as_float32_if_reduced(target), reduction,
+                                              as_float32_if_reduced(pos_weight));
+    });
   const DType dt = logits.dtype();
   const Tensor t = target.to(dt);  // differentiable
   Tensor pw;
@@ -545,6 +554,8 @@ inline Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction redu
               "input and target must be floating-point, got ", dtype_name(input.dtype()), " and ",
               dtype_name(target.dtype()));
   const DType dt = promote(input.dtype(), target.dtype());
+  if (is_reduced_float(dt))  // autocast's float32 kind (ops/autocast.hpp)
+    return float32_op(input.to(dt), [&](const Tensor& xf) { return mse_loss(xf, target.to(DType::Float32), reduction); });
   const Shape shape = broadcast_shapes(input.shape(), target.shape(), op);
   const Tensor a = input.to(dt), b = target.to(dt);  // differentiable
   const Tensor ac = a.detach().expand(shape).contiguous(), bc = b.detach().expand(shape).contiguous();

@@ -23,6 +23,7 @@
 #include "graft/core/parallel.hpp"
 #include "graft/core/precision.hpp"  // set_float32_matmul_precision: TF32 for float32 products on CUDA
 #include "graft/kernels/cpu/gemm.hpp"
+#include "graft/ops/autocast.hpp"
 #include "graft/ops/elementwise.hpp"
 #include "graft/ops/reduce.hpp"
 #include "graft/ops/view.hpp"
@@ -35,7 +36,14 @@ namespace kernels::cpu {
 //   out contiguous; a and b of out's dtype, already expanded to the batch shape (stride 0 on
 //   broadcast batch dims), any strides. Fewer products than threads: one after another, each split
 //   over the threads inside gemm; else whole products in parallel.
+//   bfloat16 / float16: the operands widened to float32 (widen_operand), the float32 GEMM, the result
+//   rounded on store.
 inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) {
+  if (is_reduced_float(out.dtype())) {
+    const Tensor wide = empty(out.shape(), DType::Float32);
+    matmul_forward(wide, widen_operand(a), widen_operand(b));
+    return copy_into(out, wide);
+  }
   GRAFT_DISPATCH_FLOAT(out.dtype(), "matmul", T, [&] {
     const int r = out.dim();
     const int64_t M = out.size(r - 2), N = out.size(r - 1), K = a.size(r - 1);
@@ -130,9 +138,11 @@ inline Tensor matmul_nd(const Tensor& a, const Tensor& b) {
 }
 }  // namespace detail_matmul
 
-// torch.matmul (see the shape table at the top). a and b: same floating dtype, same device.
-inline Tensor matmul(const Tensor& a, const Tensor& b) {
-  GRAFT_CHECK(a.defined() && b.defined(), "matmul", "undefined tensor argument");
+// torch.matmul (see the shape table at the top). a and b: same floating dtype, same device. Under
+// autocast float32 operands are cast to its dtype first (ops/autocast.hpp).
+inline Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  GRAFT_CHECK(a_in.defined() && b_in.defined(), "matmul", "undefined tensor argument");
+  const Tensor a = autocast::lower(a_in), b = autocast::lower(b_in);
   GRAFT_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul", "both arguments need at least 1 dim, got shapes ", a.shape(),
               " and ", b.shape());
   GRAFT_CHECK(a.dtype() == b.dtype(), "matmul", "expected equal dtypes, got ", dtype_name(a.dtype()), " and ",
@@ -148,6 +158,8 @@ inline Tensor matmul(const Tensor& a, const Tensor& b) {
     GRAFT_CHECK(da == db || da == 1 || db == 1, "matmul", "shapes ", a.shape(), " and ", b.shape(),
                 " have batch dims that cannot be broadcast (", da, " vs ", db, ")");
   }
+  if (is_reduced_float(a.dtype()) && !a.device().is_cpu())  // no 16-bit GPU GEMM yet: float32, rounded
+    return matmul(a.to(DType::Float32), b.to(DType::Float32)).to(a.dtype());
   if (a.dim() == 1 && b.dim() == 1) return detail_matmul::matmul_nd(a.unsqueeze(0), b.unsqueeze(1)).reshape(Shape{});
   if (a.dim() == 1) return detail_matmul::matmul_nd(a.unsqueeze(0), b).squeeze(-2);
   if (b.dim() == 1) return detail_matmul::matmul_nd(a, b.unsqueeze(1)).squeeze(-1);
@@ -166,9 +178,15 @@ inline Tensor matmul(const Tensor& a, const Tensor& b) {
 namespace kernels::cpu {
 // out[rows, out_f] = act(x[rows, in] weight[out_f, in]^T + bias[out_f]): one GEMM, the bias and the
 // activation applied by its epilogue as each tile is finished. x and weight contiguous, bias
-// contiguous or undefined, all of out's dtype.
+// contiguous or undefined, all of out's dtype. bfloat16 / float16 as matmul_forward (the epilogue runs
+// on the float32 sums, before the rounding).
 inline void linear_forward(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                            Activation act) {
+  if (is_reduced_float(out.dtype())) {
+    const Tensor wide = empty(out.shape(), DType::Float32);
+    linear_forward(wide, widen_operand(x), widen_operand(weight), widen_operand(bias), act);
+    return copy_into(out, wide);
+  }
   GRAFT_DISPATCH_FLOAT(out.dtype(), "linear", T, [&] {
     const int64_t rows = x.size(0), in = x.size(1), out_f = weight.size(0);
     GemmEpilogue<T> ep;
@@ -211,10 +229,13 @@ class LinearBackward final : public Node {
 // One GEMM computes it (the linear slot: CPU, and CUDA's gemm.cuh), the bias and the activation
 // fused into its epilogue. When autograd records, the activation is applied as its own op (its
 // backward needs the pre-activation), so only the bias is fused. A device whose slot is empty runs
-// matmul + add + the activation op.
-inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+// matmul + add + the activation op. Under autocast x, weight and bias are cast to its dtype (the weight
+// and bias through the scope's cache).
+inline Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in = Tensor(),
                      Activation act = Activation::None) {
-  GRAFT_CHECK(x.defined() && weight.defined(), "linear", "undefined input or weight");
+  GRAFT_CHECK(x_in.defined() && weight_in.defined(), "linear", "undefined input or weight");
+  const Tensor x = autocast::lower(x_in), weight = autocast::lower_weight(weight_in),
+               bias = autocast::lower_weight(bias_in);
   GRAFT_CHECK(weight.dim() == 2, "linear", "weight must be 2-D [out, in], got shape ", weight.shape());
   GRAFT_CHECK(x.dim() >= 1 && x.size(-1) == weight.size(1), "linear", "input of shape ", x.shape(),
               " does not match weight of shape ", weight.shape(), " (expected last dim ", weight.size(1), ")");
@@ -237,7 +258,7 @@ inline Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias =
     }
     return y;
   };
-  if (!x.device().is_cpu() && !linear_kernel.has(x.device())) {
+  if (!x.device().is_cpu() && (!linear_kernel.has(x.device()) || is_reduced_float(x.dtype()))) {
     const Tensor y = matmul(x, weight.t());
     return apply_act(bias.defined() ? y + bias : y);
   }

@@ -280,13 +280,17 @@ class AmaxBackward final : public Node {
 namespace detail_minmax {
 inline void check_input(const Tensor& x, const char* op) {
   GRAFT_CHECK(x.defined(), op, "undefined tensor argument");
-  GRAFT_CHECK(is_floating(x.dtype()), op, "expected a float32 or float64 tensor, got ", dtype_name(x.dtype()));
+  GRAFT_CHECK(is_floating(x.dtype()), op, "expected a floating-point tensor, got ", dtype_name(x.dtype()));
 }
 
 // Values (undefined when !want_values) and int64 indices of the extreme over dim.
 inline std::pair<Tensor, Tensor> extreme_dim(const Tensor& x, int64_t dim, bool keepdim, bool is_max,
                                              bool want_values, const char* op) {
   check_input(x, op);
+  if (is_reduced_float(x.dtype())) {  // in float32; the extremes are values of x, so rounding back is exact
+    auto [values, indices] = extreme_dim(x.to(DType::Float32), dim, keepdim, is_max, want_values, op);
+    return {values.defined() ? values.to(x.dtype()) : values, indices};
+  }
   const int d = wrap_dim(dim, x.dim(), op);
   const detail_rows::DimSplit split = detail_rows::split_at(x.shape(), d);
   GRAFT_CHECK(split.n > 0, op, "cannot reduce over dim ", dim, " of size 0 (input shape ", x.shape(), ")");
@@ -310,6 +314,8 @@ inline std::pair<Tensor, Tensor> extreme_dim(const Tensor& x, int64_t dim, bool 
 inline Tensor extreme_dims(const Tensor& x, const std::vector<int64_t>& dims, bool keepdim, bool is_max,
                            const char* op, const char* node_name) {
   check_input(x, op);
+  if (is_reduced_float(x.dtype()))
+    return widened(x, [&](const Tensor& xf) { return extreme_dims(xf, dims, keepdim, is_max, op, node_name); });
   const auto mask = detail_reduce::dim_mask(dims, x.dim(), op);
   const int64_t K = detail_reduce::reduced_count(x.shape(), mask), M = detail_rows::kept_count(x.shape(), mask);
   GRAFT_CHECK(K > 0, op, "cannot reduce over zero elements (input shape ", x.shape(), ")");

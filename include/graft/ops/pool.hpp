@@ -21,6 +21,7 @@
 #include "graft/autograd/node.hpp"
 #include "graft/core/dispatch.hpp"
 #include "graft/core/parallel.hpp"
+#include "graft/ops/autocast.hpp"
 #include "graft/ops/creation.hpp"
 #include "graft/ops/view.hpp"
 #include "graft/kernels/cpu/pool.hpp"
@@ -418,6 +419,8 @@ inline Tensor max_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel, std:
                          std::array<int64_t, 2> padding = {0, 0}, std::array<int64_t, 2> dilation = {1, 1},
                          bool ceil_mode = false) {
   detail_pool::check_input("max_pool2d", x_in);
+  if (is_reduced_float(x_in.dtype()))  // no 16-bit kernel: float32, rounded (ops/autocast.hpp)
+    return widened(x_in, [&](const Tensor& xf) { return max_pool2d(xf, kernel, stride, padding, dilation, ceil_mode); });
   if (x_in.dim() == 3) return max_pool2d(x_in.unsqueeze(0), kernel, stride, padding, dilation, ceil_mode).squeeze(0);
   if (stride[0] == 0 && stride[1] == 0) stride = kernel;
   const Pool2dParams p{kernel, stride, padding, dilation, ceil_mode, true};
@@ -440,6 +443,10 @@ inline Tensor avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel, std:
                          std::array<int64_t, 2> padding = {0, 0}, bool ceil_mode = false,
                          bool count_include_pad = true) {
   detail_pool::check_input("avg_pool2d", x_in);
+  if (is_reduced_float(x_in.dtype()))
+    return widened(x_in, [&](const Tensor& xf) {
+      return avg_pool2d(xf, kernel, stride, padding, ceil_mode, count_include_pad);
+    });
   if (x_in.dim() == 3)
     return avg_pool2d(x_in.unsqueeze(0), kernel, stride, padding, ceil_mode, count_include_pad).squeeze(0);
   if (stride[0] == 0 && stride[1] == 0) stride = kernel;
@@ -451,6 +458,8 @@ inline Tensor avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> kernel, std:
 // Mean over PyTorch's adaptive windows, to output_size {OH, OW} (each >= 1).
 inline Tensor adaptive_avg_pool2d(const Tensor& x_in, std::array<int64_t, 2> output_size) {
   detail_pool::check_input("adaptive_avg_pool2d", x_in);
+  if (is_reduced_float(x_in.dtype()))
+    return widened(x_in, [&](const Tensor& xf) { return adaptive_avg_pool2d(xf, output_size); });
   GRAFT_CHECK(output_size[0] >= 1 && output_size[1] >= 1, "adaptive_avg_pool2d", "output size must be positive, got {",
               output_size[0], ", ", output_size[1], "}");
   if (x_in.dim() == 3) return adaptive_avg_pool2d(x_in.unsqueeze(0), output_size).squeeze(0);

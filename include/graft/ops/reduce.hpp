@@ -82,6 +82,8 @@ GRAFT_KERNEL_SLOT(SumKernel, sum_kernel, "sum", kernels::cpu::sum_forward, "avx2
 inline Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false) {
   GRAFT_CHECK(x.defined(), "sum", "undefined tensor argument");
   GRAFT_CHECK(is_floating(x.dtype()), "sum", "expected a floating-point tensor, got ", dtype_name(x.dtype()));
+  if (is_reduced_float(x.dtype()))  // autocast's float32 kind (ops/autocast.hpp)
+    return float32_op(x, [&](const Tensor& xf) { return sum(xf, dims, keepdim); });
   const auto mask = detail_reduce::dim_mask(dims, x.dim(), "sum");
   const Shape kd = detail_reduce::keepdim_shape(x.shape(), mask);
   Tensor out = empty(kd, x.dtype(), x.device());
@@ -99,6 +101,8 @@ inline Tensor sum(const Tensor& x, const std::vector<int64_t>& dims = {}, bool k
 
 inline Tensor mean(const Tensor& x, const std::vector<int64_t>& dims = {}, bool keepdim = false) {
   GRAFT_CHECK(x.defined(), "mean", "undefined tensor argument");
+  if (is_reduced_float(x.dtype()))  // one rounding, of the float32 mean
+    return float32_op(x, [&](const Tensor& xf) { return mean(xf, dims, keepdim); });
   const auto mask = detail_reduce::dim_mask(dims, x.dim(), "mean");
   const int64_t n = detail_reduce::reduced_count(x.shape(), mask);
   return div(sum(x, dims, keepdim), double(n));

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "graft/kernels/cpu/softmax.hpp"
+#include "graft/ops/autocast.hpp"
 #include "graft/ops/minmax.hpp"
 
 namespace graft {
@@ -157,8 +158,9 @@ namespace detail_softmax {
 inline Tensor softmax_impl(const Tensor& x_in, int64_t dim, bool log) {
   const char* op = log ? "log_softmax" : "softmax";
   GRAFT_CHECK(x_in.defined(), op, "undefined tensor argument");
-  GRAFT_CHECK(is_floating(x_in.dtype()), op, "expected a float32 or float64 tensor, got ",
-              dtype_name(x_in.dtype()));
+  GRAFT_CHECK(is_floating(x_in.dtype()), op, "expected a floating-point tensor, got ", dtype_name(x_in.dtype()));
+  if (is_reduced_float(x_in.dtype()))  // autocast's float32 kind (ops/autocast.hpp)
+    return float32_op(x_in, [&](const Tensor& xf) { return softmax_impl(xf, dim, log); });
   const int d = wrap_dim(dim, x_in.dim(), op);
   const Tensor x = x_in.contiguous();
   const detail_rows::DimSplit split = detail_rows::split_at(x.shape(), d);

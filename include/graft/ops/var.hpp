@@ -104,7 +104,9 @@ class VarBackward final : public Node {
 inline Tensor var(const Tensor& x, const std::vector<int64_t>& dims = {}, int64_t correction = 1,
                   bool keepdim = false) {
   GRAFT_CHECK(x.defined(), "var", "undefined tensor argument");
-  GRAFT_CHECK(is_floating(x.dtype()), "var", "expected a float32 or float64 tensor, got ", dtype_name(x.dtype()));
+  GRAFT_CHECK(is_floating(x.dtype()), "var", "expected a floating-point tensor, got ", dtype_name(x.dtype()));
+  if (is_reduced_float(x.dtype()))  // autocast's float32 kind (ops/autocast.hpp)
+    return float32_op(x, [&](const Tensor& xf) { return var(xf, dims, correction, keepdim); });
   const auto mask = detail_reduce::dim_mask(dims, x.dim(), "var");
   const int64_t K = detail_reduce::reduced_count(x.shape(), mask), M = detail_rows::kept_count(x.shape(), mask);
   Tensor out = empty(detail_reduce::reduced_shape(x.shape(), mask, keepdim), x.dtype(), x.device());
