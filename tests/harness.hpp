@@ -75,6 +75,27 @@ void for_each_cpu_isa(F&& body) {
   }
 }
 
+// The bfloat16 GEMM paths (kernels/cpu/gemm_bf16.hpp): body(isa) under each one the CPU has (widen,
+// avx512_bf16, amx), a missing one reported as skipped by name; the active path restored afterwards.
+template <class F>
+void for_each_bf16_isa(F&& body) {
+  using namespace kernels::cpu;
+  struct Restore {
+    Bf16Isa saved = active_bf16_isa();
+    ~Restore() { set_bf16_isa(saved); }
+  } restore;
+  for (Bf16Isa isa : {Bf16Isa::Widen, Bf16Isa::Avx512Bf16, Bf16Isa::Amx}) {
+    if (isa > detected_bf16_isa()) {
+      WARN("skipped " << bf16_isa_name(isa) << ": this CPU lacks it (detected " << bf16_isa_name(detected_bf16_isa())
+                      << ")");
+      continue;
+    }
+    set_bf16_isa(isa);
+    INFO("active bfloat16 path " << bf16_isa_name(isa));
+    body(isa);
+  }
+}
+
 // Returns "" when close, else a message naming the first bad element.
 inline std::string close_report(const Tensor& actual, const Tensor& expected, Tol tol) {
   if (!actual.defined() || !expected.defined()) return "undefined tensor";

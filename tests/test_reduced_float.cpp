@@ -248,6 +248,52 @@ TEST_CASE("reduced floats: random fills, in-place updates, bad mixes", "[reduced
                       Catch::Contains("conv2d") && Catch::Contains("float16"));
 }
 
+// ---- the bfloat16 GEMM paths --------------------------------------------------------------------
+TEST_CASE("gemm_bf16: every path (and the packing of AMX and AVX512_BF16, emulated) against float64", "[reduced][gemm_bf16]") {
+  using kernels::cpu::Bf16GemmPath;
+  for (Bf16GemmPath path : {Bf16GemmPath::Widen, Bf16GemmPath::PairsEmulated, Bf16GemmPath::TilesEmulated,
+                            Bf16GemmPath::Avx512Bf16, Bf16GemmPath::Amx}) {
+    if (!kernels::cpu::bf16_gemm_path_available(path)) {
+      WARN("skipped gemm_bf16 " << kernels::cpu::bf16_gemm_path_name(path) << ": this CPU lacks it (detected "
+                                << kernels::cpu::bf16_isa_name(kernels::cpu::detected_bf16_isa()) << ")");
+      continue;
+    }
+    INFO("path " << kernels::cpu::bf16_gemm_path_name(path));
+    for (int64_t m : {1, 6, 31, 70})
+      for (int64_t n : {1, 16, 63, 65})
+        for (int64_t k : {1, 2, 31, 33, 96}) {
+          for (bool transposed : {false, true}) {  // a and b as transposed views (a linear layer's weight)
+            INFO("m " << m << " n " << n << " k " << k << " transposed " << transposed);
+            const Tensor a0 = rand_in(transposed ? Shape{k, m} : Shape{m, k}, -1, 1, 40, DType::Float32).to(DType::BFloat16);
+            const Tensor b0 = rand_in(transposed ? Shape{n, k} : Shape{k, n}, -1, 1, 41, DType::Float32).to(DType::BFloat16);
+            const Tensor a = transposed ? a0.t() : a0, b = transposed ? b0.t() : b0;
+            Tensor c = full({m, n + 3}, 7.0);  // ldc > n: the columns past n stay untouched
+            kernels::cpu::gemm_bf16_on(path, m, n, k, a.data<BFloat16>(), a.stride(0), a.stride(1), b.data<BFloat16>(),
+                                       b.stride(0), b.stride(1), c.data<float>(), n + 3);
+            const Tensor ref = matmul(a.to(DType::Float64), b.to(DType::Float64));
+            GRAFT_REQUIRE_CLOSE(c.narrow(1, 0, n).to(DType::Float64), ref, kTolF32);
+            REQUIRE(max_abs_diff(c.narrow(1, n, 3), full({m, 3}, 7.0)) == 0);
+          }
+        }
+  }
+}
+
+TEST_CASE("reduced floats: matmul and linear in bfloat16 on every bfloat16 path of this CPU", "[reduced][gemm_bf16]") {
+  for_each_bf16_isa([](kernels::cpu::Bf16Isa) {
+    const Tensor a = rand_in({2, 37, 40}, -1, 1, 50, DType::Float32).to(DType::BFloat16);
+    const Tensor b = rand_in({2, 40, 29}, -1, 1, 51, DType::Float32).to(DType::BFloat16);
+    GRAFT_REQUIRE_CLOSE(matmul(a, b).to(DType::Float32),
+                        matmul(a.to(DType::Float32), b.to(DType::Float32)).to(DType::BFloat16).to(DType::Float32), kTolBF16);
+    const Tensor w = rand_in({24, 40}, -1, 1, 52, DType::Float32).to(DType::BFloat16);
+    const Tensor bias = rand_in({24}, -1, 1, 53, DType::Float32).to(DType::BFloat16);
+    NoGradGuard ng;
+    const Tensor y = linear(a, w, bias, Activation::Gelu);
+    const Tensor y32 = linear(a.to(DType::Float32), w.to(DType::Float32), bias.to(DType::Float32), Activation::Gelu);
+    REQUIRE(y.dtype() == DType::BFloat16);
+    GRAFT_REQUIRE_CLOSE(y.to(DType::Float32), y32, kTolBF16);
+  });
+}
+
 // ---- autocast ---------------------------------------------------------------------------------
 TEST_CASE("autocast: matrix products in bfloat16, float32 ops in float32, gradients in float32", "[reduced][autocast]") {
   manual_seed(21);

@@ -23,6 +23,7 @@
 #include "graft/core/parallel.hpp"
 #include "graft/core/precision.hpp"  // set_float32_matmul_precision: TF32 for float32 products on CUDA
 #include "graft/kernels/cpu/gemm.hpp"
+#include "graft/kernels/cpu/gemm_bf16.hpp"
 #include "graft/ops/autocast.hpp"
 #include "graft/ops/elementwise.hpp"
 #include "graft/ops/reduce.hpp"
@@ -36,9 +37,28 @@ namespace kernels::cpu {
 //   out contiguous; a and b of out's dtype, already expanded to the batch shape (stride 0 on
 //   broadcast batch dims), any strides. Fewer products than threads: one after another, each split
 //   over the threads inside gemm; else whole products in parallel.
-//   bfloat16 / float16: the operands widened to float32 (widen_operand), the float32 GEMM, the result
-//   rounded on store.
+//   bfloat16: on a CPU with AMX or AVX512_BF16, gemm_bf16 (kernels/cpu/gemm_bf16.hpp) into float32,
+//   rounded on store; otherwise (and float16) the operands widened to float32 (widen_operand), the
+//   float32 GEMM, the result rounded on store.
 inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) {
+  if (out.dtype() == DType::BFloat16 && active_bf16_gemm_path() != Bf16GemmPath::Widen) {
+    const int r = out.dim();
+    const int64_t M = out.size(r - 2), N = out.size(r - 1), K = a.size(r - 1);
+    Shape batch, a_bst, b_bst;
+    for (int d = 0; d < r - 2; ++d) {
+      batch.push_back(out.size(d));
+      a_bst.push_back(a.stride(d));
+      b_bst.push_back(b.stride(d));
+    }
+    const Tensor wide = empty(out.shape(), DType::Float32);
+    float* pw = wide.data<float>();
+    const BFloat16 *pa = a.data<BFloat16>(), *pb = b.data<BFloat16>();
+    for_each_offset2(batch, a_bst, b_bst, [&](int64_t i, int64_t oa, int64_t ob) {
+      gemm_bf16(M, N, K, pa + oa, a.stride(r - 2), a.stride(r - 1), pb + ob, b.stride(r - 2), b.stride(r - 1),
+                pw + i * M * N, N);
+    });
+    return copy_into(out, wide);
+  }
   if (is_reduced_float(out.dtype())) {
     const Tensor wide = empty(out.shape(), DType::Float32);
     matmul_forward(wide, widen_operand(a), widen_operand(b));
@@ -182,6 +202,19 @@ namespace kernels::cpu {
 // on the float32 sums, before the rounding).
 inline void linear_forward(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                            Activation act) {
+  if (out.dtype() == DType::BFloat16 && active_bf16_gemm_path() != Bf16GemmPath::Widen) {
+    const int64_t rows = x.size(0), in = x.size(1), out_f = weight.size(0);
+    const Tensor wide = empty(out.shape(), DType::Float32), wide_bias = widen_operand(bias);
+    gemm_bf16(rows, out_f, in, x.data<BFloat16>(), in, 1, weight.data<BFloat16>(), 1, in, wide.data<float>(), out_f);
+    GemmEpilogue<float> ep;
+    ep.bias = wide_bias.defined() ? wide_bias.data<float>() : nullptr;
+    ep.act = act;
+    if (ep.bias || act != Activation::None)
+      parallel_for(0, rows, 64, [&](int64_t lo, int64_t hi) {
+        gemm_epilogue_reference<float>(ep, lo, 0, hi - lo, out_f, wide.data<float>() + lo * out_f, out_f);
+      });
+    return copy_into(out, wide);
+  }
   if (is_reduced_float(out.dtype())) {
     const Tensor wide = empty(out.shape(), DType::Float32);
     linear_forward(wide, widen_operand(x), widen_operand(weight), widen_operand(bias), act);

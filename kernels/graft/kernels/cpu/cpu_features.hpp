@@ -12,10 +12,16 @@
 #pragma once
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
 #include "graft/core/error.hpp"
+
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace graft::kernels::cpu {
 
@@ -80,6 +86,94 @@ inline void set_cpu_isa(CpuIsa isa) {
     throw Error(graft::detail::concat("set_cpu_isa: this CPU lacks ", cpu_isa_name(isa), " (detected ",
                                       cpu_isa_name(detected), ")"));
   cpu_isa_detail::active_cpu_isa_cache.store(static_cast<int>(isa), std::memory_order_relaxed);
+}
+
+// ---- bfloat16 matrix products ------------------------------------------------------------------
+// Which instructions the bfloat16 GEMM (gemm_bf16.hpp) uses, separate from the float ISA above:
+//   Amx         AMX-BF16 tiles (TDPBF16PS): Sapphire Rapids and later; needs the OS to grant the
+//               tile state (arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), asked once here)
+//   Avx512Bf16  AVX512_BF16 (VDPBF16PS): Cooper Lake, Sapphire Rapids, Zen 4
+//   Widen       neither: bfloat16 operands are widened to float32 for the float32 kernels
+// detected_bf16_isa() reads CPUID (and XCR0, and asks for the tile permission); active_bf16_isa() caps
+// it by GRAFT_BF16_ISA=widen|avx512_bf16|amx, and is Widen whenever the float ISA is below avx512.
+enum class Bf16Isa { Widen = 0, Avx512Bf16 = 1, Amx = 2 };
+
+inline const char* bf16_isa_name(Bf16Isa isa) {
+  switch (isa) {
+    case Bf16Isa::Widen: return "widen";
+    case Bf16Isa::Avx512Bf16: return "avx512_bf16";
+    case Bf16Isa::Amx: return "amx";
+  }
+  return "unknown";
+}
+
+namespace cpu_isa_detail {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+inline void cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]) {
+  __asm__ volatile("cpuid" : "=a"(out[0]), "=b"(out[1]), "=c"(out[2]), "=d"(out[3]) : "a"(leaf), "c"(subleaf));
+}
+inline uint64_t xcr0() {
+  uint32_t lo, hi;
+  __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  return (uint64_t(hi) << 32) | lo;
+}
+inline Bf16Isa detect_bf16_isa() {
+  if (detected_cpu_isa() < CpuIsa::Avx512) return Bf16Isa::Widen;
+  uint32_t r[4];
+  cpuid(0, 0, r);
+  if (r[0] < 7) return Bf16Isa::Widen;
+  cpuid(7, 0, r);
+  const bool amx_bf16 = (r[3] >> 22) & 1u, amx_tile = (r[3] >> 24) & 1u;
+  cpuid(7, 1, r);
+  const bool avx512_bf16 = (r[0] >> 5) & 1u;
+  if (amx_bf16 && amx_tile && ((xcr0() >> 17) & 3u) == 3u) {
+    // Linux: the tile data state is off until the process asks for it (ARCH_REQ_XCOMP_PERM = 0x1023,
+    // XFEATURE_XTILEDATA = 18); a kernel that refuses leaves AMX unusable.
+    long ret = -1;
+#if defined(__linux__)
+    ret = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */);
+#endif
+    if (ret == 0) return Bf16Isa::Amx;
+  }
+  return avx512_bf16 ? Bf16Isa::Avx512Bf16 : Bf16Isa::Widen;
+}
+#else
+inline Bf16Isa detect_bf16_isa() { return Bf16Isa::Widen; }
+#endif
+inline std::atomic<int> active_bf16_isa_cache{kCpuIsaUnset};
+}  // namespace cpu_isa_detail
+
+inline Bf16Isa detected_bf16_isa() {
+  static const Bf16Isa isa = cpu_isa_detail::detect_bf16_isa();  // asks for the tile state once
+  return isa;
+}
+
+inline Bf16Isa parse_bf16_isa(const std::string& value, const char* what = "GRAFT_BF16_ISA") {
+  if (value == "widen") return Bf16Isa::Widen;
+  if (value == "avx512_bf16") return Bf16Isa::Avx512Bf16;
+  if (value == "amx") return Bf16Isa::Amx;
+  throw Error(graft::detail::concat(what, ": unknown value '", value, "' (expected widen, avx512_bf16 or amx)"));
+}
+
+inline Bf16Isa active_bf16_isa() {
+  if (active_cpu_isa() < CpuIsa::Avx512) return Bf16Isa::Widen;
+  int isa = cpu_isa_detail::active_bf16_isa_cache.load(std::memory_order_relaxed);
+  if (isa == cpu_isa_detail::kCpuIsaUnset) {
+    Bf16Isa v = detected_bf16_isa();
+    const char* env = std::getenv("GRAFT_BF16_ISA");
+    if (env != nullptr && *env != '\0') v = std::min(v, parse_bf16_isa(env));
+    isa = static_cast<int>(v);
+    cpu_isa_detail::active_bf16_isa_cache.store(isa, std::memory_order_relaxed);
+  }
+  return static_cast<Bf16Isa>(isa);
+}
+
+// Forces the bfloat16 path (tests, benchmarks). Throws if the CPU lacks it.
+inline void set_bf16_isa(Bf16Isa isa) {
+  if (isa > detected_bf16_isa())
+    throw Error(graft::detail::concat("set_bf16_isa: this CPU lacks ", bf16_isa_name(isa), " (detected ",
+                                      bf16_isa_name(detected_bf16_isa()), ")"));
+  cpu_isa_detail::active_bf16_isa_cache.store(static_cast<int>(isa), std::memory_order_relaxed);
 }
 
 }  // namespace graft::kernels::cpu
