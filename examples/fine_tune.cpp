@@ -130,6 +130,9 @@ int main(int argc, char** argv) {
   const int64_t& stop_after = cli.option("stop-after", int64_t(0), "end this session after this many steps of the "
                                                                      "run (0: run to --steps); --resume continues");
   const std::string& device_arg = cli.option("device", std::string("cpu"), "cpu, cuda or cuda:N: where the model trains");
+  const std::string& precision_arg = cli.option("precision", std::string("fp32"),
+                                                "fp32, bf16 or fp16: bf16 / fp16 run the forward passes under autocast "
+                                                "(float32 weights, fp16 with a loss scaler)");
   cli.parse(argc, argv);
   if (layer_decay != 0.0 && (head_lr != 0.0 || backbone_lr != 0.0))
     cli.fail("--layer-decay and --head-lr / --backbone-lr are two ways to set the learning rates; give one");
@@ -139,6 +142,7 @@ int main(int argc, char** argv) {
     using Clock = std::chrono::steady_clock;
     const auto t0 = Clock::now();
     const Device device = examples::parse_device(device_arg);
+    const DType precision = examples::parse_precision(precision_arg);
     examples::TransferModel m = examples::load_transfer_model(
         {.checkpoint = setup.checkpoint, .arch = setup.arch, .in_chans = setup.in_chans, .random_init = setup.random_init,
          .seed = uint64_t(seed)},
@@ -215,6 +219,7 @@ int main(int argc, char** argv) {
 
     // ---- training (train_classifier's recipe, see the top) ----
     examples::Curve curve;
+    examples::MixedPrecision mp(precision, device);
     examples::Progress bar(start > 0 ? detail::concat("fine-tune from step ", start) : "fine-tune", end - start);
     net.train();
     for (int64_t step = start; step < end; ++step) {
@@ -228,14 +233,12 @@ int main(int argc, char** argv) {
       }
       sched.apply(opt, step);
       opt.zero_grad();
-      const Tensor loss = cross_entropy(forward(b.x.to(device)), b.y.to(device));
+      const Tensor loss = mp.loss([&] { return cross_entropy(forward(b.x.to(device)), b.y.to(device)); });
       train::check_finite_loss(loss, step, "fine-tune loss");
-      loss.backward();
-      train::check_finite_grads(net, step);
-      opt.step();
+      mp.backward_and_step(loss, opt, net, step);
       last_loss = loss.item();
       const bool last = step + 1 == steps;
-      if ((step + 1) % eval_every == 0 || last) curve.points.emplace_back(step + 1, examples::evaluate(net, forward, d.test));
+      if ((step + 1) % eval_every == 0 || last) curve.points.emplace_back(step + 1, examples::evaluate(net, forward, d.test, 100, precision));
       if (!ckpt_out.empty() && ((save_every > 0 && (step + 1) % save_every == 0) || step + 1 == end)) save(step + 1);
       bar.update(step + 1 - start, {{"loss", last_loss}, {"acc", curve.final_accuracy()}});
     }
@@ -248,8 +251,9 @@ int main(int argc, char** argv) {
     }
 
     // ---- summary ----
-    const double train_acc = examples::evaluate(net, forward, d.train);
-    const double held_out_acc = curve.points.empty() ? examples::evaluate(net, forward, d.test) : curve.final_accuracy();
+    const double train_acc = examples::evaluate(net, forward, d.train, 100, precision);
+    const double held_out_acc =
+        curve.points.empty() ? examples::evaluate(net, forward, d.test, 100, precision) : curve.final_accuracy();
     std::string points;
     for (const auto& [s, a] : curve.points) points += detail::concat(points.empty() ? "" : ", ", s, ": ", fmt("%.4f", a));
     std::printf("held-out accuracy by step: %s\n", points.c_str());

@@ -29,6 +29,7 @@
 #include <string>
 
 #include "cli.hpp"
+#include "transfer_recipes.hpp"  // PrecisionScope, MixedPrecision
 
 using namespace graft;
 
@@ -72,15 +73,16 @@ Tensor labels_tensor(const std::vector<int64_t>& y, const std::vector<size_t>& i
 
 // Logits of `model` on texts, in eval mode, batch by batch.
 Tensor predict(models::BertModel& model, const text::BertTokenizer& tok, const std::vector<std::string>& texts,
-               int64_t max_len) {
+               int64_t max_len, DType precision) {
   model.eval();
   NoGradGuard ng;
+  const examples::PrecisionScope amp(precision, kCPU);
   std::vector<Tensor> out;
   for (size_t start = 0; start < texts.size(); start += 64) {
     const std::vector<std::string> chunk(texts.begin() + std::ptrdiff_t(start),
                                          texts.begin() + std::ptrdiff_t(std::min(texts.size(), start + 64)));
     const auto b = tok.encode_batch(chunk, max_len, true);
-    out.push_back(model.logits(b.input_ids, b.attention_mask, b.token_type_ids));
+    out.push_back(model.logits(b.input_ids, b.attention_mask, b.token_type_ids).to(DType::Float32));
   }
   return cat(out, 0);
 }
@@ -88,8 +90,9 @@ Tensor predict(models::BertModel& model, const text::BertTokenizer& tok, const s
 // Trains model.logits on the split with AdamW groups and a cosine schedule; returns held-out accuracy.
 double train_classifier(models::BertModel& model, const text::BertTokenizer& tok, const Split& s,
                         std::vector<optim::ParamGroup> groups, int epochs, int64_t batch, int64_t max_len,
-                        int64_t warmup, uint64_t seed, const std::string& label) {
+                        int64_t warmup, uint64_t seed, const std::string& label, DType precision) {
   optim::AdamW opt(std::move(groups), 1e-3, {}, 1e-8, 0.01);
+  examples::MixedPrecision mp(precision, kCPU);
   const int64_t n = int64_t(s.train_x.size()), per_epoch = (n + batch - 1) / batch;
   const optim::CosineWithWarmup sched(warmup, int64_t(epochs) * per_epoch);
   Generator g(seed);
@@ -107,17 +110,17 @@ double train_classifier(models::BertModel& model, const text::BertTokenizer& tok
       const auto b = tok.encode_batch(texts, max_len, true);
       sched.apply(opt, step);
       opt.zero_grad();
-      const Tensor loss = cross_entropy(model.logits(b.input_ids, b.attention_mask, b.token_type_ids),
-                                        labels_tensor(s.train_y, idx));
+      const Tensor loss = mp.loss([&] {
+        return cross_entropy(model.logits(b.input_ids, b.attention_mask, b.token_type_ids), labels_tensor(s.train_y, idx));
+      });
       train::check_finite_loss(loss, step, label + " loss");
-      loss.backward();
-      opt.step();
+      mp.backward_and_step(loss, opt, model, step);
       ++step;
       bar.update(step, {{"loss", loss.item()}});
     }
   }
   bar.finish();
-  return accuracy(predict(model, tok, s.test_x, max_len), s.test_y);
+  return accuracy(predict(model, tok, s.test_x, max_len, precision), s.test_y);
 }
 
 }  // namespace
@@ -135,9 +138,13 @@ int main(int argc, char** argv) {
   const int64_t& batch = cli.option("batch", int64_t(16), "batch size");
   const int64_t& seed = cli.option("seed", int64_t(0), "seed for the split, heads and batch order");
   const std::string& recipes = cli.option("recipes", std::string("probe,finetune,scratch"), "which recipes to run");
+  const std::string& precision_arg = cli.option("precision", std::string("fp32"),
+                                                "fp32, bf16 or fp16: bf16 / fp16 run the forward passes under autocast "
+                                                "(float32 weights, fp16 with a loss scaler)");
   cli.parse(argc, argv);
   if (model_dir.empty() || data_dir.empty()) cli.fail("--model and --data are required");
   try {
+    const DType precision = examples::parse_precision(precision_arg);
     const auto topics = data::load_topic_tsv(data_dir + "/chatterbot_topics.tsv");
     const Split s = split_by_topic(topics, 0.25, uint64_t(seed));
     const int64_t C = int64_t(topics.classes.size());
@@ -161,7 +168,12 @@ int main(int argc, char** argv) {
       bert->eval();
       models::SentenceEncoder enc(tok, bert, max_len);
       NoGradGuard ng_outer;
-      const Tensor train_f = enc.encode(s.train_x), test_f = enc.encode(s.test_x);  // the encoder runs once
+      Tensor train_f, test_f;
+      {
+        const examples::PrecisionScope amp(precision, kCPU);
+        train_f = enc.encode(s.train_x).to(DType::Float32);  // the encoder runs once
+        test_f = enc.encode(s.test_x).to(DType::Float32);
+      }
       timer.update(1);
       timer.finish();
       manual_seed(uint64_t(seed));
@@ -197,7 +209,7 @@ int main(int argc, char** argv) {
       examples::Progress timer("fine-tune", 1);
       const double acc = train_classifier(*bert, tok, s,
                                           {{"encoder", body, 5e-5}, {"head", bert->classifier().parameters(), 1e-3}},
-                                          ft_epochs, batch, max_len, 10, uint64_t(seed), "fine-tune");
+                                          ft_epochs, batch, max_len, 10, uint64_t(seed), "fine-tune", precision);
       row("fine-tune (MiniLM + linear)", acc, bert->num_parameters(true), timer.seconds());
     }
     if (recipes.find("scratch") != std::string::npos) {
@@ -213,7 +225,7 @@ int main(int argc, char** argv) {
       models::BertModel small(c);
       examples::Progress timer("scratch", 1);
       const double acc = train_classifier(small, tok, s, {{"all", small.parameters(), 1e-3}}, scratch_epochs, batch,
-                                          max_len, 10, uint64_t(seed), "scratch");
+                                          max_len, 10, uint64_t(seed), "scratch", precision);
       row("scratch (2-layer BERT, 128 wide)", acc, small.num_parameters(true), timer.seconds());
     }
     std::printf("\n");

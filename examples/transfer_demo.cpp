@@ -118,10 +118,14 @@ int main(int argc, char** argv) {
   const double& bn_momentum = cli.option("bn-momentum", 0.1,
                                          "BatchNorm running-stat momentum while training (Lite0's own is 0.01)");
   const std::string& device_arg = cli.option("device", std::string("cpu"), "cpu, cuda or cuda:N: where the models train");
+  const std::string& precision_arg = cli.option("precision", std::string("fp32"),
+                                                "fp32, bf16 or fp16: bf16 / fp16 run the forward passes under autocast "
+                                                "(float32 weights, fp16 with a loss scaler)");
   cli.parse(argc, argv);
   if (data_path.empty() || ckpt_path.empty()) cli.fail("--data and --checkpoint are required");
   try {
     const Device device = examples::parse_device(device_arg);
+    const DType precision = examples::parse_precision(precision_arg);
     const std::vector<int64_t> labels_per_class = parse_list(labels_arg, "--labels");
     const std::vector<int64_t> steps = parse_list(steps_arg, "--steps");
     GRAFT_CHECK(steps.size() == labels_per_class.size(), "transfer_demo", "--steps has ", steps.size(),
@@ -176,6 +180,7 @@ int main(int argc, char** argv) {
       c.lr = lr;
       c.weight_decay = weight_decay;
       c.seed = uint64_t(seed);
+      c.precision = precision;
       return c;
     };
 
@@ -187,9 +192,10 @@ int main(int argc, char** argv) {
       auto model = make_pretrained();
       auto features = [&](const Tensor& in) { return model->forward_features(in); };
       examples::Progress timer("probe: backbone features", 1);
-      const LabelledSet test_f = examples::extract_features(*model, features, test);
+      const LabelledSet test_f = examples::extract_features(*model, features, test, 100, precision);
       const int64_t kmax = labels_per_class.back();
-      const LabelledSet train_f_all = examples::extract_features(*model, features, examples::take_rows(all, train_idx[kmax]));
+      const LabelledSet train_f_all =
+          examples::extract_features(*model, features, examples::take_rows(all, train_idx[kmax]), 100, precision);
       timer.update(1);
       timer.finish();
       for (size_t i = 0; i < labels_per_class.size(); ++i) {
@@ -253,7 +259,8 @@ int main(int argc, char** argv) {
        << ", \"lr_scratch\": " << lr_scratch << ", \"lr_probe\": " << lr_probe << ", \"lr_finetune\": " << lr_finetune
        << ", \"weight_decay\": " << weight_decay << ", \"warmup_steps\": " << warmup << ", \"eval_every\": " << eval_every
        << ", \"seed\": " << seed << ", \"bn_momentum\": " << bn_momentum << ", \"dropout\": " << dropout
-       << ", \"drop_connect\": " << drop_connect << ", \"labels_per_class\": " << json_list(labels_per_class) << ", \"steps\": {";
+       << ", \"drop_connect\": " << drop_connect << ", \"precision\": \"" << dtype_name(precision)
+       << "\", \"labels_per_class\": " << json_list(labels_per_class) << ", \"steps\": {";
     for (size_t i = 0; i < steps.size(); ++i)
       js << (i ? ", " : "") << "\"" << labels_per_class[i] << "\": " << steps[i];
     js << "}, \"recipes\": \"" << recipes << "\"},\n  \"split\": {\"test\": " << json_list(test_idx) << ", \"train\": {";

@@ -20,6 +20,9 @@
 // Devices (--device cpu / cuda / cuda:N, parse_device): the data sets stay on the CPU; the model is
 // moved once (Module::to) and each batch goes to the model's device (device_of) as it is used;
 // logits come back to the CPU for the accuracy. On the CPU every such move is a no-op.
+// Precision (--precision fp32 / bf16 / fp16, parse_precision): the weights stay float32; with bf16 or
+// fp16 the forward passes (training, evaluation, feature extraction) run under graft::AutocastGuard,
+// and fp16 training steps go through a graft::GradScaler.
 #pragma once
 #include <graft/graft.hpp>
 #include <graft/data/dataset.hpp>
@@ -31,6 +34,7 @@
 
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -80,6 +84,54 @@ inline graft::Device device_of(graft::nn::Module& model) {
   return params.empty() ? graft::kCPU : params[0].device();
 }
 
+// "fp32" / "float32", "bf16" / "bfloat16", "fp16" / "float16" (the examples' --precision).
+inline graft::DType parse_precision(const std::string& s) {
+  if (s == "fp32" || s == "float32") return graft::DType::Float32;
+  if (s == "bf16" || s == "bfloat16") return graft::DType::BFloat16;
+  if (s == "fp16" || s == "float16") return graft::DType::Float16;
+  throw graft::Error("--precision: expected fp32, bf16 or fp16, got '" + s + "'");
+}
+
+// Autocast to `precision` on `device` while it lives; nothing for float32.
+class PrecisionScope {
+ public:
+  PrecisionScope(graft::DType precision, graft::Device device) {
+    if (graft::is_reduced_float(precision)) guard_.emplace(precision, device.type);
+  }
+
+ private:
+  std::optional<graft::AutocastGuard> guard_;
+};
+
+// One training step's precision handling: the loss computed under autocast (float32 out), then
+// backward and the optimizer step, through a GradScaler for fp16 (a step with inf / NaN gradients is
+// skipped and the scale backs off); the gradients are checked finite otherwise (train/guard.hpp).
+class MixedPrecision {
+ public:
+  MixedPrecision(graft::DType precision, graft::Device device)
+      : precision_(precision),
+        device_(device),
+        scaler_(graft::GradScalerOptions{65536.0, 2.0, 0.5, 2000, precision == graft::DType::Float16}) {}
+
+  template <class LossFn>
+  Tensor loss(LossFn&& fn) const {
+    const PrecisionScope amp(precision_, device_);
+    return fn();
+  }
+  void backward_and_step(const Tensor& loss, graft::optim::Optimizer& opt, graft::nn::Module& model, int64_t step) {
+    scaler_.scale(loss).backward();
+    scaler_.unscale_(opt);  // a no-op without the scaler
+    if (!scaler_.enabled() || !scaler_.found_inf(opt)) graft::train::check_finite_grads(model, step);
+    scaler_.step(opt);
+    scaler_.update();
+  }
+
+ private:
+  graft::DType precision_;
+  graft::Device device_;
+  graft::GradScaler scaler_;
+};
+
 struct TrainConfig {
   int64_t steps = 300;        // optimizer steps
   int64_t batch_size = 32;
@@ -88,6 +140,7 @@ struct TrainConfig {
   double lr = 1e-3;
   double weight_decay = 0.01;  // AdamW's decoupled decay
   uint64_t seed = 0;           // batch order
+  graft::DType precision = graft::DType::Float32;  // bf16 / fp16: forward passes under autocast
 };
 
 // The batches of `steps` steps over n examples: epoch after epoch of random_permutation(n,
@@ -133,11 +186,12 @@ inline double accuracy(const Tensor& logits, const Tensor& y) {
 // Eval-mode accuracy of fn (inputs -> logits) on the set, batch by batch on the model's device;
 // restores training mode.
 inline double evaluate(graft::nn::Module& model, const std::function<Tensor(const Tensor&)>& fn, const LabelledSet& s,
-                       int64_t batch_size = 100) {
+                       int64_t batch_size = 100, graft::DType precision = graft::DType::Float32) {
   const bool was_training = model.is_training();
   const graft::Device dev = device_of(model);
   model.eval();
   graft::NoGradGuard no_grad;
+  const PrecisionScope amp(precision, dev);
   std::vector<Tensor> logits;
   for (int64_t start = 0; start < s.size(); start += batch_size)
     logits.push_back(fn(s.x.narrow(0, start, std::min(batch_size, s.size() - start)).to(dev)).cpu());
@@ -163,6 +217,7 @@ inline Curve train_classifier(graft::nn::Module& model, const std::function<Tens
   const graft::optim::CosineWithWarmup sched(cfg.warmup_steps, cfg.steps);
   const auto plan = batch_plan(train.size(), cfg.steps, cfg.batch_size, cfg.seed);
   const graft::Device dev = device_of(model);
+  MixedPrecision mp(cfg.precision, dev);
   Curve curve;
   Progress bar(label, cfg.steps);
   model.train();
@@ -170,14 +225,13 @@ inline Curve train_classifier(graft::nn::Module& model, const std::function<Tens
     const LabelledSet b = take_rows(train, plan[size_t(step)]);
     sched.apply(opt, step);
     opt.zero_grad();
-    const Tensor loss = graft::cross_entropy(fn(b.x.to(dev)), b.y.to(dev));
+    const Tensor loss = mp.loss([&] { return graft::cross_entropy(fn(b.x.to(dev)), b.y.to(dev)); });
     graft::train::check_finite_loss(loss, step, label + " loss");
-    loss.backward();
-    graft::train::check_finite_grads(model, step);
-    opt.step();
+    mp.backward_and_step(loss, opt, model, step);
     curve.losses.push_back(loss.item());
     const bool last = step + 1 == cfg.steps;
-    if ((step + 1) % cfg.eval_every == 0 || last) curve.points.emplace_back(step + 1, evaluate(model, fn, test));
+    if ((step + 1) % cfg.eval_every == 0 || last)
+      curve.points.emplace_back(step + 1, evaluate(model, fn, test, 100, cfg.precision));
     bar.update(step + 1, {{"loss", curve.losses.back()}, {"acc", curve.final_accuracy()}});
   }
   bar.finish();
@@ -194,12 +248,19 @@ inline Curve train_model(graft::nn::Module& model, const LabelledSet& train, con
 // Linear probe, part one: the backbone's features (eval mode, no graph) of a whole set, computed once
 // in batches through transfer::FeatureCache on the backbone's device (the features come back to the
 // CPU); `features` maps images to [B, F]. Train the head on the result with train_classifier: no
-// backbone work per step.
+// backbone work per step. With a reduced precision the backbone runs under autocast; the cached
+// features are float32 either way.
 inline LabelledSet extract_features(graft::nn::Module& backbone, const std::function<Tensor(const Tensor&)>& features,
-                                    const LabelledSet& s, int64_t batch_size = 100) {
+                                    const LabelledSet& s, int64_t batch_size = 100,
+                                    graft::DType precision = graft::DType::Float32) {
   backbone.eval();
   const graft::Device dev = device_of(backbone);
-  graft::transfer::FeatureCache cache([&](const Tensor& x) { return features(x.to(dev)).cpu(); }, batch_size);
+  graft::transfer::FeatureCache cache(
+      [&](const Tensor& x) {
+        const PrecisionScope amp(precision, dev);
+        return features(x.to(dev)).to(graft::DType::Float32).cpu();
+      },
+      batch_size);
   return {cache.get("features", s.x), s.y};
 }
 
