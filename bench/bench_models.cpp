@@ -39,6 +39,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <optional>
 #include <map>
 #include <string>
 #include <thread>
@@ -226,15 +227,17 @@ void print_result(const std::string& row, const Timing& t, long base_rss_kb, con
 // ---- correctness checks ------------------------------------------------------------------------
 void require_finite(const Tensor& t, const Shape& shape, const std::string& what) {
   if (t.shape() != shape) fail(what + ": output shape " + t.shape().str() + ", expected " + shape.str());
-  const Tensor c = t.contiguous();
+  const Tensor c = t.to(DType::Float32).contiguous();  // a bfloat16 output (autocast rows) widened
   const float* p = c.data<float>();
   for (int64_t i = 0; i < c.numel(); ++i)
     if (!std::isfinite(p[i])) fail(what + ": non-finite output at flat index " + std::to_string(i));
 }
 
 // c = a b for [n, n] row-major a, b: 256 sampled entries against a float64 dot product, with the
-// bound |c - ref| <= 1e-5 * sum_k |a_ik b_kj| + 1e-6 (float32 accumulation error grows with that sum).
-void require_gemm_sample(const float* a, const float* b, const float* c, int64_t n, const std::string& what) {
+// bound |c - ref| <= 1e-5 * sum_k |a_ik b_kj| + 1e-6 (float32 accumulation error grows with that sum),
+// plus out_rel * |ref| for an output rounded to a narrower type (2^-8 for bfloat16).
+void require_gemm_sample(const float* a, const float* b, const float* c, int64_t n, const std::string& what,
+                         double out_rel = 0.0) {
   Generator g(7);
   const Tensor idx = randint(0, n, {256, 2}, DType::Int64, g);
   const int64_t* ij = idx.data<int64_t>();
@@ -246,7 +249,7 @@ void require_gemm_sample(const float* a, const float* b, const float* c, int64_t
       mag += std::abs(double(a[i * n + k]) * double(b[k * n + j]));
     }
     const double got = c[i * n + j];
-    if (!(std::abs(got - ref) <= 1e-5 * mag + 1e-6))
+    if (!(std::abs(got - ref) <= 1e-5 * mag + out_rel * std::abs(ref) + 1e-6))
       fail(what + ": c[" + std::to_string(i) + ", " + std::to_string(j) + "] = " + std::to_string(got) +
            ", float64 reference " + std::to_string(ref));
   }
@@ -283,6 +286,35 @@ void row_sgemm_graft(const Options& o, const std::string& row, int64_t n) {
   print_result(row, t, base, extra);
 }
 
+// bfloat16 matmul of [n, n] operands (float32 sums, rounded output): gemm_bf16's path for this CPU
+// (AMX, AVX512_BF16, or widening to the float32 kernels), printed as bf16_path.
+void row_bgemm_graft(const Options& o, const std::string& row, int64_t n) {
+  const long base = peak_rss_kb();
+  Generator g(1);
+  const Tensor a = randn({n, n}, DType::Float32, g).to(DType::BFloat16), b = randn({n, n}, DType::Float32, g).to(DType::BFloat16);
+  {
+    const Tensor af = a.to(DType::Float32), bf = b.to(DType::Float32), c = matmul(a, b).to(DType::Float32);
+    require_gemm_sample(af.data<float>(), bf.data<float>(), c.data<float>(), n, row, 1.0 / 256);
+  }
+  const Timing t = time_it(o, [&] {
+    const Tensor c = matmul(a, b);
+    if (c.data_ptr() == nullptr) fail(row + ": no output");
+  });
+  const double gflops = 2.0 * double(n) * double(n) * double(n) / (t.median_ms * 1e-3) / 1e9;
+  char extra[160];
+  std::snprintf(extra, sizeof extra, "gflops=%.2f bf16_path=%s", gflops,
+                kernels::cpu::bf16_gemm_path_name(kernels::cpu::active_bf16_gemm_path()));
+  print_result(row, t, base, extra);
+}
+
+// Autocast to bfloat16 for the rows that ask for it (precision BFloat16), nothing for float32.
+struct RowPrecision {
+  explicit RowPrecision(DType precision) {
+    if (precision != DType::Float32) guard.emplace(precision);
+  }
+  std::optional<AutocastGuard> guard;
+};
+
 #ifdef GRAFT_BENCH_OPENBLAS
 void row_sgemm_openblas(const Options& o, const std::string& row, int64_t n) {
   const long base = peak_rss_kb();
@@ -311,8 +343,9 @@ void row_sgemm_openblas(const Options& o, const std::string& row, int64_t n) {
 
 // Forward of an image model on [batch, 3, 224, 224] under NoGradGuard, eval mode.
 void row_image_forward(const Options& o, const std::string& row, const std::function<nn::ModulePtr()>& make,
-                       int64_t batch) {
+                       int64_t batch, DType precision = DType::Float32) {
   const long base = peak_rss_kb();
+  const RowPrecision amp(precision);
   nn::ModulePtr model = make();
   model->eval();
   Generator g(2);
@@ -325,8 +358,9 @@ void row_image_forward(const Options& o, const std::string& row, const std::func
 
 // BertModel::forward_bert on ids [batch, seq] (uniform over the vocabulary) with an all-ones mask.
 void row_bert_forward(const Options& o, const std::string& row, const models::BertConfig& cfg, int64_t batch,
-                      int64_t seq) {
+                      int64_t seq, DType precision = DType::Float32) {
   const long base = peak_rss_kb();
+  const RowPrecision amp(precision);
   auto model = std::make_shared<models::BertModel>(cfg);
   model->eval();
   Generator g(3);
@@ -343,7 +377,7 @@ void row_bert_forward(const Options& o, const std::string& row, const models::Be
 }
 
 // One SGD step of ResNet-18 (train mode, BatchNorm batch statistics) on [batch, 3, 224, 224].
-void row_resnet18_train(const Options& o, const std::string& row, int64_t batch) {
+void row_resnet18_train(const Options& o, const std::string& row, int64_t batch, DType precision = DType::Float32) {
   const long base = peak_rss_kb();
   auto model = models::resnet18(1000);
   model->train();
@@ -353,8 +387,11 @@ void row_resnet18_train(const Options& o, const std::string& row, int64_t batch)
   const Tensor y = randint(0, 1000, {batch}, DType::Int64, g);
   auto step = [&] {
     opt.zero_grad();
-    const Tensor logits = model->forward(x);
-    const Tensor loss = cross_entropy(logits, y);
+    Tensor loss;
+    {
+      const RowPrecision amp(precision);  // forward and loss under autocast, backward after it
+      loss = cross_entropy(model->forward(x), y);
+    }
     loss.backward();
     opt.step();
     const double l = loss.item<double>();
@@ -396,6 +433,21 @@ std::vector<Row> all_rows() {
                     row_bert_forward(o, r, models::BertConfig::bert_base_uncased(), 8, 128);
                   }});
   rows.push_back({"resnet18_train_b16", [](const Options& o, const std::string& r) { row_resnet18_train(o, r, 16); }});
+  // bfloat16: matmul on bfloat16 tensors, and the model rows under bfloat16 autocast
+  for (int64_t n : {2048, 4096})
+    rows.push_back({"bgemm_" + std::to_string(n), [n](const Options& o, const std::string& r) { row_bgemm_graft(o, r, n); }});
+  rows.push_back({"resnet50_b16_bf16", [](const Options& o, const std::string& r) {
+                    row_image_forward(o, r, [] { return nn::ModulePtr(models::resnet50(1000)); }, 16, DType::BFloat16);
+                  }});
+  rows.push_back({"minilm_l6_b8_s128_bf16", [](const Options& o, const std::string& r) {
+                    row_bert_forward(o, r, models::BertConfig::all_minilm_l6_v2(), 8, 128, DType::BFloat16);
+                  }});
+  rows.push_back({"bert_base_b8_s128_bf16", [](const Options& o, const std::string& r) {
+                    row_bert_forward(o, r, models::BertConfig::bert_base_uncased(), 8, 128, DType::BFloat16);
+                  }});
+  rows.push_back({"resnet18_train_b16_bf16", [](const Options& o, const std::string& r) {
+                    row_resnet18_train(o, r, 16, DType::BFloat16);
+                  }});
   return rows;
 }
 

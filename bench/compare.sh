@@ -51,7 +51,8 @@ log="$build_dir/compare-$stamp.log" md="$build_dir/compare-$stamp.md"
 : >"$log"
 
 all_rows=(sgemm_1024 sgemm_2048 sgemm_4096 resnet18_b1 resnet18_b16 resnet50_b1 resnet50_b16
-  efficientnet_lite0_b1 efficientnet_lite0_b16 minilm_l6_b8_s128 bert_base_b8_s128 resnet18_train_b16)
+  efficientnet_lite0_b1 efficientnet_lite0_b16 minilm_l6_b8_s128 bert_base_b8_s128 resnet18_train_b16
+  bgemm_2048 bgemm_4096 resnet50_b16_bf16 minilm_l6_b8_s128_bf16 bert_base_b8_s128_bf16 resnet18_train_b16_bf16)
 if [ -n "$only" ]; then IFS=, read -r -a rows <<<"$only"; else rows=("${all_rows[@]}"); fi
 for r in "${rows[@]}"; do
   [[ " ${all_rows[*]} " == *" $r "* ]] || { echo "compare.sh: unknown row $r (rows: ${all_rows[*]})" >&2; exit 2; }
@@ -102,7 +103,7 @@ for row in "${rows[@]}"; do
       if [ -z "${best_ms[$key]:-}" ] || awk -v a="$ms" -v b="${best_ms[$key]}" 'BEGIN { exit !(a < b) }'; then
         best_ms[$key]="$ms"
         gflops_of[$key]="$(field "$line" gflops)"
-        extra_of[$key]="$(field "$line" openblas_core)"
+        extra_of[$key]="$(field "$line" openblas_core)$(field "$line" bf16_path)"
       fi
       r="$(field "$line" peak_rss_kb)"
       if [ -z "${rss[$key]:-}" ] || [ "$r" -gt "${rss[$key]}" ]; then rss[$key]="$r"; fi
@@ -113,6 +114,8 @@ done
 
 label() {
   case "$1" in
+    *_bf16) echo "$(label "${1%_bf16}"), bf16 autocast" ;;
+    bgemm_*) echo "bf16 GEMM ${1#bgemm_} (matmul)" ;;
     sgemm_*) echo "SGEMM ${1#sgemm_} (matmul)" ;;
     resnet18_b*) echo "ResNet-18 forward, batch ${1#resnet18_b}, 224x224" ;;
     resnet50_b*) echo "ResNet-50 forward, batch ${1#resnet50_b}, 224x224" ;;
@@ -126,7 +129,9 @@ mb() { [ -n "${1:-}" ] && awk -v k="$1" -v b="${2:-0}" 'BEGIN { printf "%.0f MB 
 time_cell() {  # side/row -> "12.3 ms" or "234 GFLOP/s (76% of peak)"
   local key="$1" ms="${best_ms[$1]:-}"
   [ -n "$ms" ] || { echo "failed"; return; }
-  if [[ "$key" == */sgemm_* ]]; then
+  if [[ "$key" == */bgemm_* ]]; then
+    awk -v g="${gflops_of[$key]}" -v ms="$ms" 'BEGIN { printf "%.0f GFLOP/s (%.1f ms)", g, ms }'
+  elif [[ "$key" == */sgemm_* ]]; then
     awk -v g="${gflops_of[$key]}" -v p="${peak:-0}" -v ms="$ms" \
       'BEGIN { printf "%.0f GFLOP/s (%.0f%% of peak, %.1f ms)", g, (p > 0 ? 100 * g / p : 0), ms }'
   else
@@ -152,14 +157,17 @@ for r in "${rows[@]}"; do [ -n "${extra_of[openblas/$r]:-}" ] && openblas_core="
   echo "CPU: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) CPUs online; vector flags: $(grep -m1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx|fma|amx)' | sort -u | tr '\n' ' ' | sed 's/ $//')"
   echo "Threads: $threads (Graft GRAFT_NUM_THREADS, PyTorch torch.set_num_threads, OpenBLAS OPENBLAS_NUM_THREADS)"
   echo "Date: $started to $(date -u '+%H:%M UTC'), load average at the end $(cut -d' ' -f1-3 /proc/loadavg); Graft $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' (uncommitted changes)'); $torch_info; MKL sgemm path ${mkl_path:-?} (MKL_VERBOSE); OpenBLAS $(dpkg-query -W -f='${Version}' libopenblas0-pthread 2>/dev/null || echo '?')${openblas_core:+ (kernel $openblas_core)}"
+  bf16_path=""
+  for r in "${rows[@]}"; do [[ "$r" == bgemm_* ]] && [ -n "${extra_of[graft/$r]:-}" ] && bf16_path="${extra_of[graft/$r]}"; done
+  [ -n "$bf16_path" ] && echo "Graft's bfloat16 GEMM path on this CPU: $bf16_path (kernels/cpu/gemm_bf16.hpp; widen = converted to float32 for the fp32 kernels)"
   echo "FMA peak (${peak_isa:-?} loop, fp32): ${peak_1t:-?} GFLOP/s on 1 thread, ${peak:-?} GFLOP/s on $threads threads"
   echo "Command: bash bench/compare.sh $([ "$quick" = 1 ] && echo '--quick ')--threads $threads --rounds $rounds${only:+ --only $only}; each figure the lowest of $rounds round(s)' medians"
   echo
-  echo "| workload (fp32) | Graft | PyTorch 2.15 | ratio (PyTorch time / Graft time) | Graft peak RSS | PyTorch peak RSS |"
+  echo "| workload (fp32 unless it says bf16) | Graft | PyTorch 2.15 | ratio (PyTorch time / Graft time) | Graft peak RSS | PyTorch peak RSS |"
   echo "|---|---|---|---|---|---|"
   for row in "${rows[@]}"; do
     g="graft/$row" p="pytorch/$row"
-    echo "| $(label "$row") | $(time_cell "$g") | $(time_cell "$p")$([[ "$row" == sgemm_* ]] && echo ', MKL sgemm') | $(ratio "$g" "$p") | $(mb "${rss[$g]:-}" "${base[$g]:-}") | $(mb "${rss[$p]:-}" "${base[$p]:-}") |"
+    echo "| $(label "$row") | $(time_cell "$g") | $(time_cell "$p")$([[ "$row" == sgemm_* ]] && echo ', MKL sgemm')$([[ "$row" == bgemm_* ]] && echo ', oneDNN bf16') | $(ratio "$g" "$p") | $(mb "${rss[$g]:-}" "${base[$g]:-}") | $(mb "${rss[$p]:-}" "${base[$p]:-}") |"
     if [[ "$row" == sgemm_* ]] && [ "$has_openblas" = 1 ]; then
       o="openblas/$row"
       echo "| SGEMM ${row#sgemm_}: OpenBLAS cblas_sgemm${extra_of[$o]:+ ($(tr '[:upper:]' '[:lower:]' <<<"${extra_of[$o]}") kernel)} | $(time_cell "$g") | OpenBLAS: $(time_cell "$o") | $(ratio "$g" "$o") (OpenBLAS time / Graft time) | | |"

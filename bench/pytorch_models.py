@@ -19,6 +19,13 @@ Rows (fp32, random weights, torch's default init; eval() and torch.inference_mod
                              [8, 128], attention mask of ones; transformers' default attention (sdpa)
   resnet18_train_b16         one SGD step (lr 0.01, momentum 0.9): zero_grad, forward, cross_entropy,
                              backward, step on [16, 3, 224, 224]
+bfloat16 rows (the issue-12 targets):
+  bgemm_{2048,4096}          torch.mm of two [n, n] bfloat16 tensors (oneDNN's bf16 GEMM: AMX or
+                             AVX512_BF16 where the CPU has them)
+  resnet50_b16_bf16, minilm_l6_b8_s128_bf16, bert_base_b8_s128_bf16
+                             the forward rows under torch.autocast("cpu", dtype=torch.bfloat16), one
+                             autocast scope around the timed calls (as Graft's AutocastGuard)
+  resnet18_train_b16_bf16    the training step with its forward and loss under autocast, backward after
 Each row checks its result before timing (GEMM: 256 sampled entries against float64; models: the
 output shape and finite values), and prints the line compare.sh parses:
   RESULT row=... ms=... min_ms=... reps=... threads=... peak_rss_kb=... base_rss_kb=... [gflops=...]
@@ -94,6 +101,29 @@ def row_sgemm(torch, args, row, n):
     print_result(torch, row, median_ms, min_ms, reps, base, f"gflops={gflops:.2f} kernel=mkl_sgemm")
 
 
+def row_bgemm(torch, args, row, n):
+    base = peak_rss_kb()
+    g = torch.Generator().manual_seed(1)
+    a = torch.randn(n, n, generator=g).bfloat16()
+    b = torch.randn(n, n, generator=g).bfloat16()
+    c = torch.mm(a, b)
+    idx = torch.randint(0, n, (256, 2), generator=torch.Generator().manual_seed(7))
+    i, j = idx[:, 0], idx[:, 1]
+    prod = a.double()[i, :] * b.double()[:, j].t()
+    ref, mag = prod.sum(1), prod.abs().sum(1)
+    bad = ((c.double()[i, j] - ref).abs() > 1e-5 * mag + ref.abs() / 256 + 1e-6).nonzero()
+    if len(bad):
+        fail(f"{row}: {len(bad)} of 256 sampled entries differ from the float64 reference")
+    median_ms, min_ms, reps = time_it(args, lambda: torch.mm(a, b))
+    gflops = 2.0 * n ** 3 / (median_ms * 1e-3) / 1e9
+    print_result(torch, row, median_ms, min_ms, reps, base, f"gflops={gflops:.2f} kernel=onednn_bf16")
+
+
+def autocast(torch, bf16):
+    import contextlib
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
 def image_model(name):
     if name in ("resnet18", "resnet50"):
         import torchvision
@@ -102,11 +132,11 @@ def image_model(name):
     return timm.create_model("tf_efficientnet_lite0", pretrained=False, num_classes=1000)
 
 
-def row_image_forward(torch, args, row, name, batch):
+def row_image_forward(torch, args, row, name, batch, bf16=False):
     base = peak_rss_kb()
     model = image_model(name).eval()
     x = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(2))
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(torch, bf16):
         require_finite(torch, model(x), (batch, 1000), row)
         median_ms, min_ms, reps = time_it(args, lambda: require_finite(torch, model(x), (batch, 1000), row))
     print_result(torch, row, median_ms, min_ms, reps, base)
@@ -118,7 +148,7 @@ BERT_CONFIGS = {
 }
 
 
-def row_bert_forward(torch, args, row, name, batch, seq):
+def row_bert_forward(torch, args, row, name, batch, seq, bf16=False):
     from transformers import BertConfig, BertModel
     base = peak_rss_kb()
     cfg = BertConfig(vocab_size=30522, max_position_embeddings=512, type_vocab_size=2, hidden_act="gelu",
@@ -127,7 +157,7 @@ def row_bert_forward(torch, args, row, name, batch, seq):
     g = torch.Generator().manual_seed(3)
     ids = torch.randint(0, cfg.vocab_size, (batch, seq), generator=g)
     mask = torch.ones(batch, seq, dtype=torch.int64)
-    with torch.inference_mode():
+    with torch.inference_mode(), autocast(torch, bf16):
         def run():
             out = model(input_ids=ids, attention_mask=mask)
             require_finite(torch, out.last_hidden_state, (batch, seq, cfg.hidden_size), row)
@@ -136,7 +166,7 @@ def row_bert_forward(torch, args, row, name, batch, seq):
     print_result(torch, row, median_ms, min_ms, reps, base, f"attn_implementation={model.config._attn_implementation}")
 
 
-def row_resnet18_train(torch, args, row, batch):
+def row_resnet18_train(torch, args, row, batch, bf16=False):
     import torchvision
     base = peak_rss_kb()
     model = torchvision.models.resnet18(weights=None, num_classes=1000).train()
@@ -147,7 +177,8 @@ def row_resnet18_train(torch, args, row, batch):
 
     def step():
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(model(x), y)
+        with autocast(torch, bf16):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
         if not torch.isfinite(loss):
@@ -168,6 +199,12 @@ def all_rows():
     rows["minilm_l6_b8_s128"] = lambda torch, a, r: row_bert_forward(torch, a, r, "minilm_l6", 8, 128)
     rows["bert_base_b8_s128"] = lambda torch, a, r: row_bert_forward(torch, a, r, "bert_base", 8, 128)
     rows["resnet18_train_b16"] = lambda torch, a, r: row_resnet18_train(torch, a, r, 16)
+    for n in (2048, 4096):
+        rows[f"bgemm_{n}"] = lambda torch, a, r, n=n: row_bgemm(torch, a, r, n)
+    rows["resnet50_b16_bf16"] = lambda torch, a, r: row_image_forward(torch, a, r, "resnet50", 16, bf16=True)
+    rows["minilm_l6_b8_s128_bf16"] = lambda torch, a, r: row_bert_forward(torch, a, r, "minilm_l6", 8, 128, bf16=True)
+    rows["bert_base_b8_s128_bf16"] = lambda torch, a, r: row_bert_forward(torch, a, r, "bert_base", 8, 128, bf16=True)
+    rows["resnet18_train_b16_bf16"] = lambda torch, a, r: row_resnet18_train(torch, a, r, 16, bf16=True)
     return rows
 
 

@@ -299,6 +299,29 @@ TEST_CASE("bert: sentence embeddings match sentence-transformers (cosine >= 0.99
   GRAFT_REQUIRE_CLOSE(e, ref, kTolF32);
 }
 
+TEST_CASE("bert: all-MiniLM-L6-v2 sentence embeddings under bfloat16 autocast (cosine >= 0.999 to float32)",
+          "[bert][big][reduced]") {
+  models::SentenceEncoder enc(bert_minilm_tokenizer(), bert_minilm_model(), 256);
+  const std::vector<std::string> sentences = bert_golden_strings("embedding_sentences");
+  NoGradGuard no_grad;
+  const Tensor e32 = enc.encode(sentences, 8);
+  Tensor e16;
+  {
+    AutocastGuard amp(DType::BFloat16);
+    e16 = enc.encode(sentences, 8);
+  }
+  REQUIRE(e16.shape() == e32.shape());
+  double min_cos = 1.0;
+  for (int64_t i = 0; i < e32.size(0); ++i) {
+    const double cs = bert_cosine(e16.select(0, i).to(DType::Float32), e32.select(0, i));
+    INFO("sentence " << i << ": " << sentences[size_t(i)] << " cosine " << cs);
+    CHECK(cs >= 0.999);
+    min_cos = std::min(min_cos, cs);
+  }
+  WARN("MiniLM embeddings, bfloat16 autocast vs float32: min cosine " << min_cos << " over " << e32.size(0)
+                                                                          << " sentences");
+}
+
 TEST_CASE("bert: an embedding does not depend on the padding of its batch", "[bert][big]") {
   models::SentenceEncoder enc(bert_minilm_tokenizer(), bert_minilm_model(), 256);
   NoGradGuard no_grad;

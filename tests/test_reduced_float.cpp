@@ -3,6 +3,10 @@
 // and training under autocast tracking float32.
 #include <thread>
 
+#include "graft/models/bert.hpp"
+#include "graft/models/efficientnet_lite.hpp"
+#include "graft/models/resnet.hpp"
+#include "graft/models/vit.hpp"
 #include "graft/nn.hpp"
 #include "graft/optim/adam.hpp"
 #include "harness.hpp"
@@ -490,9 +494,11 @@ void check_training_tracks(MakeModel make, Loss loss_fn, int steps, const char* 
     INFO("step " << s);
     o32.zero_grad();
     o16.zero_grad();
+    manual_seed(500 + uint64_t(s));  // the same dropout / drop-path draws for both
     const Tensor l32 = loss_fn(*m32, s);
     Tensor l16;
     {
+      manual_seed(500 + uint64_t(s));
       AutocastGuard amp(DType::BFloat16);
       l16 = loss_fn(*m16, s);
     }
@@ -545,6 +551,41 @@ TEST_CASE("autocast: a CNN and a transformer train in bfloat16 tracking float32"
         return cross_entropy(logits.reshape({18, 3}), cycle_targets(18, 3));
       },
       5, "transformer");
+}
+
+TEST_CASE("autocast: each model family trains in bfloat16 tracking float32", "[reduced][autocast][train][models]") {
+  auto images = [](int64_t batch, int64_t size) {
+    return [batch, size](nn::Module& m, int s) {
+      Generator g(300 + uint64_t(s));
+      const Tensor x = randn({batch, 3, size, size}, DType::Float32, g);
+      return cross_entropy(m.forward(x), cycle_targets(batch, 5));
+    };
+  };
+  check_training_tracks([] { return models::resnet18(5); }, images(4, 32), 3, "ResNet-18");
+  check_training_tracks([] { return models::efficientnet_lite0(5); }, images(4, 32), 3, "EfficientNet-Lite0");
+  check_training_tracks(
+      [] { return std::make_shared<models::VisionTransformer>(models::ViTConfig{32, 8, 3, 5, 64, 2, 4, 4.0}); },
+      images(4, 32), 3, "ViT (patch 8, 2 blocks)");
+  check_training_tracks(
+      [] {
+        models::BertConfig c;
+        c.vocab_size = 100;
+        c.hidden_size = 64;
+        c.num_hidden_layers = 2;
+        c.num_attention_heads = 4;
+        c.intermediate_size = 128;
+        c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0.0;
+        c.num_classes = 5;
+        return std::make_shared<models::BertModel>(c);
+      },
+      [](nn::Module& m, int s) {
+        Generator g(400 + uint64_t(s));
+        const Tensor ids = randint(0, 100, {4, 12}, DType::Int64, g);
+        Tensor mask = ones({4, 12}, DType::Int64);
+        mask.narrow(1, 9, 3).narrow(0, 0, 2).fill_(0.0);  // two padded rows
+        return cross_entropy(static_cast<models::BertModel&>(m).logits(ids, mask), cycle_targets(4, 5));
+      },
+      3, "BERT (2 layers, 64 wide)");
 }
 
 }  // namespace
