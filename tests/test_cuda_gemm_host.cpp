@@ -149,6 +149,42 @@ TEST_CASE("CUDA GEMM plan: mma.m16n8k8 fragments and the TF32 tiles", "[cuda_hos
   }
 }
 
+TEST_CASE("CUDA GEMM plan: bfloat16 mma.m16n8k16 fragments, and conflict-free 32-bit fragment reads", "[cuda_host]") {
+  // Each lane's register r holds elements (row, k) and (row, k + 1) of a, (k, col) and (k + 1, col) of b:
+  // together the 32 lanes cover a (16 x 16) and b (16 x 8) exactly once.
+  std::vector<int> a_hits(16 * 16, 0), b_hits(16 * 8, 0);
+  for (int lane = 0; lane < 32; ++lane) {
+    for (int r = 0; r < 4; ++r)
+      for (int e = 0; e < 2; ++e) ++a_hits[size_t(bf16_mma_a_row(lane, r) * 16 + bf16_mma_a_col(lane, r) + e)];
+    for (int r = 0; r < 2; ++r)
+      for (int e = 0; e < 2; ++e) ++b_hits[size_t((bf16_mma_b_row(lane, r) + e) * 8 + mma_b_col(lane))];
+  }
+  for (int h : a_hits) REQUIRE(h == 1);
+  for (int h : b_hits) REQUIRE(h == 1);
+  // Shared tiles [outer][k] of kBf16LdK halves: a fragment register is one aligned 32-bit word, and the
+  // 32 lanes of one register read 32 distinct banks.
+  REQUIRE(kBf16LdK % 2 == 0);
+  for (int kk = 0; kk < kBf16BK; kk += 16)
+    for (int base : {0, 16, 64, 112}) {
+      for (int r = 0; r < 4; ++r) {
+        std::vector<int> words;
+        for (int lane = 0; lane < 32; ++lane)
+          words.push_back(((base + bf16_mma_a_row(lane, r)) * kBf16LdK + kk + bf16_mma_a_col(lane, r)) / 2);
+        CHECK(distinct_banks(words));
+      }
+      for (int r = 0; r < 2; ++r) {
+        std::vector<int> words;
+        for (int lane = 0; lane < 32; ++lane)
+          words.push_back(((base + mma_b_col(lane)) * kBf16LdK + kk + bf16_mma_b_row(lane, r)) / 2);
+        CHECK(distinct_banks(words));
+      }
+    }
+  // The 8 warps' 64 x 32 tiles cover the 128 x 128 block tile (the TF32 kernel's warp layout).
+  REQUIRE(kBf16Threads == kTf32Threads);
+  REQUIRE(kBf16BM == 2 * 64);
+  REQUIRE(kBf16BN == 4 * 32);
+}
+
 TEST_CASE("CUDA GEMM plan: the grouped block order is a bijection onto the tiles", "[cuda_host]") {
   for (int64_t tm : {1, 3, 8, 9, 17, 64})
     for (int64_t tn : {1, 2, 7, 8, 33}) {

@@ -7,6 +7,9 @@
 //     baseline: cublasSgemm with CUBLAS_DEFAULT_MATH (exact FP32, no tensor cores)
 //   tf32 mma.sync    gemm_tf32: 128 x 128 x 16, mma.sync.m16n8k8 on TF32-rounded inputs
 //     baseline: cublasSgemm with CUBLAS_TF32_TENSOR_OP_MATH
+//   bf16 mma.sync    gemm_bf16_mma (gemm_bf16.cuh): 128 x 128 x 32, mma.sync.m16n8k16 on bfloat16 operands,
+//                    float32 sums, bfloat16 output
+//     baseline: cublasGemmEx, bfloat16 in and out, CUBLAS_COMPUTE_32F (checked: <= 1e-2 relative)
 // Square row-major problems n x n x n, n = 1024, 2048, 4096, 8192 (--quick: up to 4096, fewer runs).
 // Each result is first checked against cuBLAS (max |c - c_ref| / max |c_ref| <= 1e-4 for FP32,
 // against the TF32 cuBLAS result <= 2e-3 for TF32), then timed: 2 warm-up runs, then the median of
@@ -25,7 +28,9 @@
 #include <string>
 #include <vector>
 
+#include "graft/core/dtype.hpp"
 #include "graft/kernels/cuda/gemm.cuh"
+#include "graft/kernels/cuda/gemm_bf16.cuh"
 
 namespace {
 
@@ -94,6 +99,20 @@ double relative_error(const float* c, const float* ref, size_t n2) {
     const double d = std::fabs(double(hc[i]) - double(hr[i]));
     diff = d > diff || d != d ? d : diff;  // NaN wins
     scale = std::max(scale, std::fabs(double(hr[i])));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
+// The same for bfloat16 device buffers.
+double relative_error_bf16(const uint16_t* c, const uint16_t* ref, size_t n2) {
+  std::vector<graft::BFloat16> hc(n2), hr(n2);
+  BENCH_CHECK(cudaMemcpy(hc.data(), c, n2 * 2, cudaMemcpyDeviceToHost));
+  BENCH_CHECK(cudaMemcpy(hr.data(), ref, n2 * 2, cudaMemcpyDeviceToHost));
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < n2; ++i) {
+    const double d = std::fabs(double(float(hc[i])) - double(float(hr[i])));
+    diff = d > diff || d != d ? d : diff;
+    scale = std::max(scale, std::fabs(double(float(hr[i]))));
   }
   return scale > 0 ? diff / scale : diff;
 }
@@ -190,6 +209,49 @@ int main(int argc, char** argv) {
       }
       const double t = tflop / (median_ms(s.launch, s.name == "naive" ? std::max(3, runs / 3) : runs) * 1e-3);
       std::printf("| %s | %.1f | %.1f | %.2f |\n", row.c_str(), t, base, t / base);
+    }
+    // bfloat16: the same operands rounded to bfloat16
+    {
+      std::vector<graft::BFloat16> hb(n2);
+      uint16_t *a16, *b16, *c16, *ref16;
+      BENCH_CHECK(cudaMalloc(&a16, n2 * 2));
+      BENCH_CHECK(cudaMalloc(&b16, n2 * 2));
+      BENCH_CHECK(cudaMalloc(&c16, n2 * 2));
+      BENCH_CHECK(cudaMalloc(&ref16, n2 * 2));
+      for (const auto& [dev, src] : {std::pair<uint16_t*, float*>{a16, a}, {b16, b}}) {
+        BENCH_CHECK(cudaMemcpy(host.data(), src, n2 * sizeof(float), cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < n2; ++i) hb[i] = graft::BFloat16(host[i]);
+        BENCH_CHECK(cudaMemcpy(dev, hb.data(), n2 * 2, cudaMemcpyHostToDevice));
+      }
+      auto cublas_bf16 = [&](uint16_t* out) {
+        BENCH_CUBLAS(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));
+        BENCH_CUBLAS(cublasGemmEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, n, n, n, &one, b16, CUDA_R_16BF, n, a16, CUDA_R_16BF,
+                                  n, &zero, out, CUDA_R_16BF, n, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+      };
+      cublas_bf16(ref16);
+      BENCH_CHECK(cudaDeviceSynchronize());
+      const double cublas_bf = tflop / (median_ms([&] { cublas_bf16(c16); }, runs) * 1e-3);
+      auto launch = [&] {
+        graft::kernels::cuda::gemm_bf16_detail::gemm_bf16_mma<<<grid_of_tiles(n, n, kBf16BM, kBf16BN, 1, "bench"),
+                                                                 kBf16Threads>>>(c16, a16, ao, b16, bo, n, n, n, 1, ep);
+      };
+      BENCH_CHECK(cudaMemset(c16, 0xff, n2 * 2));
+      launch();
+      BENCH_CHECK(cudaGetLastError());
+      BENCH_CHECK(cudaDeviceSynchronize());
+      const double err = relative_error_bf16(c16, ref16, n2);
+      const std::string row = "bf16 mma.sync 128x128 " + std::to_string(n);
+      if (!(err <= 1e-2)) {
+        all_right = false;
+        std::printf("| %s | WRONG (error %.2e > 1e-2) | %.1f | - |\n", row.c_str(), err, cublas_bf);
+      } else {
+        const double t = tflop / (median_ms(launch, runs) * 1e-3);
+        std::printf("| %s | %.1f | %.1f | %.2f |\n", row.c_str(), t, cublas_bf, t / cublas_bf);
+      }
+      cudaFree(a16);
+      cudaFree(b16);
+      cudaFree(c16);
+      cudaFree(ref16);
     }
     cudaFree(a);
     cudaFree(b);

@@ -13,6 +13,7 @@
 // TF32: the tensor cores multiply the inputs rounded to TF32 (cvt.rna: nearest, ties away) exactly and
 // sum in float32, so the CPU product of the inputs pre-rounded by gemm_plan::round_to_tf32 matches the
 // GPU within the float32 tolerance; no TF32 tolerance is needed.
+#include <array>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -216,6 +217,52 @@ TEST_CASE("CUDA matmul and linear in TF32 (set_float32_matmul_precision(\"high\"
   // Back to "highest": exact float32 again.
   CHECK(get_float32_matmul_precision() == "highest");
   expect_close("\"highest\" after \"high\": float32", matmul(a.to(gpu()), b.to(gpu())), ref_fp32);
+}
+
+TEST_CASE("CUDA matmul and linear in bfloat16 on the tensor cores (mma.m16n8k16), forward and backward", "[cuda]") {
+  // Against the CPU's bfloat16 ops (float32 sums, one rounding), within the bfloat16 tolerance.
+  // Dyadic inputs (k / 8) make every sum exact in float32 on both sides, so those must agree bit for bit.
+  const DType bf = DType::BFloat16;
+  auto bf16 = [&](const Tensor& t) { return t.detach().to(bf); };
+  for (const auto& [m, n, k] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {17, 9, 33}, {128, 128, 32}, {130, 257, 70},
+                                                                    {300, 200, 512}}) {
+    INFO("m " << m << " n " << n << " k " << k);
+    const Tensor a = bf16(randn_leaf({m, k}, 71)), b = bf16(randn_leaf({k, n}, 72));
+    expect_close("bf16 matmul", matmul(a.to(gpu()), b.to(gpu())), matmul(a, b));
+    expect_close("bf16 matmul, transposed operands", matmul(bf16(a.t().contiguous()).to(gpu()).t(), b.to(gpu())),
+                 matmul(a, b));
+    const Tensor ad = bf16(dyadic({m, k}, 73)), bd = bf16(dyadic({k, n}, 74));  // k / 8: exact in bfloat16 too
+    if (k <= 70) expect_exact("bf16 matmul, dyadic inputs", matmul(ad.to(gpu()), bd.to(gpu())), matmul(ad, bd));
+  }
+  const Tensor ab = bf16(randn_leaf({3, 1, 40, 24}, 75)), bb = bf16(randn_leaf({4, 24, 30}, 76));
+  expect_close("bf16 matmul, broadcast batches", matmul(ab.to(gpu()), bb.to(gpu())), matmul(ab, bb));
+  for (const Activation act : {Activation::None, Activation::Relu, Activation::Gelu}) {
+    const Tensor x = bf16(randn_leaf({2, 19, 45}, 77)), w = bf16(randn_leaf({131, 45}, 78, 0.5)),
+                 bias = bf16(randn_leaf({131}, 79));
+    NoGradGuard ng;
+    expect_close(std::string("bf16 linear, bias, ") + activation_name(act),
+                 linear(x.to(gpu()), w.to(gpu()), bias.to(gpu()), act), linear(x, w, bias, act));
+  }
+  // backward: every gradient in bfloat16, as on the CPU
+  const Tensor x = bf16(randn_leaf({33, 45}, 80)).set_requires_grad(), w = bf16(randn_leaf({20, 45}, 81)).set_requires_grad();
+  const Tensor xg = x.detach().to(gpu()).set_requires_grad(), wg = w.detach().to(gpu()).set_requires_grad();
+  const Tensor g = bf16(randn_leaf({33, 20}, 82));
+  const auto cpu = autograd::grad({linear(x, w)}, {x, w}, {g});
+  const auto dev = autograd::grad({linear(xg, wg)}, {xg, wg}, {g.to(gpu())});
+  expect_close("bf16 linear dx", dev[0], cpu[0]);
+  expect_close("bf16 linear dweight", dev[1], cpu[1]);
+  // under autocast on the GPU: float32 weights, bfloat16 products, float32 gradients
+  const Tensor w32 = randn_leaf({20, 45}, 83).detach().to(gpu()).set_requires_grad();
+  Tensor loss;
+  {
+    AutocastGuard amp(bf, DeviceType::CUDA);
+    const Tensor y = linear(randn_leaf({8, 45}, 84).detach().to(gpu()), w32);
+    CHECK(y.dtype() == bf);
+    loss = sum(y);
+  }
+  CHECK(loss.dtype() == DType::Float32);
+  loss.backward();
+  CHECK(w32.grad().dtype() == DType::Float32);
 }
 
 TEST_CASE("CUDA matmul and linear: bad input throws with the shapes", "[cuda]") {

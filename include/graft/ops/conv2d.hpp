@@ -122,6 +122,48 @@ inline void conv2d_backward_reference(T* dx, T* dw, T* db, const T* dout, const 
     });
 }
 
+// cols [R, L] of one image and group: cols[(c KH + kh) KW + kw, oh OW + ow] = x[c, ih, iw] (0 outside the
+// image), x pointing at the group's first channel plane. Any element type (the bfloat16 GEMM path).
+template <class T>
+inline void im2col_reference(T* cols, const T* x, const Conv2dGeometry& g) {
+  for (int64_t c = 0; c < g.Cg; ++c)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        T* row = cols + ((c * g.KH + kh) * g.KW + kw) * g.L;
+        const T* plane = x + c * g.H * g.W;
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          const int64_t ih = oh * g.sh - g.ph + kh * g.dh;
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            const int64_t iw = ow * g.sw - g.pw + kw * g.dw;
+            row[oh * g.OW + ow] = ih >= 0 && ih < g.H && iw >= 0 && iw < g.W ? plane[ih * g.W + iw] : T(0.0f);
+          }
+        }
+      }
+}
+
+// The bfloat16 forward on gemm_bf16 (AMX / AVX512_BF16): per (image, group) the bfloat16 im2col, then
+// w_g [Og, R] cols [R, L] into float32, the bias added, rounded once into out.
+inline void conv2d_forward_bf16_gemm(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                     const Conv2dGeometry& g) {
+  const int64_t R = g.Cg * g.KH * g.KW;
+  const Tensor wide = empty({g.N, g.O, g.L}, DType::Float32), wide_bias = widen_operand(bias);
+  std::vector<BFloat16> cols(size_t(R * g.L));
+  const BFloat16 *px = x.data<BFloat16>(), *pw = weight.data<BFloat16>();
+  float* po = wide.data<float>();
+  for (int64_t n = 0; n < g.N; ++n)
+    for (int64_t grp = 0; grp < g.G; ++grp) {
+      im2col_reference(cols.data(), px + (n * g.C + grp * g.Cg) * g.H * g.W, g);
+      float* o = po + (n * g.O + grp * g.Og) * g.L;
+      gemm_bf16(g.Og, g.L, R, pw + grp * g.Og * R, R, 1, cols.data(), g.L, 1, o, g.L);
+      if (wide_bias.defined())
+        for (int64_t oc = 0; oc < g.Og; ++oc) {
+          const float b = wide_bias.data<float>()[grp * g.Og + oc];
+          for (int64_t l = 0; l < g.L; ++l) o[oc * g.L + l] += b;
+        }
+    }
+  copy_into(out, wide.reshape(out.shape()));
+}
+
 // The CPU entries (the KernelSlots below): the fast float32 kernels for the active ISA
 // (kernels/graft/kernels/cpu/conv2d.hpp), else the references above.
 //   conv2d_forward:  out = conv2d(x, weight) + bias; x, weight, bias (or undefined) and out contiguous.
@@ -130,6 +172,8 @@ inline void conv2d_backward_reference(T* dx, T* dw, T* db, const T* dout, const 
 //   bfloat16 / float16: the operands widened to float32, the float32 kernels, the results rounded on store.
 inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                            const Conv2dParams& p) {
+  if (out.dtype() == DType::BFloat16 && active_bf16_gemm_path() != Bf16GemmPath::Widen)
+    return conv2d_forward_bf16_gemm(out, x, weight, bias, conv2d_geometry(x.shape(), weight.shape(), p));
   if (is_reduced_float(out.dtype())) {
     const Tensor wide = empty(out.shape(), DType::Float32);
     conv2d_forward(wide, widen_operand(x), widen_operand(weight), widen_operand(bias), p);

@@ -38,6 +38,13 @@ inline void convert_scalar(D* dst, const S* src, int64_t n) {
 }
 
 #if GRAFT_CONVERT_X86
+// GCC 12 reports the intrinsics' own _mm512_undefined_*() operands as uninitialized (a false
+// positive, GCC bug 105593, as in gemm.hpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 // ---- AVX-512 (F + BW): 16 lanes ----------------------------------------------------------------
 __attribute__((target("avx512f,avx512bw,avx512vl"))) inline __m512i bf16_bits_avx512(__m512 x) {
   const __m512i u = _mm512_castps_si512(x);
@@ -136,6 +143,9 @@ __attribute__((target("avx2,fma,f16c"))) inline void from_f16_avx2(float* dst, c
     _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
   convert_scalar(dst + i, src + i, n - i);
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif  // GRAFT_CONVERT_X86
 
 // One run on the calling thread, on `isa`'s path.

@@ -19,6 +19,7 @@
 // the paths differ from each other and from Widen only in the order of the float32 additions.
 #pragma once
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -118,6 +119,13 @@ inline void micro_pairs_emulated(int64_t kp, const uint32_t* a, const uint16_t* 
 }
 
 #if GRAFT_GEMM_BF16_X86
+// GCC 12 reports the intrinsics' own _mm512_undefined_*() operands as uninitialized (a false
+// positive, GCC bug 105593, as in gemm.hpp).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void micro_pairs_avx512bf16(
     int64_t kp, const uint32_t* a, const uint16_t* b, float* c, int64_t ldc, int64_t rows, int64_t cols) {
   constexpr int MR = 6, NV = 4;
@@ -147,6 +155,9 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16"))) inline void micr
       _mm512_mask_storeu_ps(c + r * ldc + h * 16, mask, acc[r][h]);
     }
 }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 #endif
 
 inline void gemm_pairs(bool emulated, int64_t m, int64_t n, int64_t k, const BFloat16* a, int64_t a_rs, int64_t a_cs,
@@ -316,8 +327,14 @@ inline void gemm_widen(int64_t m, int64_t n, int64_t k, const BFloat16* a, int64
 
 }  // namespace gemm_bf16_detail
 
-// The path gemm_bf16 takes on this CPU (active_bf16_isa()).
+// Tests pin gemm_bf16's path here (an int of Bf16GemmPath; -1: by active_bf16_isa()), so the emulated
+// AMX / AVX512_BF16 paths also run behind matmul and linear on CPUs without those instructions.
+inline std::atomic<int> forced_bf16_gemm_path{-1};
+
+// The path gemm_bf16 takes on this CPU (active_bf16_isa(), unless forced_bf16_gemm_path is set).
 inline Bf16GemmPath active_bf16_gemm_path() {
+  if (const int forced = forced_bf16_gemm_path.load(std::memory_order_relaxed); forced >= 0)
+    return static_cast<Bf16GemmPath>(forced);
   switch (active_bf16_isa()) {
     case Bf16Isa::Amx: return Bf16GemmPath::Amx;
     case Bf16Isa::Avx512Bf16: return Bf16GemmPath::Avx512Bf16;

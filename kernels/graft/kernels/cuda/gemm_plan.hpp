@@ -110,6 +110,17 @@ GRAFT_HOST_DEVICE constexpr int mma_b_row(int lane, int r) { return lane % 4 + 4
 GRAFT_HOST_DEVICE constexpr int mma_b_col(int lane) { return lane / 4; }
 GRAFT_HOST_DEVICE constexpr int mma_c_row(int lane, int r) { return lane / 4 + 8 * (r / 2); }
 GRAFT_HOST_DEVICE constexpr int mma_c_col(int lane, int r) { return 2 * (lane % 4) + r % 2; }
+// bfloat16 mma.sync.m16n8k16 (PTX ISA, "matrix fragments for mma.m16n8k16"): register r of a lane holds
+// two k-consecutive elements, the lower k in the low half. a (16 x 16, row): r = 0..3 at row
+// bf16_mma_a_row, k bf16_mma_a_col and + 1; b (16 x 8, col): r = 0..1 at k bf16_mma_b_row and + 1,
+// column mma_b_col; c as for TF32 (mma_c_row, mma_c_col).
+GRAFT_HOST_DEVICE constexpr int bf16_mma_a_row(int lane, int r) { return lane / 4 + 8 * (r % 2); }
+GRAFT_HOST_DEVICE constexpr int bf16_mma_a_col(int lane, int r) { return 2 * (lane % 4) + 8 * (r / 2); }
+GRAFT_HOST_DEVICE constexpr int bf16_mma_b_row(int lane, int r) { return 2 * (lane % 4) + 8 * r; }
+// The bfloat16 kernel: 128 x 128 block tile, k steps of 32, 8 warps of 64 x 32 (tf32_warp_row0 / col0);
+// shared tiles [outer][k] with rows of kBf16LdK halves (80 bytes: the 8 rows a fragment read touches
+// fall in distinct banks).
+constexpr int kBf16BM = 128, kBf16BN = 128, kBf16BK = 32, kBf16Threads = 256, kBf16LdK = kBf16BK + 8;
 
 // Where element (outer, k) of a TF32 operand tile lives in shared memory. The layout follows the
 // operand's global layout, so the global -> shared copy is one float4 store per piece:
