@@ -266,13 +266,16 @@ void row_fma_peak(const Options& o, const std::string& row) {
               row.c_str(), p.isa, p.one_thread_gflops, p.all_threads_gflops, p.threads, peak_rss_kb(), base);
 }
 
-void row_sgemm_graft(const Options& o, const std::string& row, int64_t n) {
+// matmul of two [n, n] tensors of dtype dt: float32 (the packed GEMM; GFLOP/s and % of the FMA peak)
+// or bfloat16 (gemm_bf16's path for this CPU: AMX, AVX512_BF16, or widening to the float32 kernels,
+// printed as bf16_path; the output rounded, so the check allows |ref| / 256 more).
+void row_gemm_graft(const Options& o, const std::string& row, int64_t n, DType dt) {
   const long base = peak_rss_kb();
   Generator g(1);
-  const Tensor a = randn({n, n}, DType::Float32, g), b = randn({n, n}, DType::Float32, g);
+  const Tensor a = randn({n, n}, DType::Float32, g).to(dt), b = randn({n, n}, DType::Float32, g).to(dt);
   {
-    const Tensor c = matmul(a, b).contiguous();
-    require_gemm_sample(a.data<float>(), b.data<float>(), c.data<float>(), n, row);
+    const Tensor af = a.to(DType::Float32), bf = b.to(DType::Float32), c = matmul(a, b).to(DType::Float32);
+    require_gemm_sample(af.data<float>(), bf.data<float>(), c.data<float>(), n, row, dt == DType::Float32 ? 0.0 : 1.0 / 256);
   }
   const FmaPeak peak = measure_fma_peak(get_num_threads(), 0.1, 2);
   const Timing t = time_it(o, [&] {
@@ -280,30 +283,11 @@ void row_sgemm_graft(const Options& o, const std::string& row, int64_t n) {
     if (c.data_ptr() == nullptr) fail(row + ": no output");
   });
   const double gflops = 2.0 * double(n) * double(n) * double(n) / (t.median_ms * 1e-3) / 1e9;
-  char extra[160];
-  std::snprintf(extra, sizeof extra, "gflops=%.2f pct_peak=%.1f fma_peak_gflops=%.2f", gflops,
-                peak.all_threads_gflops > 0 ? 100.0 * gflops / peak.all_threads_gflops : 0.0, peak.all_threads_gflops);
-  print_result(row, t, base, extra);
-}
-
-// bfloat16 matmul of [n, n] operands (float32 sums, rounded output): gemm_bf16's path for this CPU
-// (AMX, AVX512_BF16, or widening to the float32 kernels), printed as bf16_path.
-void row_bgemm_graft(const Options& o, const std::string& row, int64_t n) {
-  const long base = peak_rss_kb();
-  Generator g(1);
-  const Tensor a = randn({n, n}, DType::Float32, g).to(DType::BFloat16), b = randn({n, n}, DType::Float32, g).to(DType::BFloat16);
-  {
-    const Tensor af = a.to(DType::Float32), bf = b.to(DType::Float32), c = matmul(a, b).to(DType::Float32);
-    require_gemm_sample(af.data<float>(), bf.data<float>(), c.data<float>(), n, row, 1.0 / 256);
-  }
-  const Timing t = time_it(o, [&] {
-    const Tensor c = matmul(a, b);
-    if (c.data_ptr() == nullptr) fail(row + ": no output");
-  });
-  const double gflops = 2.0 * double(n) * double(n) * double(n) / (t.median_ms * 1e-3) / 1e9;
-  char extra[160];
-  std::snprintf(extra, sizeof extra, "gflops=%.2f bf16_path=%s", gflops,
-                kernels::cpu::bf16_gemm_path_name(kernels::cpu::active_bf16_gemm_path()));
+  char extra[200];
+  std::snprintf(extra, sizeof extra, "gflops=%.2f pct_peak=%.1f fma_peak_gflops=%.2f%s%s", gflops,
+                peak.all_threads_gflops > 0 ? 100.0 * gflops / peak.all_threads_gflops : 0.0, peak.all_threads_gflops,
+                dt == DType::Float32 ? "" : " bf16_path=",
+                dt == DType::Float32 ? "" : kernels::cpu::bf16_gemm_path_name(kernels::cpu::active_bf16_gemm_path()));
   print_result(row, t, base, extra);
 }
 
@@ -411,7 +395,7 @@ std::vector<Row> all_rows() {
   std::vector<Row> rows;
   rows.push_back({"fma_peak", row_fma_peak});
   for (int64_t n : {1024, 2048, 4096})
-    rows.push_back({"sgemm_" + std::to_string(n), [n](const Options& o, const std::string& r) { row_sgemm_graft(o, r, n); }});
+    rows.push_back({"sgemm_" + std::to_string(n), [n](const Options& o, const std::string& r) { row_gemm_graft(o, r, n, DType::Float32); }});
 #ifdef GRAFT_BENCH_OPENBLAS
   for (int64_t n : {1024, 2048, 4096})
     rows.push_back(
@@ -435,7 +419,7 @@ std::vector<Row> all_rows() {
   rows.push_back({"resnet18_train_b16", [](const Options& o, const std::string& r) { row_resnet18_train(o, r, 16); }});
   // bfloat16: matmul on bfloat16 tensors, and the model rows under bfloat16 autocast
   for (int64_t n : {2048, 4096})
-    rows.push_back({"bgemm_" + std::to_string(n), [n](const Options& o, const std::string& r) { row_bgemm_graft(o, r, n); }});
+    rows.push_back({"bgemm_" + std::to_string(n), [n](const Options& o, const std::string& r) { row_gemm_graft(o, r, n, DType::BFloat16); }});
   rows.push_back({"resnet50_b16_bf16", [](const Options& o, const std::string& r) {
                     row_image_forward(o, r, [] { return nn::ModulePtr(models::resnet50(1000)); }, 16, DType::BFloat16);
                   }});

@@ -5,6 +5,8 @@
 //                    entropy, backward, SGD with momentum 0.9 (weight decay 1e-4); images / s
 //   bert-base infer  BERT-base (12 layers, hidden 768, vocab 30522) inference, batch 32, sequence 128,
 //                    no padding: forward_bert (last hidden state and pooler) under no grad; sequences / s
+// Each row twice: float32, and under AutocastGuard(BFloat16, CUDA) (issue 12: the forward's matmuls on
+// the tensor cores, gemm_bf16.cuh; the rest widened to float32 for now).
 // Random weights (the speed does not depend on them) and random inputs. Before timing, each row checks
 // that its output is finite and that the model's tensors are on the GPU. Timing: 3 warm-up
 // iterations, then the median of the timed ones (--quick: 5, else 20), each ended by
@@ -19,6 +21,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <optional>
 #include <fstream>
 #include <functional>
 #include <iterator>
@@ -56,7 +59,7 @@ void check_on(nn::Module& m, Device d, const char* what) {
     GRAFT_CHECK(p.device() == d, "model_bench", what, ": parameter ", name, " is on ", p.device(), ", not ", d);
 }
 void check_finite(const Tensor& t, const char* what) {
-  for (double v : t.to_vector()) GRAFT_CHECK(std::isfinite(v), "model_bench", what, ": output is not finite");
+  for (double v : t.to(DType::Float32).to_vector()) GRAFT_CHECK(std::isfinite(v), "model_bench", what, ": output is not finite");
 }
 
 // The baselines JSON's "rows" object: row name -> value (NaN when absent).
@@ -120,7 +123,9 @@ int main(int argc, char** argv) {
     std::printf("| row | graft | baseline | ratio |\n|---|---|---|---|\n");
     const Device gpu = cuda(0);
 
-    try {  // ResNet-50 training step
+    for (const DType precision : {DType::Float32, DType::BFloat16})
+    try {  // ResNet-50 training step (bfloat16: forward and loss under autocast, backward after it)
+      const bool bf16 = precision == DType::BFloat16;
       const int64_t B = 64;
       manual_seed(1);
       auto model = models::resnet50(1000);
@@ -134,7 +139,12 @@ int main(int argc, char** argv) {
       Tensor last_loss;
       auto step = [&] {
         opt.zero_grad();
-        const Tensor loss = cross_entropy(model->forward(x), y);
+        Tensor loss;
+        {
+          std::optional<AutocastGuard> amp;
+          if (bf16) amp.emplace(DType::BFloat16, DeviceType::CUDA);
+          loss = cross_entropy(model->forward(x), y);
+        }
         loss.backward();
         opt.step();
         last_loss = loss;
@@ -142,14 +152,18 @@ int main(int argc, char** argv) {
       step();
       check_finite(last_loss, "ResNet-50 training loss");
       const double s = median_seconds(runs, step);
-      print_row("ResNet-50 training step, fp32, batch 64", double(B) / s, base.get("resnet50_train_fp32_b64_img_s"),
+      print_row(bf16 ? "ResNet-50 training step, bf16 autocast, batch 64" : "ResNet-50 training step, fp32, batch 64",
+                double(B) / s, base.get(bf16 ? "resnet50_train_bf16_b64_img_s" : "resnet50_train_fp32_b64_img_s"),
                 "img/s");
     } catch (const std::exception& e) {
-      std::printf("| ResNet-50 training step, fp32, batch 64 (img/s) | FAILED: %s | - | - |\n", e.what());
+      std::printf("| ResNet-50 training step, %s, batch 64 (img/s) | FAILED: %s | - | - |\n",
+                  precision == DType::BFloat16 ? "bf16 autocast" : "fp32", e.what());
       all_right = false;
     }
 
-    try {  // BERT-base inference
+    for (const DType precision : {DType::Float32, DType::BFloat16})
+    try {  // BERT-base inference (bfloat16: under autocast)
+      const bool bf16 = precision == DType::BFloat16;
       const int64_t B = 32, T = 128;
       manual_seed(3);
       models::BertConfig cfg = models::BertConfig::bert_base_uncased();
@@ -163,15 +177,19 @@ int main(int argc, char** argv) {
       Tensor last;
       auto infer = [&] {
         NoGradGuard no_grad;
+        std::optional<AutocastGuard> amp;
+        if (bf16) amp.emplace(DType::BFloat16, DeviceType::CUDA);
         last = model->forward_bert(ids, mask).last_hidden_state;
       };
       infer();
       check_finite(last, "BERT-base last hidden state");
       const double s = median_seconds(runs, infer);
-      print_row("BERT-base inference, fp32, batch 32, seq 128", double(B) / s,
-                base.get("bert_base_infer_fp32_b32_s128_seq_s"), "seq/s");
+      print_row(bf16 ? "BERT-base inference, bf16 autocast, batch 32, seq 128" : "BERT-base inference, fp32, batch 32, seq 128",
+                double(B) / s, base.get(bf16 ? "bert_base_infer_bf16_b32_s128_seq_s" : "bert_base_infer_fp32_b32_s128_seq_s"),
+                "seq/s");
     } catch (const std::exception& e) {
-      std::printf("| BERT-base inference, fp32, batch 32, seq 128 (seq/s) | FAILED: %s | - | - |\n", e.what());
+      std::printf("| BERT-base inference, %s, batch 32, seq 128 (seq/s) | FAILED: %s | - | - |\n",
+                  precision == DType::BFloat16 ? "bf16 autocast" : "fp32", e.what());
       all_right = false;
     }
   } catch (const std::exception& e) {

@@ -186,6 +186,16 @@ def main():
         else:
             set_tf32(tf32)
         rows[name] = 64 / median_seconds(train_step, runs, torch)
+
+    def train_step_bf16():  # issue 12: forward and loss under bfloat16 autocast, backward after it
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+
+    set_tf32(False)
+    rows["resnet50_train_bf16_b64_img_s"] = 64 / median_seconds(train_step_bf16, runs, torch)
     del model, opt, x, y
     torch.cuda.empty_cache()
 
@@ -201,6 +211,12 @@ def main():
             fn(ids, mask)
 
     rows["bert_base_infer_fp32_b32_s128_seq_s"] = 32 / median_seconds(infer, runs, torch)
+
+    def infer_bf16():
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+            fn(ids, mask)
+
+    rows["bert_base_infer_bf16_b32_s128_seq_s"] = 32 / median_seconds(infer_bf16, runs, torch)
     del module, fn
     torch.cuda.empty_cache()
 
@@ -212,7 +228,10 @@ def main():
             torch.backends.cuda.matmul.allow_tf32 = tf32
             s = median_seconds(lambda: torch.matmul(a, b), max(3, runs // 2), torch)
             rows[f"matmul_{kind}_{n}_tflops"] = 2 * n**3 / s / 1e12
-        del a, b
+        a16, b16 = a.bfloat16(), b.bfloat16()
+        s = median_seconds(lambda: torch.matmul(a16, b16), max(3, runs // 2), torch)
+        rows[f"matmul_bf16_{n}_tflops"] = 2 * n**3 / s / 1e12
+        del a, b, a16, b16
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = defaults
 
     result = {

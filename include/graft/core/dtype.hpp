@@ -163,48 +163,54 @@ inline DType promote(DType a, DType b) {
   return rank(a) >= rank(b) ? a : b;
 }
 
+// One case of the dispatch macros below: T is the C++ type of DType::ENUM.
+#define GRAFT_DTYPE_CASE(ENUM, TYPE, T, ...) \
+  case ::graft::DType::ENUM: {               \
+    using T = TYPE;                          \
+    return __VA_ARGS__();                    \
+  }
+#define GRAFT_DTYPE_UNSUPPORTED(DT, OP, EXPECTED)                                                     \
+  throw ::graft::Error(::graft::detail::concat(OP, ": dtype ", ::graft::dtype_name(DT), " not supported " \
+                                               "(expected " EXPECTED ")"))
+
 // GRAFT_DISPATCH_FLOAT(dtype, "op", T, body): runs body with T = float or double; any other dtype
-// throws "op: dtype X not supported (expected float32 or float64)". Kernels for the 16-bit types
-// come with the fast paths; the reference computes in float32/float64.
-#define GRAFT_DISPATCH_FLOAT(DT, OP, T, ...)                                                   \
-  [&] {                                                                                        \
-    switch (DT) {                                                                              \
-      case ::graft::DType::Float32: { using T = float; return __VA_ARGS__(); }                 \
-      case ::graft::DType::Float64: { using T = double; return __VA_ARGS__(); }                \
-      default:                                                                                 \
-        throw ::graft::Error(::graft::detail::concat(OP, ": dtype ", ::graft::dtype_name(DT),  \
-                                                     " not supported (expected float32 or float64)")); \
-    }                                                                                          \
+// throws "op: dtype X not supported (expected float32 or float64)". The reduced floats reach a kernel
+// widened to float32 (ops/autocast.hpp) or through the kernels that take them.
+#define GRAFT_DISPATCH_FLOAT(DT, OP, T, ...)                            \
+  [&] {                                                                 \
+    switch (DT) {                                                       \
+      GRAFT_DTYPE_CASE(Float32, float, T, __VA_ARGS__)                  \
+      GRAFT_DTYPE_CASE(Float64, double, T, __VA_ARGS__)                 \
+      default: GRAFT_DTYPE_UNSUPPORTED(DT, OP, "float32 or float64");   \
+    }                                                                   \
   }()
 
 // GRAFT_DISPATCH_FLOATING(dtype, "op", T, body): the four floating dtypes (T = float, double, BFloat16,
 // Float16), for loops that only convert (random fills); any other dtype throws.
-#define GRAFT_DISPATCH_FLOATING(DT, OP, T, ...)                                                \
-  [&] {                                                                                        \
-    switch (DT) {                                                                              \
-      case ::graft::DType::Float32: { using T = float; return __VA_ARGS__(); }                 \
-      case ::graft::DType::Float64: { using T = double; return __VA_ARGS__(); }                \
-      case ::graft::DType::BFloat16: { using T = ::graft::BFloat16; return __VA_ARGS__(); }    \
-      case ::graft::DType::Float16: { using T = ::graft::Float16; return __VA_ARGS__(); }      \
-      default:                                                                                 \
-        throw ::graft::Error(::graft::detail::concat(OP, ": dtype ", ::graft::dtype_name(DT),  \
-                                                     " not supported (expected a floating dtype)")); \
-    }                                                                                          \
+#define GRAFT_DISPATCH_FLOATING(DT, OP, T, ...)                         \
+  [&] {                                                                 \
+    switch (DT) {                                                       \
+      GRAFT_DTYPE_CASE(Float32, float, T, __VA_ARGS__)                  \
+      GRAFT_DTYPE_CASE(Float64, double, T, __VA_ARGS__)                 \
+      GRAFT_DTYPE_CASE(BFloat16, ::graft::BFloat16, T, __VA_ARGS__)     \
+      GRAFT_DTYPE_CASE(Float16, ::graft::Float16, T, __VA_ARGS__)       \
+      default: GRAFT_DTYPE_UNSUPPORTED(DT, OP, "a floating dtype");     \
+    }                                                                   \
   }()
 
 // GRAFT_DISPATCH_ALL(dtype, "op", T, body): every dtype.
-#define GRAFT_DISPATCH_ALL(DT, OP, T, ...)                                          \
-  [&] {                                                                             \
-    switch (DT) {                                                                   \
-      case ::graft::DType::Float32: { using T = float; return __VA_ARGS__(); }      \
-      case ::graft::DType::Float64: { using T = double; return __VA_ARGS__(); }     \
-      case ::graft::DType::BFloat16: { using T = ::graft::BFloat16; return __VA_ARGS__(); } \
-      case ::graft::DType::Float16: { using T = ::graft::Float16; return __VA_ARGS__(); }   \
-      case ::graft::DType::Int32: { using T = int32_t; return __VA_ARGS__(); }      \
-      case ::graft::DType::Int64: { using T = int64_t; return __VA_ARGS__(); }      \
-      case ::graft::DType::Bool: { using T = bool; return __VA_ARGS__(); }          \
-    }                                                                               \
-    throw ::graft::Error(::graft::detail::concat(OP, ": unknown dtype"));          \
+#define GRAFT_DISPATCH_ALL(DT, OP, T, ...)                                    \
+  [&] {                                                                       \
+    switch (DT) {                                                             \
+      GRAFT_DTYPE_CASE(Float32, float, T, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Float64, double, T, __VA_ARGS__)                       \
+      GRAFT_DTYPE_CASE(BFloat16, ::graft::BFloat16, T, __VA_ARGS__)           \
+      GRAFT_DTYPE_CASE(Float16, ::graft::Float16, T, __VA_ARGS__)             \
+      GRAFT_DTYPE_CASE(Int32, int32_t, T, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Int64, int64_t, T, __VA_ARGS__)                        \
+      GRAFT_DTYPE_CASE(Bool, bool, T, __VA_ARGS__)                            \
+    }                                                                         \
+    throw ::graft::Error(::graft::detail::concat(OP, ": unknown dtype"));    \
   }()
 
 }  // namespace graft

@@ -105,4 +105,20 @@ inline Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
   return out;
 }
 
+// The batch of a batched matrix product out[*batch, M, N] = a[*batch, M, K] b[*batch, K, N] (a and b
+// expanded to out's batch): out's leading dims, and a's and b's strides over them. The CPU and CUDA
+// matmul kernels share it.
+struct ProductBatch {
+  Shape shape, a_strides, b_strides;
+};
+inline ProductBatch product_batch(const Shape& out, const Shape& a_strides, const Shape& b_strides) {
+  ProductBatch p;
+  for (int d = 0; d + 2 < out.rank(); ++d) {
+    p.shape.push_back(out[d]);
+    p.a_strides.push_back(a_strides[d]);
+    p.b_strides.push_back(b_strides[d]);
+  }
+  return p;
+}
+
 }  // namespace graft

@@ -41,19 +41,14 @@ namespace kernels::cpu {
 //   rounded on store; otherwise (and float16) the operands widened to float32 (widen_operand), the
 //   float32 GEMM, the result rounded on store.
 inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) {
+  const int r = out.dim();
+  const int64_t M = out.size(r - 2), N = out.size(r - 1), K = a.size(r - 1);
+  const ProductBatch batch = product_batch(out.shape(), a.strides(), b.strides());
   if (out.dtype() == DType::BFloat16 && active_bf16_gemm_path() != Bf16GemmPath::Widen) {
-    const int r = out.dim();
-    const int64_t M = out.size(r - 2), N = out.size(r - 1), K = a.size(r - 1);
-    Shape batch, a_bst, b_bst;
-    for (int d = 0; d < r - 2; ++d) {
-      batch.push_back(out.size(d));
-      a_bst.push_back(a.stride(d));
-      b_bst.push_back(b.stride(d));
-    }
     const Tensor wide = empty(out.shape(), DType::Float32);
     float* pw = wide.data<float>();
     const BFloat16 *pa = a.data<BFloat16>(), *pb = b.data<BFloat16>();
-    for_each_offset2(batch, a_bst, b_bst, [&](int64_t i, int64_t oa, int64_t ob) {
+    for_each_offset2(batch.shape, batch.a_strides, batch.b_strides, [&](int64_t i, int64_t oa, int64_t ob) {
       gemm_bf16(M, N, K, pa + oa, a.stride(r - 2), a.stride(r - 1), pb + ob, b.stride(r - 2), b.stride(r - 1),
                 pw + i * M * N, N);
     });
@@ -65,18 +60,9 @@ inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) 
     return copy_into(out, wide);
   }
   GRAFT_DISPATCH_FLOAT(out.dtype(), "matmul", T, [&] {
-    const int r = out.dim();
-    const int64_t M = out.size(r - 2), N = out.size(r - 1), K = a.size(r - 1);
-    Shape batch;
-    for (int d = 0; d < r - 2; ++d) batch.push_back(out.size(d));
-    Shape a_bst, b_bst;  // batch strides of a and b
-    for (int d = 0; d < r - 2; ++d) {
-      a_bst.push_back(a.stride(d));
-      b_bst.push_back(b.stride(d));
-    }
-    const int64_t B = batch.numel();
+    const int64_t B = batch.shape.numel();
     std::vector<int64_t> a_off(static_cast<size_t>(B)), b_off(static_cast<size_t>(B));  // element offset of each batch
-    for_each_offset2(batch, a_bst, b_bst, [&](int64_t i, int64_t oa, int64_t ob) {
+    for_each_offset2(batch.shape, batch.a_strides, batch.b_strides, [&](int64_t i, int64_t oa, int64_t ob) {
       a_off[size_t(i)] = oa;
       b_off[size_t(i)] = ob;
     });

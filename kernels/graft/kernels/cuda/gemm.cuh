@@ -508,23 +508,38 @@ void run_gemm(const Tensor& out, const T* a, const Operand& ao, const T* b, cons
 
 }  // namespace gemm_detail
 
+namespace gemm_detail {
+// matmul's operands as the kernels take them: sizes, batch count, a and b with their batch strides.
+struct MatmulProblem {
+  int64_t M, N, K, batches;
+  Operand ao, bo;
+};
+inline MatmulProblem matmul_problem(const Tensor& out, const Tensor& a, const Tensor& b) {
+  const int r = out.dim();
+  const ProductBatch batch = product_batch(out.shape(), a.strides(), b.strides());
+  return {out.size(r - 2),
+          out.size(r - 1),
+          a.size(r - 1),
+          batch.shape.numel(),
+          Operand{make_strided(batch.shape, batch.a_strides), a.stride(r - 2), a.stride(r - 1)},
+          Operand{make_strided(batch.shape, batch.b_strides), b.stride(r - 2), b.stride(r - 1)}};
+}
+// linear's: out[rows, F] = x[rows, K] b[K, F] with b the weight [F, K] read in place, b(k, f) = weight[f, k].
+inline MatmulProblem linear_problem(const Tensor& x, const Tensor& weight) {
+  const Strided none = make_strided(Shape{}, Shape{});
+  return {x.size(0), weight.size(0), x.size(1), 1, Operand{none, x.stride(0), x.stride(1)},
+          Operand{none, weight.stride(1), weight.stride(0)}};
+}
+}  // namespace gemm_detail
+
 // The matmul slot's CUDA entry (contract at the top of this file).
 inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) {
   using namespace gemm_detail;
-  const int r = out.dim();
-  const int64_t M = out.size(r - 2), N = out.size(r - 1), K = a.size(r - 1);
-  Shape batch, a_bst, b_bst;
-  for (int d = 0; d < r - 2; ++d) {
-    batch.push_back(out.size(d));
-    a_bst.push_back(a.stride(d));
-    b_bst.push_back(b.stride(d));
-  }
   if (out.numel() == 0) return;
-  const Operand ao{make_strided(batch, a_bst), a.stride(r - 2), a.stride(r - 1)};
-  const Operand bo{make_strided(batch, b_bst), b.stride(r - 2), b.stride(r - 1)};
+  const MatmulProblem p = matmul_problem(out, a, b);
   GRAFT_DISPATCH_FLOAT(out.dtype(), "matmul (cuda)", T, [&] {
-    run_gemm<T>(out, static_cast<const T*>(a.data_ptr()), ao, static_cast<const T*>(b.data_ptr()), bo, M, N, K,
-                batch.numel(), Epilogue<T>{}, "matmul (cuda)");
+    run_gemm<T>(out, static_cast<const T*>(a.data_ptr()), p.ao, static_cast<const T*>(b.data_ptr()), p.bo, p.M, p.N, p.K,
+                p.batches, Epilogue<T>{}, "matmul (cuda)");
   });
 }
 
@@ -534,18 +549,15 @@ inline void matmul_forward(const Tensor& out, const Tensor& a, const Tensor& b) 
 inline void linear_forward(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                            Activation act) {
   using namespace gemm_detail;
-  const int64_t rows = x.size(0), K = x.size(1), F = weight.size(0);
   if (out.numel() == 0) return;
   GRAFT_CHECK(!bias.defined() || bias.is_contiguous(), "linear (cuda)", "bias must be contiguous");
-  const Strided none = make_strided(Shape{}, Shape{});
-  const Operand ao{none, x.stride(0), x.stride(1)};
-  const Operand bo{none, weight.stride(1), weight.stride(0)};
+  const MatmulProblem p = linear_problem(x, weight);
   GRAFT_DISPATCH_FLOAT(out.dtype(), "linear (cuda)", T, [&] {
     Epilogue<T> ep;
     ep.bias = data_or_null<const T>(bias);
     ep.act = act;
-    run_gemm<T>(out, static_cast<const T*>(x.data_ptr()), ao, static_cast<const T*>(weight.data_ptr()), bo, rows, F,
-                K, 1, ep, "linear (cuda)");
+    run_gemm<T>(out, static_cast<const T*>(x.data_ptr()), p.ao, static_cast<const T*>(weight.data_ptr()), p.bo, p.M,
+                p.N, p.K, 1, ep, "linear (cuda)");
   });
 }
 

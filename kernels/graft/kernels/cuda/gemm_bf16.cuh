@@ -54,13 +54,7 @@ __global__ void __launch_bounds__(kBf16Threads, 1)
   for (int64_t z = blockIdx.z; z < batches; z += gridDim.z) {
     const uint16_t* az = a + strided_offset(ao.batch, z);
     const uint16_t* bz = b + strided_offset(bo.batch, z);
-    float acc[4][4][4];
-#pragma unroll
-    for (int i = 0; i < 4; ++i)
-#pragma unroll
-      for (int j = 0; j < 4; ++j)
-#pragma unroll
-        for (int r = 0; r < 4; ++r) acc[i][j][r] = 0.f;
+    float acc[4][4][4] = {};  // [m16 tile][n8 tile][fragment register]
     for (int64_t k0 = 0; k0 < K; k0 += kBf16BK) {
       // stage: thread tid loads elements e = tid + 256 q (q < 16) of each [128][32] tile, k fastest
       for (int e = tid; e < kBf16BM * kBf16BK; e += kBf16Threads) {
@@ -123,19 +117,10 @@ inline void run_gemm_bf16(const Tensor& out, const uint16_t* a, const Operand& a
 // The matmul slot's CUDA entry for bfloat16 (gemm.cuh's contract).
 inline void matmul_forward_bf16(const Tensor& out, const Tensor& a, const Tensor& b) {
   using namespace gemm_detail;
-  const int r = out.dim();
-  const int64_t M = out.size(r - 2), N = out.size(r - 1), K = a.size(r - 1);
-  Shape batch, a_bst, b_bst;
-  for (int d = 0; d < r - 2; ++d) {
-    batch.push_back(out.size(d));
-    a_bst.push_back(a.stride(d));
-    b_bst.push_back(b.stride(d));
-  }
   if (out.numel() == 0) return;
-  const Operand ao{make_strided(batch, a_bst), a.stride(r - 2), a.stride(r - 1)};
-  const Operand bo{make_strided(batch, b_bst), b.stride(r - 2), b.stride(r - 1)};
-  gemm_bf16_detail::run_gemm_bf16(out, static_cast<const uint16_t*>(a.data_ptr()), ao,
-                                  static_cast<const uint16_t*>(b.data_ptr()), bo, M, N, K, batch.numel(),
+  const MatmulProblem p = matmul_problem(out, a, b);
+  gemm_bf16_detail::run_gemm_bf16(out, static_cast<const uint16_t*>(a.data_ptr()), p.ao,
+                                  static_cast<const uint16_t*>(b.data_ptr()), p.bo, p.M, p.N, p.K, p.batches,
                                   Epilogue<float>{}, "matmul (cuda, bfloat16)");
 }
 
@@ -143,17 +128,14 @@ inline void matmul_forward_bf16(const Tensor& out, const Tensor& a, const Tensor
 inline void linear_forward_bf16(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                                 Activation act) {
   using namespace gemm_detail;
-  const int64_t rows = x.size(0), K = x.size(1), F = weight.size(0);
   if (out.numel() == 0) return;
-  const Strided none = make_strided(Shape{}, Shape{});
-  const Operand ao{none, x.stride(0), x.stride(1)};
-  const Operand bo{none, weight.stride(1), weight.stride(0)};
+  const MatmulProblem p = linear_problem(x, weight);
   const Tensor bias32 = bias.defined() ? bias.contiguous().to(DType::Float32) : Tensor();
   Epilogue<float> ep;
   ep.bias = data_or_null<const float>(bias32);
   ep.act = act;
-  gemm_bf16_detail::run_gemm_bf16(out, static_cast<const uint16_t*>(x.data_ptr()), ao,
-                                  static_cast<const uint16_t*>(weight.data_ptr()), bo, rows, F, K, 1, ep,
+  gemm_bf16_detail::run_gemm_bf16(out, static_cast<const uint16_t*>(x.data_ptr()), p.ao,
+                                  static_cast<const uint16_t*>(weight.data_ptr()), p.bo, p.M, p.N, p.K, 1, ep,
                                   "linear (cuda, bfloat16)");
 }
 
