@@ -40,6 +40,9 @@ inline constexpr Tol kTolBF16{1e-2, 1.6e-2};
 inline constexpr Tol kTolF16{1e-3, 1e-3};
 // A reduced-float (autocast) training run's loss against the float32 run's, per step.
 inline constexpr Tol kTolTrainBF16{2e-2, 3e-2};
+// A whole model run in bfloat16 (every layer rounding its output) against float32 on the same weights,
+// both divided by the float32 output's largest magnitude.
+inline constexpr Tol kTolModelBF16{3e-2, 0.0};
 
 inline Tol tol_for(DType dt) {
   switch (dt) {
