@@ -1,6 +1,8 @@
 // graft/ops/copy.hpp - strided copy with dtype conversion: contiguous, clone, to(dtype),
 // to(device), and the in-place ops optimizers use (fill_, zero_, copy_, add_, mul_).
 #pragma once
+#include <cstring>
+
 #include "graft/autograd/node.hpp"
 #include "graft/core/dispatch.hpp"
 #include "graft/kernels/cpu/convert.hpp"
@@ -32,20 +34,51 @@ inline void copy_forward_reference(const Tensor& dst, const Tensor& src) {
   });
 }
 
-// The CPU entry: float32 to float32 takes the fast strided copy (kernels/graft/kernels/cpu/copy.hpp),
-// contiguous float32 <-> bfloat16 / float16 the vector conversion (kernels/graft/kernels/cpu/convert.hpp),
-// everything else (other dtypes, layouts they decline) the reference.
+// float32 <-> bfloat16 / float16, and copies within one 16-bit dtype, run by run: n elements from
+// s to d, both contiguous. False for any other pair of dtypes.
+inline bool copy_run_16bit(void* d, DType dd, const void* s, DType sd, int64_t n) {
+  if (dd == DType::BFloat16 && sd == DType::Float32) return convert_run(static_cast<BFloat16*>(d), static_cast<const float*>(s), n), true;
+  if (dd == DType::Float32 && sd == DType::BFloat16) return convert_run(static_cast<float*>(d), static_cast<const BFloat16*>(s), n), true;
+  if (dd == DType::Float16 && sd == DType::Float32) return convert_run(static_cast<Float16*>(d), static_cast<const float*>(s), n), true;
+  if (dd == DType::Float32 && sd == DType::Float16) return convert_run(static_cast<float*>(d), static_cast<const Float16*>(s), n), true;
+  if (dd == sd && is_reduced_float(dd)) return std::memcpy(d, s, size_t(n) * 2), true;
+  return false;
+}
+
+// The CPU entry: float32 to float32 takes the fast strided copy (kernels/graft/kernels/cpu/copy.hpp);
+// float32 <-> bfloat16 / float16 and 16-bit to 16-bit, contiguous or with a unit inner stride on both
+// sides (a head view of attention, a permute that keeps the last dim), the vector conversion
+// (kernels/graft/kernels/cpu/convert.hpp) run by run; everything else (other dtypes, layouts they
+// decline) the reference.
 inline void copy_forward(const Tensor& dst, const Tensor& src) {
   if (dst.dtype() == DType::Float32 && src.dtype() == DType::Float32 &&
       copy_float_fast(dst.data<float>(), dst.strides(), src.data<float>(), src.strides(), dst.shape()))
     return;
-  if (dst.is_contiguous() && src.is_contiguous()) {
-    const int64_t n = dst.numel();
-    const DType d = dst.dtype(), s = src.dtype();
-    if (d == DType::BFloat16 && s == DType::Float32) return convert_run(dst.data<BFloat16>(), src.data<float>(), n);
-    if (d == DType::Float32 && s == DType::BFloat16) return convert_run(dst.data<float>(), src.data<BFloat16>(), n);
-    if (d == DType::Float16 && s == DType::Float32) return convert_run(dst.data<Float16>(), src.data<float>(), n);
-    if (d == DType::Float32 && s == DType::Float16) return convert_run(dst.data<float>(), src.data<Float16>(), n);
+  const DType dd = dst.dtype(), sd = src.dtype();
+  const size_t de = dtype_size(dd), se = dtype_size(sd);
+  char* d = static_cast<char*>(dst.data_ptr());
+  const char* s = static_cast<const char*>(src.data_ptr());
+  if (dst.is_contiguous() && src.is_contiguous() && copy_run_16bit(d, dd, s, sd, 0)) {
+    copy_run_16bit(d, dd, s, sd, dst.numel());
+    return;
+  }
+  const int r = dst.dim();
+  if (r >= 1 && dst.stride(r - 1) == 1 && src.stride(r - 1) == 1 && copy_run_16bit(d, dd, s, sd, 0)) {
+    const int64_t n = dst.size(r - 1);
+    Shape outer, outer_d, outer_s;
+    for (int i = 0; i + 1 < r; ++i) {
+      outer.push_back(dst.size(i));
+      outer_d.push_back(dst.stride(i));
+      outer_s.push_back(src.stride(i));
+    }
+    std::vector<int64_t> src_rows;  // src's offset of each row, in dst's row order
+    src_rows.reserve(size_t(outer.numel()));
+    for_each_offset(outer, outer_s, [&](int64_t os) { src_rows.push_back(os); });
+    size_t row = 0;
+    for_each_offset(outer, outer_d, [&](int64_t od) {
+      copy_run_16bit(d + od * int64_t(de), dd, s + src_rows[row++] * int64_t(se), sd, n);
+    });
+    return;
   }
   copy_forward_reference(dst, src);
 }
