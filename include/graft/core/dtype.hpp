@@ -187,13 +187,15 @@ inline DType promote(DType a, DType b) {
 
 // GRAFT_DISPATCH_FLOATING(dtype, "op", T, body): the four floating dtypes (T = float, double, BFloat16,
 // Float16), for loops that only convert (random fills); any other dtype throws.
+#define GRAFT_FLOATING_CASES(T, ...)                                \
+  GRAFT_DTYPE_CASE(Float32, float, T, __VA_ARGS__)                  \
+  GRAFT_DTYPE_CASE(Float64, double, T, __VA_ARGS__)                 \
+  GRAFT_DTYPE_CASE(BFloat16, ::graft::BFloat16, T, __VA_ARGS__)     \
+  GRAFT_DTYPE_CASE(Float16, ::graft::Float16, T, __VA_ARGS__)
 #define GRAFT_DISPATCH_FLOATING(DT, OP, T, ...)                         \
   [&] {                                                                 \
     switch (DT) {                                                       \
-      GRAFT_DTYPE_CASE(Float32, float, T, __VA_ARGS__)                  \
-      GRAFT_DTYPE_CASE(Float64, double, T, __VA_ARGS__)                 \
-      GRAFT_DTYPE_CASE(BFloat16, ::graft::BFloat16, T, __VA_ARGS__)     \
-      GRAFT_DTYPE_CASE(Float16, ::graft::Float16, T, __VA_ARGS__)       \
+      GRAFT_FLOATING_CASES(T, __VA_ARGS__)                              \
       default: GRAFT_DTYPE_UNSUPPORTED(DT, OP, "a floating dtype");     \
     }                                                                   \
   }()
@@ -202,10 +204,7 @@ inline DType promote(DType a, DType b) {
 #define GRAFT_DISPATCH_ALL(DT, OP, T, ...)                                    \
   [&] {                                                                       \
     switch (DT) {                                                             \
-      GRAFT_DTYPE_CASE(Float32, float, T, __VA_ARGS__)                        \
-      GRAFT_DTYPE_CASE(Float64, double, T, __VA_ARGS__)                       \
-      GRAFT_DTYPE_CASE(BFloat16, ::graft::BFloat16, T, __VA_ARGS__)           \
-      GRAFT_DTYPE_CASE(Float16, ::graft::Float16, T, __VA_ARGS__)             \
+      GRAFT_FLOATING_CASES(T, __VA_ARGS__)                                    \
       GRAFT_DTYPE_CASE(Int32, int32_t, T, __VA_ARGS__)                        \
       GRAFT_DTYPE_CASE(Int64, int64_t, T, __VA_ARGS__)                        \
       GRAFT_DTYPE_CASE(Bool, bool, T, __VA_ARGS__)                            \
