@@ -34,15 +34,19 @@ inline void copy_forward_reference(const Tensor& dst, const Tensor& src) {
   });
 }
 
-// float32 <-> bfloat16 / float16, and copies within one 16-bit dtype, run by run: n elements from
-// s to d, both contiguous. False for any other pair of dtypes.
-inline bool copy_run_16bit(void* d, DType dd, const void* s, DType sd, int64_t n) {
-  if (dd == DType::BFloat16 && sd == DType::Float32) return convert_run(static_cast<BFloat16*>(d), static_cast<const float*>(s), n), true;
-  if (dd == DType::Float32 && sd == DType::BFloat16) return convert_run(static_cast<float*>(d), static_cast<const BFloat16*>(s), n), true;
-  if (dd == DType::Float16 && sd == DType::Float32) return convert_run(static_cast<Float16*>(d), static_cast<const float*>(s), n), true;
-  if (dd == DType::Float32 && sd == DType::Float16) return convert_run(static_cast<float*>(d), static_cast<const Float16*>(s), n), true;
-  if (dd == sd && is_reduced_float(dd)) return std::memcpy(d, s, size_t(n) * 2), true;
-  return false;
+// The dtype pairs copy_run_16bit takes: float32 <-> bfloat16 / float16, and one 16-bit dtype to itself.
+inline bool is_16bit_copy(DType dd, DType sd) {
+  return (dd == DType::Float32 && is_reduced_float(sd)) || (sd == DType::Float32 && is_reduced_float(dd)) ||
+         (dd == sd && is_reduced_float(dd));
+}
+
+// n elements from s to d, both contiguous, for a pair is_16bit_copy takes.
+inline void copy_run_16bit(void* d, DType dd, const void* s, DType sd, int64_t n) {
+  if (dd == sd) return void(std::memcpy(d, s, size_t(n) * 2));
+  if (dd == DType::BFloat16) return convert_run(static_cast<BFloat16*>(d), static_cast<const float*>(s), n);
+  if (dd == DType::Float16) return convert_run(static_cast<Float16*>(d), static_cast<const float*>(s), n);
+  if (sd == DType::BFloat16) return convert_run(static_cast<float*>(d), static_cast<const BFloat16*>(s), n);
+  convert_run(static_cast<float*>(d), static_cast<const Float16*>(s), n);
 }
 
 // The CPU entry: float32 to float32 takes the fast strided copy (kernels/graft/kernels/cpu/copy.hpp);
@@ -58,12 +62,10 @@ inline void copy_forward(const Tensor& dst, const Tensor& src) {
   const size_t de = dtype_size(dd), se = dtype_size(sd);
   char* d = static_cast<char*>(dst.data_ptr());
   const char* s = static_cast<const char*>(src.data_ptr());
-  if (dst.is_contiguous() && src.is_contiguous() && copy_run_16bit(d, dd, s, sd, 0)) {
-    copy_run_16bit(d, dd, s, sd, dst.numel());
-    return;
-  }
+  if (!is_16bit_copy(dd, sd)) return copy_forward_reference(dst, src);
+  if (dst.is_contiguous() && src.is_contiguous()) return copy_run_16bit(d, dd, s, sd, dst.numel());
   const int r = dst.dim();
-  if (r >= 1 && dst.stride(r - 1) == 1 && src.stride(r - 1) == 1 && copy_run_16bit(d, dd, s, sd, 0)) {
+  if (r >= 1 && dst.stride(r - 1) == 1 && src.stride(r - 1) == 1) {
     const int64_t n = dst.size(r - 1);
     Shape outer, outer_d, outer_s;
     for (int i = 0; i + 1 < r; ++i) {
