@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "graft/kernels/cuda/conv2d_plan.hpp"
+#include "graft/kernels/cuda/gemm_plan.hpp"
 #include "harness.hpp"
 
 using namespace graft;
@@ -245,3 +246,43 @@ TEST_CASE("cuda conv2d plan: the emulated implicit GEMMs equal the reference loo
 }
 
 }  // namespace conv_host_test
+
+TEST_CASE("cuda conv2d plan: the 16-bit tensor-core tiles: warps cover the block tile, fragment reads conflict-free",
+          "[cuda_host][conv2d]") {
+  using namespace kernels::cuda;
+  using namespace kernels::cuda::gemm_plan;
+  // 8 warps of 16 x 32 (four m16n8 tiles each) cover the 64 x 64 tile once
+  std::vector<int> hits(size_t(kConvTile * kConvTile), 0);
+  for (int warp = 0; warp < 8; ++warp)
+    for (int lane = 0; lane < 32; ++lane)
+      for (int j = 0; j < 4; ++j)
+        for (int r = 0; r < 4; ++r)
+          ++hits[size_t((mma16_warp_row0(warp) + mma_c_row(lane, r)) * kConvTile + mma16_warp_col0(warp) + 8 * j +
+                        mma_c_col(lane, r))];
+  for (int h : hits) REQUIRE(h == 1);
+  // [outer][k] rows of kLd16 halves: one k step is one m16n8k16 step; every register is an aligned word
+  // and the 32 lanes of one register read 32 distinct banks, for every warp's rows and columns
+  REQUIRE(kConvStep == 16);
+  REQUIRE(kLd16 % 2 == 0);
+  for (int warp = 0; warp < 8; ++warp) {
+    for (int r = 0; r < 4; ++r) {
+      std::vector<int> banks(32, 0);
+      for (int lane = 0; lane < 32; ++lane) {
+        const int half = (mma16_warp_row0(warp) + bf16_mma_a_row(lane, r)) * kLd16 + bf16_mma_a_col(lane, r);
+        REQUIRE(half % 2 == 0);
+        ++banks[size_t(half / 2 % 32)];
+      }
+      for (int b : banks) CHECK(b == 1);
+    }
+    for (int j = 0; j < 4; ++j)
+      for (int r = 0; r < 2; ++r) {
+        std::vector<int> banks(32, 0);
+        for (int lane = 0; lane < 32; ++lane) {
+          const int half = (mma16_warp_col0(warp) + 8 * j + mma_b_col(lane)) * kLd16 + bf16_mma_b_row(lane, r);
+          REQUIRE(half % 2 == 0);
+          ++banks[size_t(half / 2 % 32)];
+        }
+        for (int b : banks) CHECK(b == 1);
+      }
+  }
+}

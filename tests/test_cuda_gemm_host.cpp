@@ -185,6 +185,66 @@ TEST_CASE("CUDA GEMM plan: bfloat16 mma.m16n8k16 fragments, and conflict-free 32
   REQUIRE(kBf16BN == 4 * 32);
 }
 
+TEST_CASE("CUDA GEMM plan: the pipelined 16-bit kernel's copies, ldmatrix fragments and when it is taken",
+          "[cuda_host]") {
+  // The 512 16-byte chunks cover a [128][32] tile once; each starts on a 16-byte boundary of the
+  // shared row (kBf16LdK halves = 80 bytes) and of a k-contiguous global row.
+  std::vector<int> hits(size_t(kBf16BM * kBf16BK), 0);
+  for (int c = 0; c < kBf16Chunks; ++c) {
+    REQUIRE(bf16_chunk_k(c) % 8 == 0);
+    REQUIRE((bf16_chunk_row(c) * kBf16LdK + bf16_chunk_k(c)) * 2 % 16 == 0);
+    for (int e = 0; e < 8; ++e) ++hits[size_t(bf16_chunk_row(c) * kBf16BK + bf16_chunk_k(c) + e)];
+  }
+  for (int h : hits) REQUIRE(h == 1);
+  REQUIRE(kBf16Chunks % kBf16Threads == 0);
+  // ldmatrix.x4 emulated from the PTX ISA's description: lane 8 m + i gives the address of row i of
+  // matrix m; register m of lane t receives halves 2 (t % 4), + 1 of row t / 4 of matrix m. The
+  // registers must equal the direct fragment reads (bf16_mma_* layouts) of the same shared tile.
+  // Element (outer, k) of the tile holds the code outer * 64 + k.
+  auto ldmatrix = [](int (&got)[32][4][2], auto row_of, auto k_of, int row0, int k0) {
+    for (int t = 0; t < 32; ++t)
+      for (int m = 0; m < 4; ++m) {
+        const int src = 8 * m + t / 4;  // the lane whose address is row t / 4 of matrix m
+        for (int e = 0; e < 2; ++e) got[t][m][e] = (row0 + row_of(src)) * 64 + k0 + k_of(src) + 2 * (t % 4) + e;
+      }
+  };
+  for (int row0 : {0, 16, 48, 112})
+    for (int k0 : {0, 16}) {
+      int a[32][4][2], b[32][4][2];
+      ldmatrix(a, ldmatrix_a_row, ldmatrix_a_k, row0, k0);
+      ldmatrix(b, ldmatrix_b_outer, ldmatrix_b_k, row0, k0);
+      for (int lane = 0; lane < 32; ++lane)
+        for (int e = 0; e < 2; ++e) {
+          for (int r = 0; r < 4; ++r)  // A: register r of the m16 tile at row0
+            REQUIRE(a[lane][r][e] == (row0 + bf16_mma_a_row(lane, r)) * 64 + k0 + bf16_mma_a_col(lane, r) + e);
+          for (int m = 0; m < 4; ++m)  // B: register m % 2 of the n8 tile at row0 + 8 (m / 2)
+            REQUIRE(b[lane][m][e] == (row0 + 8 * (m / 2) + mma_b_col(lane)) * 64 + k0 + bf16_mma_b_row(lane, m % 2) + e);
+        }
+      // each 8-lane phase of ldmatrix reads 8 rows of 16 bytes: in kBf16LdK rows they fill 32 distinct banks
+      using Map = int (*)(int);
+      for (auto [row_of, k_of] : {std::pair<Map, Map>{&ldmatrix_a_row, &ldmatrix_a_k},
+                                  std::pair<Map, Map>{&ldmatrix_b_outer, &ldmatrix_b_k}})
+        for (int m = 0; m < 4; ++m) {
+          std::vector<int> words;
+          for (int i = 0; i < 8; ++i) {
+            const int lane = 8 * m + i, half = (row0 + row_of(lane)) * kBf16LdK + k0 + k_of(lane);
+            REQUIRE(half * 2 % 16 == 0);  // ldmatrix's rows are 16-byte aligned
+            for (int w = 0; w < 4; ++w) words.push_back(half / 2 + w);
+          }
+          CHECK(distinct_banks(words));
+        }
+    }
+  // Taken only for k-contiguous operands with 16-byte aligned rows, batch offsets and pointers.
+  const int64_t none[1] = {0}, batch8[2] = {64, 8}, batch3[1] = {3};
+  CHECK(pipelined_fits(64, 64, 1, 1, 64, none, 0, 0x1000, 0x2000));      // x [M, 64] @ w [N, 64]^T
+  CHECK(pipelined_fits(64, 64, 1, 1, 64, batch8, 2, 0x1000, 0x2010));
+  CHECK_FALSE(pipelined_fits(64, 64, 1, 1, 64, batch3, 1, 0x1000, 0x2000));  // a batch stride of 3
+  CHECK_FALSE(pipelined_fits(60, 60, 1, 1, 60, none, 0, 0x1000, 0x2000));    // K % 8 != 0
+  CHECK_FALSE(pipelined_fits(64, 64, 1, 32, 1, none, 0, 0x1000, 0x2000));    // b row-major [K, N]
+  CHECK_FALSE(pipelined_fits(64, 1, 64, 1, 64, none, 0, 0x1000, 0x2000));    // a transposed
+  CHECK_FALSE(pipelined_fits(64, 64, 1, 1, 64, none, 0, 0x1002, 0x2000));    // a view at an odd offset
+}
+
 TEST_CASE("CUDA GEMM plan: the grouped block order is a bijection onto the tiles", "[cuda_host]") {
   for (int64_t tm : {1, 3, 8, 9, 17, 64})
     for (int64_t tn : {1, 2, 7, 8, 33}) {

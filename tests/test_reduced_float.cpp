@@ -324,12 +324,37 @@ TEST_CASE("gemm_bf16: every path (and the packing of AMX and AVX512_BF16, emulat
   }
 }
 
-TEST_CASE("reduced floats: matmul and linear in bfloat16 on every bfloat16 path of this CPU", "[reduced][gemm_bf16]") {
+TEST_CASE("reduced floats: matmul, linear and conv2d (forward, backward) in bfloat16 on every bfloat16 path of this CPU", "[reduced][gemm_bf16]") {
   auto check = [] {
     const Tensor a = rand_in({2, 37, 40}, -1, 1, 50, DType::Float32).to(DType::BFloat16);
     const Tensor b = rand_in({2, 40, 29}, -1, 1, 51, DType::Float32).to(DType::BFloat16);
     GRAFT_REQUIRE_CLOSE(matmul(a, b).to(DType::Float32),
                         matmul(a.to(DType::Float32), b.to(DType::Float32)).to(DType::BFloat16).to(DType::Float32), kTolBF16);
+    // conv2d backward (dx by col2im of w^T dout, dweight by dout cols^T, dbias) against float32 on the
+    // same values: grouped with stride 2, and dilated
+    for (const bool dilated : {false, true}) {
+      INFO((dilated ? "conv2d backward, dilation 2" : "conv2d backward, groups 2, stride 2"));
+      const Tensor xb = rand_in({2, 6, 9, 9}, -1, 1, 57, DType::Float32).to(DType::BFloat16);
+      const Tensor wb = rand_in(dilated ? Shape{5, 6, 3, 3} : Shape{8, 3, 3, 3}, -1, 1, 58, DType::Float32).to(DType::BFloat16);
+      const Tensor bb = rand_in({dilated ? 5 : 8}, -1, 1, 59, DType::Float32).to(DType::BFloat16);
+      auto run = [&](const std::vector<Tensor>& in) {
+        return dilated ? conv2d(in[0], in[1], in[2], {1, 1}, {2, 2}, {2, 2}) : conv2d(in[0], in[1], in[2], {2, 2}, {1, 1}, {1, 1}, 2);
+      };
+      std::vector<Tensor> in16, in32;
+      for (const Tensor& t : {xb, wb, bb}) {
+        in16.push_back(t.detach().set_requires_grad());
+        in32.push_back(t.to(DType::Float32).set_requires_grad());
+      }
+      const Tensor out16 = run(in16);
+      const Tensor r = rand_in(out16.shape(), -1, 1, 60, DType::Float32).to(DType::BFloat16);
+      const std::vector<Tensor> g16 = autograd::grad({sum(out16 * r)}, in16);
+      const std::vector<Tensor> g32 = autograd::grad({sum(run(in32) * r.to(DType::Float32))}, in32);
+      for (size_t i = 0; i < 3; ++i) {
+        INFO("gradient of input " << i);
+        REQUIRE(g16[i].dtype() == DType::BFloat16);
+        GRAFT_REQUIRE_CLOSE(g16[i].to(DType::Float32), g32[i], kTolBF16);
+      }
+    }
     const Tensor w = rand_in({24, 40}, -1, 1, 52, DType::Float32).to(DType::BFloat16);
     const Tensor bias = rand_in({24}, -1, 1, 53, DType::Float32).to(DType::BFloat16);
     NoGradGuard ng;

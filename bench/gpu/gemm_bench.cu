@@ -10,6 +10,8 @@
 //   bf16 mma.sync    gemm_bf16_mma (gemm_bf16.cuh): 128 x 128 x 32, mma.sync.m16n8k16 on bfloat16 operands,
 //                    float32 sums, bfloat16 output
 //     baseline: cublasGemmEx, bfloat16 in and out, CUBLAS_COMPUTE_32F (checked: <= 1e-2 relative)
+//   bf16 cp.async+ldmatrix  gemm_16_pipelined: the same tiles, b stored transposed (k-contiguous, as a
+//                    linear layer's weight), double-buffered cp.async copies, ldmatrix fragments
 // Square row-major problems n x n x n, n = 1024, 2048, 4096, 8192 (--quick: up to 4096, fewer runs).
 // Each result is first checked against cuBLAS (max |c - c_ref| / max |c_ref| <= 1e-4 for FP32,
 // against the TF32 cuBLAS result <= 2e-3 for TF32), then timed: 2 warm-up runs, then the median of
@@ -232,8 +234,8 @@ int main(int argc, char** argv) {
       BENCH_CHECK(cudaDeviceSynchronize());
       const double cublas_bf = tflop / (median_ms([&] { cublas_bf16(c16); }, runs) * 1e-3);
       auto launch = [&] {
-        graft::kernels::cuda::gemm_bf16_detail::gemm_bf16_mma<<<grid_of_tiles(n, n, kBf16BM, kBf16BN, 1, "bench"),
-                                                                 kBf16Threads>>>(c16, a16, ao, b16, bo, n, n, n, 1, ep);
+        graft::kernels::cuda::gemm_bf16_detail::gemm_bf16_mma<true><<<grid_of_tiles(n, n, kBf16BM, kBf16BN, 1, "bench"),
+                                                                       kBf16Threads>>>(c16, a16, ao, b16, bo, n, n, n, 1, ep);
       };
       BENCH_CHECK(cudaMemset(c16, 0xff, n2 * 2));
       launch();
@@ -247,6 +249,37 @@ int main(int argc, char** argv) {
       } else {
         const double t = tflop / (median_ms(launch, runs) * 1e-3);
         std::printf("| %s | %.1f | %.1f | %.2f |\n", row.c_str(), t, cublas_bf, t / cublas_bf);
+      }
+      {  // the pipelined kernel (cp.async, ldmatrix) needs b k-contiguous: the same b, stored transposed
+        uint16_t* bt16;
+        BENCH_CHECK(cudaMalloc(&bt16, n2 * 2));
+        std::vector<graft::BFloat16> hbt(n2);
+        BENCH_CHECK(cudaMemcpy(hb.data(), b16, n2 * 2, cudaMemcpyDeviceToHost));
+        for (int i = 0; i < n; ++i)
+          for (int j = 0; j < n; ++j) hbt[size_t(j) * n + i] = hb[size_t(i) * n + j];
+        BENCH_CHECK(cudaMemcpy(bt16, hbt.data(), n2 * 2, cudaMemcpyHostToDevice));
+        graft::kernels::cuda::gemm_detail::Operand bto = bo;
+        bto.rs = 1;
+        bto.cs = n;
+        auto launch_p = [&] {
+          graft::kernels::cuda::gemm_bf16_detail::gemm_16_pipelined<true>
+              <<<grid_of_tiles(n, n, kBf16BM, kBf16BN, 1, "bench"), kBf16Threads>>>(c16, a16, ao, bt16, bto, n, n, n, 1,
+                                                                                    ep);
+        };
+        BENCH_CHECK(cudaMemset(c16, 0xff, n2 * 2));
+        launch_p();
+        BENCH_CHECK(cudaGetLastError());
+        BENCH_CHECK(cudaDeviceSynchronize());
+        const double errp = relative_error_bf16(c16, ref16, n2);
+        const std::string rowp = "bf16 mma.sync cp.async+ldmatrix 128x128 " + std::to_string(n);
+        if (!(errp <= 1e-2)) {
+          all_right = false;
+          std::printf("| %s | WRONG (error %.2e > 1e-2) | %.1f | - |\n", rowp.c_str(), errp, cublas_bf);
+        } else {
+          const double t = tflop / (median_ms(launch_p, runs) * 1e-3);
+          std::printf("| %s | %.1f | %.1f | %.2f |\n", rowp.c_str(), t, cublas_bf, t / cublas_bf);
+        }
+        cudaFree(bt16);
       }
       cudaFree(a16);
       cudaFree(b16);

@@ -5,8 +5,12 @@
 //                    entropy, backward, SGD with momentum 0.9 (weight decay 1e-4); images / s
 //   bert-base infer  BERT-base (12 layers, hidden 768, vocab 30522) inference, batch 32, sequence 128,
 //                    no padding: forward_bert (last hidden state and pooler) under no grad; sequences / s
-// Each row twice: float32, and under AutocastGuard(BFloat16, CUDA) (issue 12: the forward's matmuls on
-// the tensor cores, gemm_bf16.cuh; the rest widened to float32 for now).
+// Each row twice: float32, and under AutocastGuard(BFloat16, CUDA) (issue 12: matmuls, convolutions and
+// attention on the tensor cores, gemm_bf16.cuh, conv2d.cuh, attention_mma.cuh).
+//   vit-b/16 infer   ViT-B/16 (timm's vit_base_patch16_224) inference, batch 64 at 224x224; images / s
+//   sdpa bf16        scaled_dot_product_attention in bfloat16, B 8, H 16, S 2048, D 64, no mask: forward,
+//                    and forward + backward; TFLOP/s as FlashAttention counts them (forward 4 B H S^2 D,
+//                    backward 2.5 times that)
 // Random weights (the speed does not depend on them) and random inputs. Before timing, each row checks
 // that its output is finite and that the model's tensors are on the GPU. Timing: 3 warm-up
 // iterations, then the median of the timed ones (--quick: 5, else 20), each ended by
@@ -32,6 +36,7 @@
 #include "graft/io/json.hpp"
 #include "graft/models/bert.hpp"
 #include "graft/models/resnet.hpp"
+#include "graft/models/vit.hpp"
 #include "graft/optim/sgd.hpp"
 
 namespace {
@@ -190,6 +195,61 @@ int main(int argc, char** argv) {
     } catch (const std::exception& e) {
       std::printf("| BERT-base inference, %s, batch 32, seq 128 (seq/s) | FAILED: %s | - | - |\n",
                   precision == DType::BFloat16 ? "bf16 autocast" : "fp32", e.what());
+      all_right = false;
+    }
+
+    for (const DType precision : {DType::Float32, DType::BFloat16})
+    try {  // ViT-B/16 inference, batch 64 (bfloat16: under autocast)
+      const bool bf16 = precision == DType::BFloat16;
+      const int64_t B = 64;
+      manual_seed(6);
+      auto model = models::vit_base_patch16_224(1000);
+      model->to(gpu);
+      check_on(*model, gpu, "ViT-B/16");
+      model->eval();
+      Generator g(7);
+      const Tensor imgs = randn({B, 3, 224, 224}, DType::Float32, g).to(gpu);
+      Tensor logits;
+      auto infer = [&] {
+        NoGradGuard no_grad;
+        std::optional<AutocastGuard> amp;
+        if (bf16) amp.emplace(DType::BFloat16, DeviceType::CUDA);
+        logits = model->forward(imgs);
+      };
+      infer();
+      check_finite(logits, "ViT-B/16 logits");
+      const double s = median_seconds(runs, infer);
+      print_row(bf16 ? "ViT-B/16 inference, bf16 autocast, batch 64" : "ViT-B/16 inference, fp32, batch 64",
+                double(B) / s, base.get(bf16 ? "vit_b16_infer_bf16_b64_img_s" : "vit_b16_infer_fp32_b64_img_s"),
+                "img/s");
+    } catch (const std::exception& e) {
+      std::printf("| ViT-B/16 inference, %s, batch 64 (img/s) | FAILED: %s | - | - |\n",
+                  precision == DType::BFloat16 ? "bf16 autocast" : "fp32", e.what());
+      all_right = false;
+    }
+
+    try {  // scaled dot-product attention in bfloat16 (attention_mma.cuh): B 8, H 16, S 2048, D 64, no mask
+      const int64_t B = 8, H = 16, S = 2048, D = 64;
+      Generator g(5);
+      auto leaf = [&] { return randn({B, H, S, D}, DType::Float32, g).to(DType::BFloat16).to(gpu).set_requires_grad(); };
+      const Tensor q = leaf(), k = leaf(), v = leaf();
+      const Tensor gout = randn({B, H, S, D}, DType::Float32, g).to(DType::BFloat16).to(gpu);
+      const double fwd_flop = 4.0 * double(B * H) * double(S) * double(S) * double(D);  // backward: 2.5 x
+      Tensor out;
+      auto fwd = [&] {
+        NoGradGuard no_grad;
+        out = scaled_dot_product_attention(q, k, v);
+      };
+      auto fwd_bwd = [&] { autograd::grad({scaled_dot_product_attention(q, k, v)}, {q, k, v}, {gout}); };
+      fwd();
+      check_finite(out, "attention output");
+      print_row("SDPA bf16 forward, B 8, H 16, S 2048, D 64", fwd_flop / median_seconds(runs, fwd) / 1e12,
+                base.get("sdpa_bf16_b8_h16_s2048_d64_fwd_tflops"), "TFLOP/s");
+      print_row("SDPA bf16 forward + backward, B 8, H 16, S 2048, D 64",
+                3.5 * fwd_flop / median_seconds(runs, fwd_bwd) / 1e12,
+                base.get("sdpa_bf16_b8_h16_s2048_d64_fwd_bwd_tflops"), "TFLOP/s");
+    } catch (const std::exception& e) {
+      std::printf("| SDPA bf16, B 8, H 16, S 2048, D 64 (TFLOP/s) | FAILED: %s | - | - |\n", e.what());
       all_right = false;
     }
   } catch (const std::exception& e) {

@@ -12,6 +12,10 @@ Rows (the same as graft_gpu_model_bench's, read from the JSON's "rows" by it):
                                       no padding, torch.no_grad, float32 with TF32 off
   matmul_{fp32,tf32}_{4096,8192}_tflops  torch.matmul of square float32 matrices, TF32 off / on: the
                                       cross-check of graft_gpu_gemm_bench's cuBLAS rows
+  *_bf16_*                            the same rows under torch.autocast("cuda", torch.bfloat16) (issue 12)
+  vit_b16_infer_{fp32,bf16}_b64_img_s ViT-B/16 inference, batch 64 at 224x224 (timm or torchvision)
+  sdpa_bf16_b8_h16_s2048_d64_{fwd,fwd_bwd}_tflops  F.scaled_dot_product_attention in bfloat16 (PyTorch
+                                      picks its flash kernel), forward and forward + backward
 The models are torchvision's resnet50 and transformers' BertModel when those packages import, else
 the same architectures defined below (the JSON's "sources" says which). Random weights and inputs.
 Timing: 3 warm-up iterations, then the median of the timed ones (--quick: 5, else 20), each ended by
@@ -86,6 +90,22 @@ def resnet50(torch):
             return self.fc(torch.flatten(nn.functional.adaptive_avg_pool2d(self.layers(self.stem(x)), 1), 1))
 
     return ResNet50(), "built-in definition (torchvision not importable)"
+
+
+def vit_b16():
+    """timm's vit_base_patch16_224 or torchvision's vit_b_16 (random weights), else (None, why)."""
+    try:
+        import timm
+
+        return timm.create_model("vit_base_patch16_224", pretrained=False), "timm " + timm.__version__
+    except Exception:
+        pass
+    try:
+        import torchvision
+
+        return torchvision.models.vit_b_16(), "torchvision " + torchvision.__version__
+    except Exception as e:
+        return None, f"skipped (neither timm nor torchvision imports: {e})"
 
 
 def bert_base(torch):
@@ -218,6 +238,46 @@ def main():
 
     rows["bert_base_infer_bf16_b32_s128_seq_s"] = 32 / median_seconds(infer_bf16, runs, torch)
     del module, fn
+    torch.cuda.empty_cache()
+
+    # ViT-B/16 inference, batch 64 at 224x224 (issue 12): timm's vit_base_patch16_224 or torchvision's
+    # vit_b_16 (the same encoder: 12 layers, width 768, 12 heads, MLP 3072); skipped when neither imports.
+    vit, sources["vit"] = vit_b16()
+    if vit is not None:
+        vit = vit.to(dev).eval()
+        imgs = torch.randn(64, 3, 224, 224, device=dev)
+
+        def vit_infer():
+            with torch.no_grad():
+                vit(imgs)
+
+        def vit_infer_bf16():
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
+                vit(imgs)
+
+        rows["vit_b16_infer_fp32_b64_img_s"] = 64 / median_seconds(vit_infer, runs, torch)
+        rows["vit_b16_infer_bf16_b64_img_s"] = 64 / median_seconds(vit_infer_bf16, runs, torch)
+        del vit, imgs
+        torch.cuda.empty_cache()
+
+    # Scaled dot-product attention (issue 12): bfloat16, B 8, H 16, S 2048, D 64, no mask; TFLOP/s counted
+    # as FlashAttention's benchmarks do: forward 4 B H S^2 D, backward 2.5 times that.
+    B, H, S, D = 8, 16, 2048, 64
+    q, k, v = (torch.randn(B, H, S, D, device=dev, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    fwd_flop = 4 * B * H * S * S * D
+    F = torch.nn.functional
+
+    def sdpa_fwd():
+        with torch.no_grad():
+            F.scaled_dot_product_attention(q, k, v)
+
+    def sdpa_fwd_bwd():
+        F.scaled_dot_product_attention(q, k, v).backward(gout)
+
+    gout = torch.randn(B, H, S, D, device=dev, dtype=torch.bfloat16)
+    rows["sdpa_bf16_b8_h16_s2048_d64_fwd_tflops"] = fwd_flop / median_seconds(sdpa_fwd, runs, torch) / 1e12
+    rows["sdpa_bf16_b8_h16_s2048_d64_fwd_bwd_tflops"] = 3.5 * fwd_flop / median_seconds(sdpa_fwd_bwd, runs, torch) / 1e12
+    del q, k, v, gout
     torch.cuda.empty_cache()
 
     # GEMM cross-check.

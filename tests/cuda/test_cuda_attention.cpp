@@ -4,7 +4,8 @@
 // The shapes reach both kernel families: the tiled float32 kernels (head dims <= 64 and <= 128) and
 // the per-row kernels (float64, head dims over 128), with sequence lengths no 64-tile divides.
 // Dropout draws another mask on the GPU than on the CPU (Philox vs the serial generator), so it is
-// checked by its rate, by seed, and against a CPU formula fed the GPU's own mask.
+// checked by its rate, by seed, and against a CPU formula fed the GPU's own mask. bfloat16 and float16
+// (the tensor-core kernels, attention_mma.cuh) are checked against the float32 CPU op on the same values.
 #include <cmath>
 #include <limits>
 #include <string>
@@ -284,6 +285,111 @@ TEST_CASE("CUDA attention through nn::MultiheadAttention", "[cuda]") {
     sum(yg * r.to(gpu())).backward();
     expect_close("MultiheadAttention in_proj_weight gradient", gpu_m->in_proj_weight.grad(),
                  cpu_m->in_proj_weight.grad());
+  }
+}
+
+namespace {
+// The 16-bit kernels (attention_mma.cuh) against the float32 CPU op on the same values: inputs rounded
+// to dt, the CPU computes in float32 from their widened copies, the GPU in dt (float32 sums; P and dS
+// rounded to dt as operands, as FlashAttention-2 does). Output and the gradients of q, k, v must be
+// within dt's tolerance of the float32 answer; layout 1 runs the GPU on non-contiguous copies.
+void check_attention_16(const std::string& name, DType dt, const std::vector<Tensor>& in32, const Tensor& mask,
+                        bool causal, double dropout_p = 0.0) {
+  INFO(name << " in " << dtype_name(dt));
+  std::vector<Tensor> cpu(3);
+  for (int i = 0; i < 3; ++i) cpu[size_t(i)] = in32[size_t(i)].detach().to(dt).to(DType::Float32).set_requires_grad();
+  const Tensor out32 = scaled_dot_product_attention(cpu[0], cpu[1], cpu[2], mask, dropout_p, causal);
+  const Tensor r16 = randn_const(out32.shape(), 131).to(dt);
+  const std::vector<Tensor> g32 = autograd::grad({sum(out32 * r16.to(DType::Float32))}, cpu);
+  const Tensor mask_gpu = mask.defined() ? mask.to(gpu()) : Tensor();
+  for (int layout = 0; layout < 2; ++layout) {
+    std::vector<Tensor> dev(3);
+    for (int i = 0; i < 3; ++i) {
+      Tensor d = in32[size_t(i)].detach().to(dt).to(gpu());
+      dev[size_t(i)] = (layout == 0 ? d : cuda_test::noncontiguous(d)).set_requires_grad();
+    }
+    const Tensor out = scaled_dot_product_attention(dev[0], dev[1], dev[2], mask_gpu, dropout_p, causal);
+    CHECK(out.dtype() == dt);
+    const std::string what = layout == 0 ? name : name + " (non-contiguous inputs)";
+    const graft_test::Tol tol = graft_test::tol_for(dt);
+    expect_close(what + ": output", out.to(DType::Float32), out32.detach(), tol);
+    const std::vector<Tensor> g = autograd::grad({sum(out * r16.to(gpu()))}, dev);
+    for (int i = 0; i < 3; ++i) {
+      CHECK(g[size_t(i)].dtype() == dt);
+      expect_close(what + ": gradient of " + "qkv"[i], g[size_t(i)].to(DType::Float32), g32[size_t(i)], tol);
+    }
+  }
+}
+}  // namespace
+
+TEST_CASE("CUDA attention in bfloat16 and float16 on the tensor cores: head dims, tails, masks, causal", "[cuda]") {
+  for (const DType dt : {DType::BFloat16, DType::Float16}) {
+    const int64_t cases[][4] = {
+        {37, 37, 64, 64},     // BERT / ViT heads, one tile with a tail
+        {128, 128, 64, 64},   // whole tiles
+        {100, 100, 32, 32},   // the 32 variant
+        {130, 70, 128, 128},  // the 128 variant, cross-attention with tails
+        {70, 70, 48, 17},     // E != Ev, neither a multiple of 16 (zero-padded tiles)
+        {1, 1, 8, 8},         // one query, one key
+        {20, 9, 8, 160},      // Ev over 128: the float32 kernels on widened copies, rounded
+    };
+    for (const auto& c : cases)
+      check_attention_16("attention B2 H3" + dims(c[0], c[1], c[2], c[3]), dt,
+                         qkv(2, 3, c[0], c[1], c[2], c[3], 140 + uint64_t(c[2])), Tensor(), false);
+    check_attention_16("causal" + dims(100, 100, 64, 64), dt, qkv(2, 2, 100, 100, 64, 64, 150), Tensor(), true);
+    check_attention_16("causal, L > S" + dims(90, 40, 32, 32), dt, qkv(2, 2, 90, 40, 32, 32, 153), Tensor(), true);
+    check_attention_16("bool padding mask [B, 1, 1, S]" + dims(77, 77, 64, 64), dt, qkv(2, 4, 77, 77, 64, 64, 156),
+                       padding_mask(2, 77), false);
+    check_attention_16("additive float mask [L, S]" + dims(50, 66, 64, 64), dt, qkv(2, 2, 50, 66, 64, 64, 159),
+                       randn_const({50, 66}, 162), false);
+  }
+}
+
+TEST_CASE("CUDA attention in bfloat16: a fully masked row, dropout, MultiheadAttention under autocast", "[cuda]") {
+  const DType bf = DType::BFloat16;
+  {  // batch 1 sees no key: zeros, no gradient, lse -inf (checked through the zeros)
+    const int64_t B0 = 2, L = 70, S = 67;
+    std::vector<int64_t> keep(size_t(B0 * S), 1);
+    for (int64_t j = 0; j < S; ++j) keep[size_t(S + j)] = 0;
+    const Tensor mask = from_vector(keep, {B0, 1, 1, S}, DType::Bool).to(gpu());
+    std::vector<Tensor> in = qkv(B0, 2, L, S, 64, 64, 165);
+    for (Tensor& t : in) t = t.detach().to(bf).to(gpu()).set_requires_grad();
+    const Tensor o = scaled_dot_product_attention(in[0], in[1], in[2], mask);
+    sum(o * randn_const(o.shape(), 166).to(bf).to(gpu())).backward();
+    for (double x : o.cpu().select(0, 1).to_vector()) REQUIRE(x == 0.0);
+    for (const Tensor& t : in)
+      for (double x : t.grad().cpu().select(0, 1).to_vector()) REQUIRE(x == 0.0);
+    for (double x : o.cpu().select(0, 0).to_vector()) REQUIRE(std::isfinite(x));
+  }
+  {  // dropout: the GPU's own draws, forward and backward; p = 1 drops everything
+    std::vector<Tensor> in = qkv(1, 2, 40, 40, 32, 32, 168);
+    for (Tensor& t : in) t = t.detach().to(bf).to(gpu());
+    manual_seed(5);
+    const Tensor a = scaled_dot_product_attention(in[0], in[1], in[2], Tensor(), 0.3);
+    manual_seed(5);
+    const Tensor b = scaled_dot_product_attention(in[0], in[1], in[2], Tensor(), 0.3);
+    expect_exact("bf16 dropout, same seed", a, b.cpu());
+    const Tensor none = scaled_dot_product_attention(in[0], in[1], in[2], Tensor(), 1.0);
+    for (double x : none.cpu().to_vector()) REQUIRE(x == 0.0);
+  }
+  {  // nn::MultiheadAttention under bf16 autocast: GPU against CPU autocast (float32 weights on both)
+    auto cpu_m = std::make_shared<nn::MultiheadAttention>(64, 4, 0.0, true, /*batch_first=*/true);
+    auto gpu_m = std::make_shared<nn::MultiheadAttention>(64, 4, 0.0, true, true);
+    gpu_m->load_state_dict(cpu_m->state_dict());
+    gpu_m->to(gpu());
+    const Tensor x = randn_leaf({2, 37, 64}, 170);
+    Tensor yc, yg;
+    {
+      AutocastGuard amp(bf, DeviceType::CPU);
+      yc = cpu_m->forward(x);
+    }
+    {
+      AutocastGuard amp(bf, DeviceType::CUDA);
+      yg = gpu_m->forward(x.detach().to(gpu()));
+    }
+    CHECK(yg.dtype() == bf);
+    expect_close("MultiheadAttention under bf16 autocast", yg.to(DType::Float32), yc.to(DType::Float32),
+                 graft_test::kTolModelBF16);
   }
 }
 

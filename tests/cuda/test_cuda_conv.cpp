@@ -5,7 +5,7 @@
 // 5x5 at stride 2 as in EfficientNet-Lite, a channel multiplier, one input channel); with and without
 // bias, batch 1 and 3, float32 and float64, gradients of x, weight and bias, and a frozen x (only
 // dweight and dbias). Then the slots called directly with poisoned outputs and pre-filled dweight /
-// dbias (the backward accumulates), and bad input.
+// dbias (the backward accumulates), and bad input; bfloat16 and float16 against float32 on the same values.
 //
 // Scale. The weight and the bias enter the op as w * c and b * c with c = 1 / sqrt(N OH OW), the leaves
 // w and b drawn with standard deviations sqrt(N OH OW / (Cg KH KW)) and 1. So the effective weight has
@@ -112,6 +112,52 @@ TEST_CASE("CUDA conv2d float64", "[cuda]") {
   };
   uint64_t seed = 300;
   for (const ConvCase& c : cases) check_conv(c, DType::Float64, seed += 3);
+}
+
+// bfloat16 / float16 (the tensor-core kernels; depthwise ones widened by the op) against the float32 CPU
+// op on the same values: the leaves are drawn at the "Scale" above, rounded to dt; the CPU computes in
+// float32 from their widened copies, the GPU in dt (float32 sums, one rounding). Output and every
+// gradient within dt's tolerance of the float32 answer.
+void check_conv_16(const ConvCase& c, DType dt, uint64_t seed) {
+  INFO(describe(c) << " in " << dtype_name(dt));
+  const Conv2dGeometry g = conv2d_geometry(c.x, c.w, params(c));
+  const double scale = 1.0 / std::sqrt(double(g.N * g.L));
+  std::vector<Tensor> leaves = {randn_leaf(c.x, seed, 1.0).detach().to(dt),
+                                randn_leaf(c.w, seed + 1, std::sqrt(double(g.N * g.L) / double(g.R)) * scale).detach().to(dt),
+                                c.bias ? randn_leaf({g.O}, seed + 2, scale).detach().to(dt) : Tensor()};
+  auto run = [&](const std::vector<Tensor>& in) {
+    return conv2d(in[0], in[1], in[2], c.stride, c.padding, c.dilation, c.groups);
+  };
+  std::vector<Tensor> cpu, dev, cpu_wrt, dev_wrt;
+  for (const Tensor& t : leaves) {
+    cpu.push_back(t.defined() ? t.to(DType::Float32).set_requires_grad() : Tensor());
+    dev.push_back(t.defined() ? t.to(gpu()).set_requires_grad() : Tensor());
+    if (t.defined()) {
+      cpu_wrt.push_back(cpu.back());
+      dev_wrt.push_back(dev.back());
+    }
+  }
+  const Tensor out32 = run(cpu), out = run(dev);
+  CHECK(out.dtype() == dt);
+  const graft_test::Tol tol = graft_test::tol_for(dt);
+  expect_close("output", out.to(DType::Float32), out32.detach(), tol);
+  Generator gr(seed + 3);
+  const Tensor r = randn(out32.shape(), DType::Float32, gr).to(dt);
+  const std::vector<Tensor> g32 = autograd::grad({sum(out32 * r.to(DType::Float32))}, cpu_wrt);
+  const std::vector<Tensor> g16 = autograd::grad({sum(out * r.to(gpu()))}, dev_wrt);
+  for (size_t i = 0; i < g32.size(); ++i) {
+    CHECK(g16[i].dtype() == dt);
+    expect_close("gradient of input " + std::to_string(i), g16[i].to(DType::Float32), g32[i], tol);
+  }
+}
+
+TEST_CASE("CUDA conv2d in bfloat16 and float16 on the tensor cores (depthwise widened)", "[cuda]") {
+  for (const DType dt : {DType::BFloat16, DType::Float16}) {
+    uint64_t seed = 500;
+    for (const ConvCase& c : kGemmCases) check_conv_16(c, dt, seed += 3);
+    check_conv_16(kDepthwiseCases[2], dt, seed += 3);
+    check_conv_16(kDepthwiseCases[5], dt, seed += 3);
+  }
 }
 
 TEST_CASE("CUDA conv2d with a frozen input: only dweight and dbias", "[cuda]") {

@@ -265,6 +265,61 @@ TEST_CASE("CUDA matmul and linear in bfloat16 on the tensor cores (mma.m16n8k16)
   CHECK(w32.grad().dtype() == DType::Float32);
 }
 
+TEST_CASE("CUDA matmul and linear in float16 on the tensor cores (mma.m16n8k16), forward and backward", "[cuda]") {
+  // The bfloat16 kernel's float16 twin, against the CPU's float16 ops (float32 sums, one rounding).
+  const DType h = DType::Float16;
+  auto f16 = [&](const Tensor& t) { return t.detach().to(h); };
+  for (const auto& [m, n, k] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {17, 9, 33}, {130, 257, 70}, {300, 200, 512}}) {
+    INFO("m " << m << " n " << n << " k " << k);
+    const Tensor a = f16(randn_leaf({m, k}, 91)), b = f16(randn_leaf({k, n}, 92));
+    expect_close("f16 matmul", matmul(a.to(gpu()), b.to(gpu())), matmul(a, b));
+    const Tensor ad = f16(dyadic({m, k}, 93)), bd = f16(dyadic({k, n}, 94));
+    if (k <= 70) expect_exact("f16 matmul, dyadic inputs", matmul(ad.to(gpu()), bd.to(gpu())), matmul(ad, bd));
+  }
+  const Tensor x = f16(randn_leaf({2, 19, 45}, 95)).set_requires_grad(), w = f16(randn_leaf({131, 45}, 96, 0.5)),
+               bias = f16(randn_leaf({131}, 97));
+  {
+    NoGradGuard ng;
+    expect_close("f16 linear, bias, gelu", linear(x.to(gpu()), w.to(gpu()), bias.to(gpu()), Activation::Gelu),
+                 linear(x, w, bias, Activation::Gelu));
+  }
+  const Tensor xg = x.detach().to(gpu()).set_requires_grad();
+  const Tensor g = f16(randn_leaf({2, 19, 131}, 98));
+  const auto cpu = autograd::grad({linear(x, w, bias)}, {x}, {g});
+  const auto dev = autograd::grad({linear(xg, w.to(gpu()), bias.to(gpu()))}, {xg}, {g.to(gpu())});
+  CHECK(dev[0].dtype() == h);
+  expect_close("f16 linear dx", dev[0], cpu[0]);
+}
+
+TEST_CASE("CUDA 16-bit matmul and linear: the simple and the pipelined kernel (pinned), both formats", "[cuda]") {
+  // Operands k-contiguous (x @ W^T, a @ b^T views), so the pipelined kernel (cp.async, ldmatrix) fits;
+  // K a multiple of 8 but not of the 32-deep k step, M and N off the 128 tiles. Each kernel against the
+  // CPU op on the same values; dyadic inputs make the sums exact, so the two kernels agree bit for bit.
+  using graft::kernels::cuda::gemm_plan::Bf16GemmKernel;
+  using graft::kernels::cuda::gemm_plan::forced_bf16_gemm_kernel;
+  struct Unpin {
+    ~Unpin() { forced_bf16_gemm_kernel = -1; }
+  } unpin;
+  for (const DType dt : {DType::BFloat16, DType::Float16}) {
+    auto cast = [&](const Tensor& t) { return t.detach().to(dt); };
+    const Tensor x = cast(randn_leaf({3, 70, 72}, 101)), w = cast(randn_leaf({150, 72}, 102, 0.5));
+    const Tensor bias = cast(randn_leaf({150}, 103));
+    const Tensor a = cast(randn_leaf({2, 130, 40}, 104)), bt = cast(randn_leaf({2, 257, 40}, 105));
+    const Tensor ad = cast(dyadic({131, 64}, 106)), btd = cast(dyadic({129, 64}, 107));
+    for (const Bf16GemmKernel k : {Bf16GemmKernel::Simple, Bf16GemmKernel::Pipelined}) {
+      INFO(dtype_name(dt) << ", " << graft::kernels::cuda::gemm_plan::bf16_gemm_kernel_name(k));
+      forced_bf16_gemm_kernel = int(k);
+      NoGradGuard ng;
+      expect_close("linear, bias, relu", linear(x.to(gpu()), w.to(gpu()), bias.to(gpu()), Activation::Relu),
+                   linear(x, w, bias, Activation::Relu));
+      expect_close("batched a @ b^T", matmul(a.to(gpu()), bt.to(gpu()).transpose(-1, -2)), matmul(a, bt.transpose(-1, -2)));
+      expect_exact("dyadic a @ b^T", matmul(ad.to(gpu()), btd.to(gpu()).t()), matmul(ad, btd.t()));
+      expect_close("an empty product (K = 0)", matmul(cast(zeros({5, 0})).to(gpu()), cast(zeros({0, 7})).to(gpu())),
+                   cast(zeros({5, 7})));
+    }
+  }
+}
+
 TEST_CASE("CUDA matmul and linear: bad input throws with the shapes", "[cuda]") {
   const Tensor a = randn({3, 4}).to(gpu()), b = randn({5, 6}).to(gpu());
   CHECK_THROWS_WITH(matmul(a, b), Catch::Contains("cannot be multiplied") && Catch::Contains("[3, 4]"));

@@ -25,7 +25,8 @@
 //         recomputes the probabilities. The dropout draws are the same either way: one
 //         default_generator().uniform() per element of [*, L, S] in row-major order, kept when >= p.
 //         CUDA tensors run graft/kernels/cuda/attention.cuh (tiled FlashAttention-2 kernels for
-//         float32 head dims <= 128, a warp per row otherwise); there the draws come from Philox4x32-10
+//         float32 head dims <= 128, a warp per row otherwise; bfloat16 and float16 on the tensor cores,
+//         attention_mma.cuh, for head dims <= 128); there the draws come from Philox4x32-10
 //         under one key from default_generator(): reproducible for a seed, but another mask than the
 //         CPU's for the same seed (as PyTorch's devices differ). A bool mask becomes the additive one
 //         (0 / -inf, the mask's own shape) by `where` on the mask's device, so nothing of a device
@@ -39,6 +40,7 @@
 
 #include "graft/core/random.hpp"
 #include "graft/kernels/cpu/attention.hpp"
+#include "graft/kernels/cuda/attention_mma_plan.hpp"
 #include "graft/ops/autocast.hpp"
 #include "graft/ops/creation.hpp"
 #include "graft/ops/elementwise.hpp"
@@ -400,7 +402,8 @@ inline Tensor scaled_dot_product_attention(const Tensor& q_in, const Tensor& k_i
                                        detail_attention::leading_dims(v.shape()), op);
   const int64_t B = batch.numel();
   const DType dt = q.dtype();
-  if (is_reduced_float(dt) && !q.device().is_cpu())  // no 16-bit GPU attention yet: float32, rounded
+  // 16-bit GPU attention runs on the tensor cores for head dims up to 128; larger ones in float32, rounded
+  if (is_reduced_float(dt) && !q.device().is_cpu() && kernels::cuda::attention_mma_plan::head_dim_variant(E, Ev) == 0)
     return scaled_dot_product_attention(q.to(DType::Float32), k.to(DType::Float32), v.to(DType::Float32),
                                         as_float32_if_reduced(attn_mask), dropout_p, is_causal, scale)
         .to(dt);

@@ -164,12 +164,84 @@ inline void conv2d_forward_bf16_gemm(const Tensor& out, const Tensor& x, const T
   copy_into(out, wide.reshape(out.shape()));
 }
 
+// dx's planes of one image and group += the columns dcols [R, L] folded back (col2im, im2col_reference's
+// transpose): x[c, ih, iw] += dcols[(c KH + kh) KW + kw, oh OW + ow] over the taps inside the image.
+inline void col2im_add_reference(float* dx, const float* dcols, const Conv2dGeometry& g) {
+  for (int64_t c = 0; c < g.Cg; ++c)
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw) {
+        const float* row = dcols + ((c * g.KH + kh) * g.KW + kw) * g.L;
+        float* plane = dx + c * g.H * g.W;
+        for (int64_t oh = 0; oh < g.OH; ++oh) {
+          const int64_t ih = oh * g.sh - g.ph + kh * g.dh;
+          if (ih < 0 || ih >= g.H) continue;
+          for (int64_t ow = 0; ow < g.OW; ++ow) {
+            const int64_t iw = ow * g.sw - g.pw + kw * g.dw;
+            if (iw >= 0 && iw < g.W) plane[ih * g.W + iw] += row[oh * g.OW + ow];
+          }
+        }
+      }
+}
+
+// The bfloat16 backward on gemm_bf16 (AMX / AVX512_BF16), per (image, group):
+//   dx      dcols [R, L] = w_g^T [R, Og] dout_g [Og, L] into float32, folded back into a float32 dx
+//   dweight dw_g [Og, R] += dout_g [Og, L] cols^T [L, R] (the bfloat16 im2col), summed in float32
+// each rounded once into its bfloat16 tensor (dweight and dbias accumulate: their values are widened
+// first). dbias: dout summed in double.
+inline void conv2d_backward_bf16_gemm(const Tensor& dx, const Tensor& dweight, const Tensor& dbias,
+                                      const Tensor& dout, const Tensor& x, const Tensor& weight,
+                                      const Conv2dGeometry& g) {
+  const int64_t R = g.Cg * g.KH * g.KW;
+  const BFloat16* pd = dout.data<BFloat16>();
+  if (dx.defined()) {
+    const Tensor wide = zeros(dx.shape(), DType::Float32);
+    std::vector<float> dcols(size_t(R * g.L));
+    const BFloat16* pw = weight.data<BFloat16>();
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t grp = 0; grp < g.G; ++grp) {
+        // a (r, o) = w[grp Og + o, r]: the group's weight read transposed
+        gemm_bf16(R, g.L, g.Og, pw + grp * g.Og * R, 1, R, pd + (n * g.O + grp * g.Og) * g.L, g.L, 1, dcols.data(),
+                  g.L);
+        col2im_add_reference(wide.data<float>() + (n * g.C + grp * g.Cg) * g.H * g.W, dcols.data(), g);
+      }
+    copy_into(dx, wide);
+  }
+  if (dweight.defined()) {
+    const Tensor wide = widen_operand(dweight).contiguous();
+    std::vector<BFloat16> cols(size_t(R * g.L));
+    std::vector<float> prod(size_t(g.Og * R));
+    const BFloat16* px = x.data<BFloat16>();
+    float* pdw = wide.data<float>();
+    for (int64_t n = 0; n < g.N; ++n)
+      for (int64_t grp = 0; grp < g.G; ++grp) {
+        im2col_reference(cols.data(), px + (n * g.C + grp * g.Cg) * g.H * g.W, g);
+        // b (l, r) = cols[r, l]: the columns read transposed
+        gemm_bf16(g.Og, R, g.L, pd + (n * g.O + grp * g.Og) * g.L, g.L, 1, cols.data(), 1, g.L, prod.data(), R);
+        float* dw = pdw + grp * g.Og * R;
+        for (int64_t e = 0; e < g.Og * R; ++e) dw[e] += prod[size_t(e)];
+      }
+    copy_into(dweight, wide);
+  }
+  if (dbias.defined()) {
+    const Tensor wide = widen_operand(dbias).contiguous();
+    float* pb = wide.data<float>();
+    for (int64_t o = 0; o < g.O; ++o) {
+      double s = 0.0;
+      for (int64_t n = 0; n < g.N; ++n)
+        for (int64_t l = 0; l < g.L; ++l) s += double(float(pd[(n * g.O + o) * g.L + l]));
+      pb[o] = float(double(pb[o]) + s);
+    }
+    copy_into(dbias, wide);
+  }
+}
+
 // The CPU entries (the KernelSlots below): the fast float32 kernels for the active ISA
 // (kernels/graft/kernels/cpu/conv2d.hpp), else the references above.
 //   conv2d_forward:  out = conv2d(x, weight) + bias; x, weight, bias (or undefined) and out contiguous.
 //   conv2d_backward: dx overwritten, dweight and dbias accumulated (+=), each only when defined; x may
 //                    be undefined when dweight is, weight when dx is; x_shape and w_shape give the sizes.
-//   bfloat16 / float16: the operands widened to float32, the float32 kernels, the results rounded on store.
+//   bfloat16 / float16: the operands widened to float32, the float32 kernels, the results rounded on store;
+//   bfloat16 on a CPU with AMX or AVX512_BF16: conv2d_forward_bf16_gemm and conv2d_backward_bf16_gemm.
 inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                            const Conv2dParams& p) {
   if (out.dtype() == DType::BFloat16 && active_bf16_gemm_path() != Bf16GemmPath::Widen)
@@ -193,6 +265,8 @@ inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& wei
 inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tensor& dbias, const Tensor& dout,
                             const Tensor& x, const Tensor& weight, const Shape& x_shape, const Shape& w_shape,
                             const Conv2dParams& p) {
+  if (dout.dtype() == DType::BFloat16 && active_bf16_gemm_path() != Bf16GemmPath::Widen)
+    return conv2d_backward_bf16_gemm(dx, dweight, dbias, dout, x, weight, conv2d_geometry(x_shape, w_shape, p));
   if (is_reduced_float(dout.dtype())) {
     // dweight and dbias accumulate: their current values are widened too, then the sums rounded back
     const Tensor wdx = dx.defined() ? empty(dx.shape(), DType::Float32) : Tensor();
@@ -369,7 +443,9 @@ inline Tensor conv2d(const Tensor& x_arg, const Tensor& weight_arg, const Tensor
   GRAFT_CHECK(kh_eff <= hp && kw_eff <= wp, "conv2d", "kernel size (", kh_eff, " x ", kw_eff,
               ", dilated) is larger than the padded input (", hp, " x ", wp, ") of input shape ", x_in.shape());
 
-  if (is_reduced_float(x_in.dtype()) && !x_in.device().is_cpu())  // no 16-bit GPU convolution yet
+  // 16-bit GPU convolutions run on the tensor cores, but for one input channel per group (depthwise,
+  // Cg = 1): those run in float32, rounded
+  if (is_reduced_float(x_in.dtype()) && !x_in.device().is_cpu() && weight_in.size(1) == 1)
     return conv2d(x_in.to(DType::Float32), weight_in.to(DType::Float32), as_float32_if_reduced(bias_in), stride, padding,
                   dilation, groups)
         .to(x_in.dtype());

@@ -164,8 +164,6 @@ inline Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
     GRAFT_CHECK(da == db || da == 1 || db == 1, "matmul", "shapes ", a.shape(), " and ", b.shape(),
                 " have batch dims that cannot be broadcast (", da, " vs ", db, ")");
   }
-  if (a.dtype() == DType::Float16 && !a.device().is_cpu())  // no float16 GPU GEMM yet: float32, rounded
-    return matmul(a.to(DType::Float32), b.to(DType::Float32)).to(a.dtype());
   if (a.dim() == 1 && b.dim() == 1) return detail_matmul::matmul_nd(a.unsqueeze(0), b.unsqueeze(1)).reshape(Shape{});
   if (a.dim() == 1) return detail_matmul::matmul_nd(a.unsqueeze(0), b).squeeze(-2);
   if (b.dim() == 1) return detail_matmul::matmul_nd(a, b.unsqueeze(1)).squeeze(-1);
@@ -277,7 +275,7 @@ inline Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& 
     }
     return y;
   };
-  if (!x.device().is_cpu() && (!linear_kernel.has(x.device()) || x.dtype() == DType::Float16)) {
+  if (!x.device().is_cpu() && !linear_kernel.has(x.device())) {
     const Tensor y = matmul(x, weight.t());
     return apply_act(bias.defined() ? y + bias : y);
   }

@@ -42,6 +42,8 @@
 #include "graft/core/dtype.hpp"
 #include "graft/core/random.hpp"
 #include "graft/core/tensor.hpp"
+#include "graft/kernels/cuda/attention_args.cuh"
+#include "graft/kernels/cuda/attention_mma.cuh"
 #include "graft/kernels/cuda/attention_plan.hpp"
 #include "graft/kernels/cuda/common.cuh"
 #include "graft/kernels/cuda/dropout.cuh"
@@ -50,33 +52,6 @@ namespace graft::kernels::cuda {
 
 namespace attention_detail {
 using namespace attention_plan;
-
-// Everything a kernel reads or writes (null pointer: not present / not wanted). Passed by value.
-template <class T>
-struct AttentionArgs {
-  const T* q = nullptr;     BatchedMatrix qm;    // [B, L, E]
-  const T* k = nullptr;     BatchedMatrix km;    // [B, S, E]
-  const T* v = nullptr;     BatchedMatrix vm;    // [B, S, Ev]
-  const T* bias = nullptr;  BatchedMatrix bm;    // [B, L, S], added to the scores
-  const bool* keep = nullptr;                    // [B, L, S] contiguous, the dropout draws
-  T keep_scale = T(1);                           // 1 / (1 - p), 0 for p = 1
-  T* out = nullptr;         BatchedMatrix om;    // [B, L, Ev] (forward writes, backward reads)
-  T* lse = nullptr;                              // [B, L] contiguous (forward writes, backward reads)
-  const T* dout = nullptr;  BatchedMatrix dom;   // [B, L, Ev]
-  T* drow = nullptr;                             // [B, L] contiguous: D = rowsum(dO * O) (backward)
-  T* dq = nullptr;          BatchedMatrix dqm;   // [B, L, E]
-  T* dk = nullptr;          BatchedMatrix dkm;   // [B, S, E]
-  T* dv = nullptr;          BatchedMatrix dvm;   // [B, S, Ev]
-  int64_t B = 0, L = 0, S = 0, E = 0, Ev = 0;
-  bool causal = false;
-  T scale = T(1);
-};
-
-// The dropout multiplier of score (b, i, j): 1 without dropout.
-template <class T>
-__device__ inline T keep_multiplier(const AttentionArgs<T>& a, int64_t b, int64_t i, int64_t j) {
-  return a.keep == nullptr ? T(1) : a.keep[(b * a.L + i) * a.S + j] ? a.keep_scale : T(0);
-}
 
 // ---- the tiled float32 kernels --------------------------------------------------------------------
 
@@ -621,37 +596,6 @@ __global__ void dropout_keep_kernel(bool* keep, int64_t n, double p, uint64_t ke
 
 // ---- host side ------------------------------------------------------------------------------------
 
-inline BatchedMatrix matrix_of(const Tensor& t) {
-  return t.defined() ? batched_matrix(t.shape(), t.strides()) : BatchedMatrix{};
-}
-
-template <class T>
-AttentionArgs<T> make_args(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out, const Tensor& lse,
-                           const Tensor& bias, const Tensor& keep, double dropout_p, bool is_causal, double scale) {
-  AttentionArgs<T> a;
-  a.q = static_cast<const T*>(q.data_ptr());
-  a.qm = matrix_of(q);
-  a.k = static_cast<const T*>(k.data_ptr());
-  a.km = matrix_of(k);
-  a.v = static_cast<const T*>(v.data_ptr());
-  a.vm = matrix_of(v);
-  a.bias = data_or_null<const T>(bias);
-  a.bm = matrix_of(bias);
-  a.keep = data_or_null<const bool>(keep);
-  a.keep_scale = dropout_p < 1.0 ? T(1.0 / (1.0 - dropout_p)) : T(0);
-  a.out = static_cast<T*>(out.data_ptr());
-  a.om = matrix_of(out);
-  a.lse = static_cast<T*>(lse.data_ptr());
-  a.B = lse.shape()[0];
-  a.L = q.size(-2);
-  a.S = k.size(-2);
-  a.E = q.size(-1);
-  a.Ev = v.size(-1);
-  a.causal = is_causal;
-  a.scale = T(scale);
-  return a;
-}
-
 // The dynamic shared memory a block of the device may opt in to.
 inline int64_t smem_optin_bytes(Device d) {
   int optin = 0;
@@ -705,6 +649,8 @@ inline void attention_forward(const Tensor& out, const Tensor& lse, const Tensor
                               const Tensor& bias, const Tensor& keep, double dropout_p, bool is_causal, double scale) {
   using namespace attention_detail;
   if (lse.numel() == 0) return;  // B L = 0: nothing to write
+  if (is_reduced_float(q.dtype()))  // bfloat16 / float16: the tensor-core kernels (attention_mma.cuh)
+    return attention_forward_mma(out, lse, q, k, v, bias, keep, dropout_p, is_causal, scale);
   GRAFT_DISPATCH_FLOAT(q.dtype(), "scaled_dot_product_attention (cuda)", T, [&] {
     const AttentionArgs<T> a = make_args<T>(q, k, v, out, lse, bias, keep, dropout_p, is_causal, scale);
     const KernelLaunch at(lse.device());
@@ -720,17 +666,12 @@ inline void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor&
                                const Tensor& bias, const Tensor& keep, double dropout_p, bool is_causal, double scale) {
   using namespace attention_detail;
   if (!dq.defined() && !dk.defined() && !dv.defined()) return;
+  if (is_reduced_float(q.dtype()))
+    return attention_backward_mma(dq, dk, dv, dout, q, k, v, out, lse, bias, keep, dropout_p, is_causal, scale);
   const Device dev = lse.device();
   GRAFT_DISPATCH_FLOAT(q.dtype(), "scaled_dot_product_attention_backward (cuda)", T, [&] {
     AttentionArgs<T> a = make_args<T>(q, k, v, out, lse, bias, keep, dropout_p, is_causal, scale);
-    a.dout = static_cast<const T*>(dout.data_ptr());
-    a.dom = matrix_of(dout);
-    a.dq = data_or_null<T>(dq);
-    a.dqm = matrix_of(dq);
-    a.dk = data_or_null<T>(dk);
-    a.dkm = matrix_of(dk);
-    a.dv = data_or_null<T>(dv);
-    a.dvm = matrix_of(dv);
+    set_backward_args(a, dq, dk, dv, dout);
     if (a.B == 0) return;
     const Tensor drow = empty(Shape{a.B, a.L}, q.dtype(), dev);  // D [B, L]
     a.drow = static_cast<T*>(drow.data_ptr());

@@ -1,5 +1,6 @@
 // graft/kernels/cuda/conv2d.cuh - 2-D convolution on the GPU, forward and both backward passes, NCHW:
-// x [N, C, H, W], weight [O, Cg, KH, KW] (OIHW), out [N, O, OH, OW], groups, float32 and float64.
+// x [N, C, H, W], weight [O, Cg, KH, KW] (OIHW), out [N, O, OH, OW], groups, float32, float64, and
+// bfloat16 / float16 (not depthwise).
 // The slots' contracts of graft/ops/conv2d.hpp: every tensor contiguous; the forward writes
 // out = conv2d(x, w) + bias (bias may be undefined); the backward overwrites dx and accumulates (+=)
 // dweight and dbias, each only when defined (x is undefined when dweight is, weight when dx is).
@@ -32,19 +33,27 @@
 //   dx       a thread per input element gathering from the outputs whose windows hold it (no atomics)
 //   dweight  a block per (o, tap) summing dout * x over (n, oh, ow) in double
 //
-// Not here yet: tensor cores (TF32 mma.sync), 128-bit loads (the gathers are scalar), NHWC, split-K for
-// the forward and dx (batch 1 at 7 x 7 gives few column tiles), a shared-memory tiled depthwise kernel.
+// bfloat16 / float16 (general convolutions): the same three implicit GEMMs, loaders and grids on the
+// tensor cores (mma.sync.m16n8k16, float32 accumulation; the section "bfloat16 / float16 on the tensor
+// cores" below). Depthwise 16-bit convolutions are widened to float32 by the op.
+//
+// Not here yet: TF32 mma.sync for float32, 128-bit loads (the gathers are scalar), NHWC, split-K for
+// the forward and dx (batch 1 at 7 x 7 gives few column tiles), a shared-memory tiled depthwise kernel,
+// 16-bit depthwise kernels.
 #pragma once
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <type_traits>
 
 #include "graft/core/conv2d_geometry.hpp"
 #include "graft/core/dtype.hpp"
 #include "graft/core/tensor.hpp"
 #include "graft/kernels/cuda/common.cuh"
 #include "graft/kernels/cuda/conv2d_plan.hpp"
+#include "graft/kernels/cuda/gemm_plan.hpp"  // the mma.m16n8k16 fragment layouts
+#include "graft/kernels/cuda/mma16.cuh"
 #include "graft/kernels/cuda/reduce.cuh"  // block_sum
 
 namespace graft::kernels::cuda {
@@ -53,7 +62,7 @@ namespace conv2d_detail {
 using reduce_detail::block_sum;
 using reduce_detail::kReduceBlock;
 
-constexpr int BM = 64, BN = 64, BK = 16, TM = 4, TN = 4;
+constexpr int BM = kConvTile, BN = kConvTile, BK = kConvStep, TM = 4, TN = 4;
 constexpr int kThreads = (BM / TM) * (BN / TN);  // 256
 constexpr int kLoads = BM * BK / kThreads;       // elements of each operand a thread loads per step: 4
 // The two ways a thread t loads its kLoads elements of a BK-deep tile:
@@ -98,13 +107,17 @@ __device__ __forceinline__ void multiply_tile(T (&acc)[TM][TN], const T (&a)[BK]
 
 // acc += A[m0 :, k_begin : k_end] @ B[k_begin : k_end, n0 :] for the block's tile. A Loader holds one
 // step's global loads in registers: fetch(kt, k_end) reads the elements of the step kt this thread
-// owns (0 outside the operands and at k >= k_end), stash(a, b) stores them into the shared tiles.
-// Every thread of the block calls it with the same k_begin, k_end (it synchronizes).
+// owns (0 outside the operands and at k >= k_end), stash(put_a, put_b) hands each to put_a(k, m, v)
+// or put_b(k, n, v), which store it in the shared tiles (here [k][outer]; k-contiguous for the tensor
+// cores). Every thread of the block calls it with the same k_begin, k_end (it synchronizes).
 template <class T, class Loader>
 __device__ __forceinline__ void reduce_tiles(T (&acc)[TM][TN], Tiles<T>& sm, Loader& ld, int k_begin, int k_end) {
   if (k_begin >= k_end) return;
+  auto stash = [&](int buf) {
+    ld.stash([&](int k, int m, T v) { sm.a[buf][k][m] = v; }, [&](int k, int n, T v) { sm.b[buf][k][n] = v; });
+  };
   ld.fetch(k_begin, k_end);
-  ld.stash(sm.a[0], sm.b[0]);
+  stash(0);
   __syncthreads();
   int buf = 0;
   for (int kt = k_begin; kt < k_end; kt += BK) {
@@ -113,7 +126,7 @@ __device__ __forceinline__ void reduce_tiles(T (&acc)[TM][TN], Tiles<T>& sm, Loa
     multiply_tile(acc, sm.a[buf], sm.b[buf]);
     // The other buffer was last read in the previous step, which every thread finished before the
     // barrier at its end, so it can be overwritten now.
-    if (more) ld.stash(sm.a[buf ^ 1], sm.b[buf ^ 1]);
+    if (more) stash(buf ^ 1);
     __syncthreads();
     buf ^= 1;
   }
@@ -155,12 +168,13 @@ struct ForwardLoader {
       rb[j] = at >= 0 ? x[at] : T(0);
     }
   }
-  __device__ __forceinline__ void stash(T (&a)[BK][BM + 1], T (&b)[BK][BN + 1]) const {
+  template <class PutA, class PutB>
+  __device__ __forceinline__ void stash(PutA&& put_a, PutB&& put_b) const {
     const int t = int(threadIdx.x);
 #pragma unroll
-    for (int j = 0; j < kLoads; ++j) a[t % BK][t / BK + kStepAlongK * j] = ra[j];
+    for (int j = 0; j < kLoads; ++j) put_a(t % BK, t / BK + kStepAlongK * j, ra[j]);
 #pragma unroll
-    for (int j = 0; j < kLoads; ++j) b[t / BN + kStepAlongN * j][t % BN] = rb[j];
+    for (int j = 0; j < kLoads; ++j) put_b(t / BN + kStepAlongN * j, t % BN, rb[j]);
   }
 };
 
@@ -243,12 +257,13 @@ struct DxLoader {
       rb[jj] = v;
     }
   }
-  __device__ __forceinline__ void stash(T (&a)[BK][BM + 1], T (&b)[BK][BN + 1]) const {
+  template <class PutA, class PutB>
+  __device__ __forceinline__ void stash(PutA&& put_a, PutB&& put_b) const {
     const int t = int(threadIdx.x);
 #pragma unroll
-    for (int jj = 0; jj < kLoads; ++jj) a[t % BK][t / BK + kStepAlongK * jj] = ra[jj];
+    for (int jj = 0; jj < kLoads; ++jj) put_a(t % BK, t / BK + kStepAlongK * jj, ra[jj]);
 #pragma unroll
-    for (int jj = 0; jj < kLoads; ++jj) b[t / BN + kStepAlongN * jj][t % BN] = rb[jj];
+    for (int jj = 0; jj < kLoads; ++jj) put_b(t / BN + kStepAlongN * jj, t % BN, rb[jj]);
   }
 };
 
@@ -325,12 +340,13 @@ struct DweightLoader {
       rb[jj] = at >= 0 ? xn[at] : T(0);
     }
   }
-  __device__ __forceinline__ void stash(T (&a)[BK][BM + 1], T (&b)[BK][BN + 1]) const {
+  template <class PutA, class PutB>
+  __device__ __forceinline__ void stash(PutA&& put_a, PutB&& put_b) const {
     const int t = int(threadIdx.x);
 #pragma unroll
-    for (int jj = 0; jj < kLoads; ++jj) a[t % BK][t / BK + kStepAlongK * jj] = ra[jj];
+    for (int jj = 0; jj < kLoads; ++jj) put_a(t % BK, t / BK + kStepAlongK * jj, ra[jj]);
 #pragma unroll
-    for (int jj = 0; jj < kLoads; ++jj) b[t % BK][t / BK + kStepAlongK * jj] = rb[jj];
+    for (int jj = 0; jj < kLoads; ++jj) put_b(t % BK, t / BK + kStepAlongK * jj, rb[jj]);
   }
 };
 
@@ -391,6 +407,171 @@ __global__ void __launch_bounds__(kReduceBlock) bias_grad(T* __restrict__ db, co
     }
     s = block_sum(s);
     if (threadIdx.x == 0) db[o] += T(s);
+  }
+}
+
+// ---- bfloat16 / float16 on the tensor cores (the general convolutions) ------------------------------
+// The same three implicit GEMMs and loaders, with T = uint16_t: the loaders move 16-bit patterns (a
+// zero pattern is +0). A step's tiles are staged k-contiguous, [outer][k] with rows of kLd16 halves, for
+// mma.sync.m16n8k16 with float32 accumulation (mma16.cuh); 8 warps as 4 (m) x 2 (n), each 16 x 32 of the
+// 64 x 64 tile, four m16n8 tiles per k step of 16 (conv2d_plan.hpp: mma16_warp_row0 / col0, kLd16).
+// Outputs are rounded once: out and dx on store; dweight and dbias add their float32 sums to the
+// 16-bit gradient and round the total (split-K partials stay float32 until then).
+struct Tiles16 {
+  uint16_t a[2][BM][kLd16];  // a[buf][m][k] = A[m0 + m, kt + k]
+  uint16_t b[2][BN][kLd16];  // b[buf][n][k] = B[kt + k, n0 + n]
+};
+
+// acc (the warp's 16 x 32: four m16n8 tiles) += A[m0 :, k_begin : k_end] @ B[k_begin : k_end, n0 :];
+// reduce_tiles' double buffering, with the loaders' elements stashed k-contiguous.
+template <class F, class Loader>
+__device__ __forceinline__ void reduce_tiles_mma(float (&acc)[4][4], Tiles16& sm, Loader& ld, int k_begin, int k_end) {
+  if (k_begin >= k_end) return;
+  const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  const int wm = mma16_warp_row0(warp), wn = mma16_warp_col0(warp);
+  auto stash = [&](int buf) {
+    ld.stash([&](int k, int m, uint16_t v) { sm.a[buf][m][k] = v; }, [&](int k, int n, uint16_t v) { sm.b[buf][n][k] = v; });
+  };
+  ld.fetch(k_begin, k_end);
+  stash(0);
+  __syncthreads();
+  int buf = 0;
+  for (int kt = k_begin; kt < k_end; kt += BK) {
+    const bool more = kt + BK < k_end;
+    if (more) ld.fetch(kt + BK, k_end);  // in flight during the multiply
+    uint32_t af[4];
+#pragma unroll
+    for (int r = 0; r < 4; ++r)
+      af[r] = mma16::load_pair(&sm.a[buf][wm + gemm_plan::bf16_mma_a_row(lane, r)][gemm_plan::bf16_mma_a_col(lane, r)]);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      const uint16_t* bn = sm.b[buf][wn + 8 * j + gemm_plan::mma_b_col(lane)];
+      const uint32_t bf[2] = {mma16::load_pair(bn + gemm_plan::bf16_mma_b_row(lane, 0)),
+                              mma16::load_pair(bn + gemm_plan::bf16_mma_b_row(lane, 1))};
+      F::mma(acc[j], af, bf);
+    }
+    if (more) stash(buf ^ 1);
+    __syncthreads();
+    buf ^= 1;
+  }
+}
+
+// The tile coordinates (m, n) of a warp's accumulator register acc[j][r].
+__device__ __forceinline__ int mma16_m(int r) {
+  return mma16_warp_row0(int(threadIdx.x) / 32) + gemm_plan::mma_c_row(int(threadIdx.x) % 32, r);
+}
+__device__ __forceinline__ int mma16_n(int j, int r) {
+  return mma16_warp_col0(int(threadIdx.x) / 32) + 8 * j + gemm_plan::mma_c_col(int(threadIdx.x) % 32, r);
+}
+
+// forward_gemm in 16 bits: out = round(conv2d(x, w) + bias).
+template <bool kBf16>
+__global__ void __launch_bounds__(kThreads)
+    forward_gemm16(uint16_t* __restrict__ out, const uint16_t* __restrict__ x, const uint16_t* __restrict__ w,
+                   const uint16_t* __restrict__ bias, Conv2dDims d, int m_tiles) {
+  using F = mma16::Format<kBf16>;
+  __shared__ Tiles16 sm;
+  const int P = d.N * d.L, n0 = int(blockIdx.x) * BN;
+  for (int gy = int(blockIdx.y); gy < d.G * m_tiles; gy += int(gridDim.y)) {
+    const int grp = gy / m_tiles, m0 = (gy % m_tiles) * BM;
+    ForwardLoader<uint16_t> ld(x, w, d, grp, m0, n0 + int(threadIdx.x) % BN);
+    float acc[4][4] = {};
+    reduce_tiles_mma<F>(acc, sm, ld, 0, d.R);
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int p = n0 + mma16_n(j, r), o = m0 + mma16_m(r);
+        if (p >= P || o >= d.Og) continue;
+        int n, l;
+        d.by_l.divmod(p, n, l);
+        const int oc = grp * d.Og + o;
+        out[(int64_t(n) * d.O + oc) * d.L + l] = F::narrow(acc[j][r] + (bias != nullptr ? F::widen(bias[oc]) : 0.0f));
+      }
+  }
+}
+
+// dx_gemm in 16 bits (phase f; overwrites its positions of dx).
+template <bool kBf16>
+__global__ void __launch_bounds__(kThreads)
+    dx_gemm16(uint16_t* __restrict__ dx, const uint16_t* __restrict__ dout, const uint16_t* __restrict__ w,
+              Conv2dDims d, Conv2dDxPhase f, int m_tiles) {
+  using F = mma16::Format<kBf16>;
+  __shared__ Tiles16 sm;
+  const int P = d.N * f.Hr * f.Wr, n0 = int(blockIdx.x) * BN;
+  for (int gy = int(blockIdx.y); gy < d.G * m_tiles; gy += int(gridDim.y)) {
+    const int grp = gy / m_tiles, m0 = (gy % m_tiles) * BM;
+    DxLoader<uint16_t> ld(dout, w, d, f, grp, m0, n0 + int(threadIdx.x) % BN);
+    float acc[4][4] = {};
+    reduce_tiles_mma<F>(acc, sm, ld, 0, f.K);
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int p = n0 + mma16_n(j, r), c = m0 + mma16_m(r);
+        if (p >= P || c >= d.Cg) continue;
+        const DxColumn col = dx_column(f, p);
+        const int ih = f.rh + d.sh * col.i, iw = f.rw + d.sw * col.j;
+        dx[((int64_t(col.n) * d.C + int64_t(grp) * d.Cg + c) * d.H + ih) * d.W + iw] = F::narrow(acc[j][r]);
+      }
+  }
+}
+
+// dweight_gemm in 16 bits: chunk z's float32 sums added into dw and rounded (one chunk), or written to
+// partial[z] [O, R] (float32).
+template <bool kBf16>
+__global__ void __launch_bounds__(kThreads)
+    dweight_gemm16(uint16_t* __restrict__ dw, float* __restrict__ partial, const uint16_t* __restrict__ dout,
+                   const uint16_t* __restrict__ x, Conv2dDims d, int m_tiles, int chunk) {
+  using F = mma16::Format<kBf16>;
+  __shared__ Tiles16 sm;
+  const int P = d.N * d.L, n0 = int(blockIdx.x) * BN;
+  const int k_begin = int(blockIdx.z) * chunk, k_end = imin(P, k_begin + chunk);
+  float* part = partial != nullptr ? partial + int64_t(blockIdx.z) * d.O * d.R : nullptr;
+  for (int gy = int(blockIdx.y); gy < d.G * m_tiles; gy += int(gridDim.y)) {
+    const int grp = gy / m_tiles, m0 = (gy % m_tiles) * BM;
+    DweightLoader<uint16_t> ld(dout, x, d, grp, m0, n0);
+    float acc[4][4] = {};
+    reduce_tiles_mma<F>(acc, sm, ld, k_begin, k_end);
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int r = 0; r < 4; ++r) {
+        const int o = m0 + mma16_m(r), rr = n0 + mma16_n(j, r);
+        if (o >= d.Og || rr >= d.R) continue;
+        const int64_t at = (int64_t(grp) * d.Og + o) * d.R + rr;
+        if (part != nullptr)
+          part[at] = acc[j][r];
+        else
+          dw[at] = F::narrow(F::widen(dw[at]) + acc[j][r]);
+      }
+  }
+}
+
+// dw[e] = round(dw[e] + sum over z < splits of partial[z n + e]), the partials in order of z.
+template <bool kBf16>
+__global__ void add_partials16(uint16_t* __restrict__ dw, const float* __restrict__ partial, int64_t n, int splits) {
+  using F = mma16::Format<kBf16>;
+  for (int64_t e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
+    float s = 0.0f;
+    for (int z = 0; z < splits; ++z) s += partial[z * n + e];
+    dw[e] = F::narrow(F::widen(dw[e]) + s);
+  }
+}
+
+// db[o] = round(db[o] + sum over (n, l) of dout[n, o, l]), summed in double.
+template <bool kBf16>
+__global__ void __launch_bounds__(kReduceBlock) bias_grad16(uint16_t* __restrict__ db, const uint16_t* __restrict__ dout,
+                                                            int N, int O, int L) {
+  using F = mma16::Format<kBf16>;
+  for (int o = int(blockIdx.x); o < O; o += int(gridDim.x)) {
+    double s = 0;
+    for (int n = 0; n < N; ++n) {
+      const uint16_t* dp = dout + (int64_t(n) * O + o) * L;
+      for (int l = int(threadIdx.x); l < L; l += kReduceBlock) s += double(F::widen(dp[l]));
+    }
+    s = block_sum(s);
+    if (threadIdx.x == 0) db[o] = F::narrow(float(double(F::widen(db[o])) + s));
   }
 }
 
@@ -503,6 +684,39 @@ inline int multiprocessors(Device dev) {
   return count;
 }
 
+// The kernels of one element type: float32 and float64 on the SIMT cores, 16-bit on the tensor cores
+// (the patterns as uint16_t; partial sums in float32; no depthwise kernels: the op widens those).
+template <class T>
+struct SimtKernels {
+  using Elem = T;
+  using Partial = T;
+  static constexpr bool kDepthwise = true;
+  static constexpr auto forward = forward_gemm<T>;
+  static constexpr auto dx = dx_gemm<T>;
+  static constexpr auto dweight = dweight_gemm<T>;
+  static constexpr auto add = add_partials<T>;
+  static constexpr auto bias = bias_grad<T>;
+};
+template <bool kBf16>
+struct TensorCoreKernels {
+  using Elem = uint16_t;
+  using Partial = float;
+  static constexpr bool kDepthwise = false;
+  static constexpr auto forward = forward_gemm16<kBf16>;
+  static constexpr auto dx = dx_gemm16<kBf16>;
+  static constexpr auto dweight = dweight_gemm16<kBf16>;
+  static constexpr auto add = add_partials16<kBf16>;
+  static constexpr auto bias = bias_grad16<kBf16>;
+};
+
+// fn.template operator()<Kernels>() with the kernel set of dtype dt.
+template <class Fn>
+void with_kernels(DType dt, const char* op, Fn&& fn) {
+  if (dt == DType::BFloat16) return fn.template operator()<TensorCoreKernels<true>>();
+  if (dt == DType::Float16) return fn.template operator()<TensorCoreKernels<false>>();
+  GRAFT_DISPATCH_FLOAT(dt, op, T, [&] { fn.template operator()<SimtKernels<T>>(); });
+}
+
 }  // namespace conv2d_detail
 
 // The conv2d slot's CUDA entry (contract at the top of this file).
@@ -512,17 +726,21 @@ inline void conv2d_forward(const Tensor& out, const Tensor& x, const Tensor& wei
   if (out.numel() == 0) return;
   const Conv2dGeometry g = conv2d_geometry(x.shape(), weight.shape(), p);
   const Conv2dDims d = checked_dims(g, "conv2d (cuda)");
-  GRAFT_DISPATCH_FLOAT(out.dtype(), "conv2d (cuda)", T, [&] {
+  with_kernels(out.dtype(), "conv2d (cuda)", [&]<class K>() {
+    using T = typename K::Elem;
     const KernelLaunch at(out.device());
     T* po = data_or_null<T>(out);
     const T *px = data_or_null<T>(x), *pw = data_or_null<T>(weight), *pb = data_or_null<T>(bias);
     if (g.depthwise()) {
-      const dim3 grid(unsigned(g.N * g.O), grid_limit(ceil_div(g.L, kReduceBlock), 65535));
-      depthwise_forward<T><<<grid, kReduceBlock, 0, at.stream>>>(po, px, pw, pb, d);
+      GRAFT_CHECK(K::kDepthwise, "conv2d (cuda)", "no 16-bit depthwise kernel (the op runs it in float32)");
+      if constexpr (K::kDepthwise) {
+        const dim3 grid(unsigned(g.N * g.O), grid_limit(ceil_div(g.L, kReduceBlock), 65535));
+        depthwise_forward<T><<<grid, kReduceBlock, 0, at.stream>>>(po, px, pw, pb, d);
+      }
     } else {
       const int m_tiles = int(ceil_div(g.Og, BM));
       const dim3 grid(unsigned(ceil_div(g.N * g.L, BN)), grid_limit(g.G * m_tiles, 65535));
-      forward_gemm<T><<<grid, kThreads, 0, at.stream>>>(po, px, pw, pb, d, m_tiles);
+      K::forward<<<grid, kThreads, 0, at.stream>>>(po, px, pw, pb, d, m_tiles);
     }
     GRAFT_CUDA_CHECK(cudaGetLastError());
   });
@@ -536,17 +754,22 @@ inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tenso
   using namespace conv2d_detail;
   const Conv2dGeometry g = conv2d_geometry(x_shape, w_shape, p);
   const Conv2dDims d = checked_dims(g, "conv2d_backward (cuda)");
-  GRAFT_DISPATCH_FLOAT(dout.dtype(), "conv2d_backward (cuda)", T, [&] {
+  with_kernels(dout.dtype(), "conv2d_backward (cuda)", [&]<class K>() {
+    using T = typename K::Elem;
     const KernelLaunch at(dout.device());
     if (g.N * g.L == 0) return;  // an empty batch: dx is empty too, nothing reaches dweight or dbias
+    GRAFT_CHECK(K::kDepthwise || !g.depthwise(), "conv2d_backward (cuda)",
+                "no 16-bit depthwise kernel (the op runs it in float32)");
     const T* pd = data_or_null<T>(dout);
     if (dx.defined()) {
       T* pdx = data_or_null<T>(dx);
       const T* pw = data_or_null<T>(weight);
       if (g.depthwise()) {
-        const dim3 grid(unsigned(g.N * g.C), grid_limit(ceil_div(g.H * g.W, kReduceBlock), 65535));
-        depthwise_dx<T><<<grid, kReduceBlock, 0, at.stream>>>(pdx, pd, pw, d);
-        GRAFT_CUDA_CHECK(cudaGetLastError());
+        if constexpr (K::kDepthwise) {
+          const dim3 grid(unsigned(g.N * g.C), grid_limit(ceil_div(g.H * g.W, kReduceBlock), 65535));
+          depthwise_dx<T><<<grid, kReduceBlock, 0, at.stream>>>(pdx, pd, pw, d);
+          GRAFT_CUDA_CHECK(cudaGetLastError());
+        }
       } else {
         const int m_tiles = int(ceil_div(g.Cg, BM));
         for (int64_t rh = 0; rh < g.sh; ++rh)
@@ -555,7 +778,7 @@ inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tenso
             const int64_t cols = g.N * f.Hr * f.Wr;
             if (cols == 0) continue;  // the stride is larger than the input: no input position here
             const dim3 grid(unsigned(ceil_div(cols, BN)), grid_limit(g.G * m_tiles, 65535));
-            dx_gemm<T><<<grid, kThreads, 0, at.stream>>>(pdx, pd, pw, d, f, m_tiles);
+            K::dx<<<grid, kThreads, 0, at.stream>>>(pdx, pd, pw, d, f, m_tiles);
             GRAFT_CUDA_CHECK(cudaGetLastError());
           }
       }
@@ -564,32 +787,37 @@ inline void conv2d_backward(const Tensor& dx, const Tensor& dweight, const Tenso
       T* pdw = data_or_null<T>(dweight);
       const T* px = data_or_null<T>(x);
       if (g.depthwise()) {
-        const dim3 grid(grid_limit(g.O, int64_t(1) << 30), grid_limit(g.KH * g.KW, 65535));
-        depthwise_dweight<T><<<grid, kReduceBlock, 0, at.stream>>>(pdw, pd, px, d);
-        GRAFT_CUDA_CHECK(cudaGetLastError());
+        if constexpr (K::kDepthwise) {
+          const dim3 grid(grid_limit(g.O, int64_t(1) << 30), grid_limit(g.KH * g.KW, 65535));
+          depthwise_dweight<T><<<grid, kReduceBlock, 0, at.stream>>>(pdw, pd, px, d);
+          GRAFT_CUDA_CHECK(cudaGetLastError());
+        }
       } else {
         const int m_tiles = int(ceil_div(g.Og, BM));
         const int64_t tiles = g.G * m_tiles * ceil_div(g.R, BN);
         // About 4 blocks per multiprocessor in all; chunks of at least 32 steps; at most 64 partials.
         const Conv2dSplit split = conv2d_split_k(tiles, g.N * g.L, BK, 32 * BK, 4 * multiprocessors(dout.device()), 64);
         const dim3 grid(unsigned(ceil_div(g.R, BN)), grid_limit(g.G * m_tiles, 65535), unsigned(split.splits));
+        using Partial = typename K::Partial;
         if (split.splits == 1) {
-          dweight_gemm<T><<<grid, kThreads, 0, at.stream>>>(pdw, nullptr, pd, px, d, m_tiles, split.chunk);
+          K::dweight<<<grid, kThreads, 0, at.stream>>>(pdw, static_cast<Partial*>(nullptr), pd, px, d, m_tiles,
+                                                       split.chunk);
           GRAFT_CUDA_CHECK(cudaGetLastError());
         } else {
           // Allocated on this stream (the caching allocator's blocks are stream-ordered), freed after
           // the launches are queued: a later user of the block runs after them on the same stream.
-          const Tensor partial = empty(Shape{split.splits, g.O, g.R}, dout.dtype(), dout.device());
-          T* pp = data_or_null<T>(partial);
-          dweight_gemm<T><<<grid, kThreads, 0, at.stream>>>(pdw, pp, pd, px, d, m_tiles, split.chunk);
+          const DType partial_dt = std::is_same_v<Partial, float> ? DType::Float32 : DType::Float64;
+          const Tensor partial = empty(Shape{split.splits, g.O, g.R}, partial_dt, dout.device());
+          Partial* pp = data_or_null<Partial>(partial);
+          K::dweight<<<grid, kThreads, 0, at.stream>>>(pdw, pp, pd, px, d, m_tiles, split.chunk);
           GRAFT_CUDA_CHECK(cudaGetLastError());
-          add_partials<T><<<grid_for(g.O * g.R, 256), 256, 0, at.stream>>>(pdw, pp, g.O * g.R, split.splits);
+          K::add<<<grid_for(g.O * g.R, 256), 256, 0, at.stream>>>(pdw, pp, g.O * g.R, split.splits);
           GRAFT_CUDA_CHECK(cudaGetLastError());
         }
       }
     }
     if (dbias.defined()) {
-      bias_grad<T><<<grid_limit(g.O, 65535), kReduceBlock, 0, at.stream>>>(data_or_null<T>(dbias), pd, d.N, d.O, d.L);
+      K::bias<<<grid_limit(g.O, 65535), kReduceBlock, 0, at.stream>>>(data_or_null<T>(dbias), pd, d.N, d.O, d.L);
       GRAFT_CUDA_CHECK(cudaGetLastError());
     }
   });

@@ -9,6 +9,7 @@
 //                       positions of one residue class (phase) of the stride, and where they read dout;
 //                       dx_column / dx_tap decode the phase GEMM's columns and reduction index
 //   conv2d_split_k      how the weight gradient's reduction over N OH OW is cut into chunks
+//   mma16_warp_*, kLd16 the 16-bit tensor-core kernels' warp tiles and shared rows
 //
 // Shapes and names as in graft/core/conv2d_geometry.hpp.
 #pragma once
@@ -225,5 +226,14 @@ inline Conv2dSplit conv2d_split_k(int64_t tiles, int64_t K, int64_t bk, int64_t 
   const int64_t chunk = std::max(round_up((K + wanted - 1) / wanted, bk), round_up(min_chunk, bk));
   return {int32_t((K + chunk - 1) / chunk), int32_t(chunk)};
 }
+
+// The 16-bit kernels on the tensor cores (conv2d.cuh): the 64 x 64 block tile of 256 threads is 8 warps
+// as 4 (m) x 2 (n), warp w computing rows mma16_warp_row0(w) + 0..15 and columns mma16_warp_col0(w) +
+// 0..31 as four mma.m16n8k16 tiles; the shared tiles of a k step of 16 are [outer][k] with rows of
+// kLd16 halves (48 bytes: the 8 rows x 4 words of a fragment read fall in 32 distinct banks).
+constexpr int kConvTile = 64, kConvStep = 16;
+constexpr int kLd16 = kConvStep + 8;
+GRAFT_HOST_DEVICE constexpr int mma16_warp_row0(int warp) { return 16 * (warp % 4); }
+GRAFT_HOST_DEVICE constexpr int mma16_warp_col0(int warp) { return 32 * (warp / 4); }
 
 }  // namespace graft::kernels::cuda

@@ -122,6 +122,47 @@ GRAFT_HOST_DEVICE constexpr int bf16_mma_b_row(int lane, int r) { return 2 * (la
 // fall in distinct banks).
 constexpr int kBf16BM = 128, kBf16BN = 128, kBf16BK = 32, kBf16Threads = 256, kBf16LdK = kBf16BK + 8;
 
+// ---- the pipelined 16-bit kernel: cp.async staging and ldmatrix fragments -----------------------
+// Two 16-bit kernels share the block and warp tiles above (gemm_bf16.cuh):
+//   Simple     element-by-element loads of any strides into one shared buffer
+//   Pipelined  both operands k-contiguous: 16-byte cp.async copies into two buffers (the next k step
+//              in flight during the mma of this one), fragments read by ldmatrix.x4
+enum class Bf16GemmKernel { Simple = 0, Pipelined = 1 };
+inline const char* bf16_gemm_kernel_name(Bf16GemmKernel k) {
+  return k == Bf16GemmKernel::Pipelined ? "16-bit mma.sync 128x128, cp.async + ldmatrix" : "16-bit mma.sync 128x128";
+}
+// Tests and the benchmark pin one here (-1: Pipelined where it fits, else Simple).
+inline std::atomic<int> forced_bf16_gemm_kernel{-1};
+
+// Whether the pipelined kernel takes a problem: a (i, p) at i a_rs + p and b (p, j) at j b_cs + p (k
+// contiguous in both), every row start and batch offset 16-byte aligned (8 halves: the strides, the
+// batch strides and the data pointers' element offsets), and K a multiple of 8, so a 16-byte copy
+// never straddles the end of a row.
+inline bool pipelined_fits(int64_t K, int64_t a_rs, int64_t a_cs, int64_t b_rs, int64_t b_cs,
+                           const int64_t* batch_strides, int n_batch_strides, uintptr_t a_addr, uintptr_t b_addr) {
+  if (a_cs != 1 || b_rs != 1 || K % 8 != 0 || a_rs % 8 != 0 || b_cs % 8 != 0) return false;
+  for (int i = 0; i < n_batch_strides; ++i)
+    if (batch_strides[i] % 8 != 0) return false;
+  return a_addr % 16 == 0 && b_addr % 16 == 0;
+}
+
+// The cp.async copies of one [128][32] operand tile: chunk c (of 512, two per thread: c = tid and
+// tid + 256) is 8 halves, row c / 4, k (c % 4) 8.
+constexpr int kBf16Chunks = kBf16BM * kBf16BK / 8;
+GRAFT_HOST_DEVICE constexpr int bf16_chunk_row(int c) { return c / (kBf16BK / 8); }
+GRAFT_HOST_DEVICE constexpr int bf16_chunk_k(int c) { return c % (kBf16BK / 8) * 8; }
+
+// ldmatrix.x4 (PTX: lanes 8 m .. 8 m + 7 give the row addresses of matrix m; register m of lane t
+// receives row t / 4, halves 2 (t % 4), + 1 of matrix m). The row address lane supplies:
+//   a  (the 16 x 16 A fragment at rows row0.., k k0..): matrices (rows 0-7, k 0-7), (rows 8-15, k 0-7),
+//      (rows 0-7, k 8-15), (rows 8-15, k 8-15), i.e. registers r = 0..3 of bf16_mma_a_row / _col
+//   b  (two n8 B fragments at outer n0.., k k0..): matrices (n 0-7, k 0-7), (n 0-7, k 8-15),
+//      (n 8-15, k 0-7), (n 8-15, k 8-15), i.e. registers b[j][r] for j = m / 2, r = m % 2
+GRAFT_HOST_DEVICE constexpr int ldmatrix_a_row(int lane) { return 8 * ((lane / 8) % 2) + lane % 8; }
+GRAFT_HOST_DEVICE constexpr int ldmatrix_a_k(int lane) { return 8 * (lane / 16); }
+GRAFT_HOST_DEVICE constexpr int ldmatrix_b_outer(int lane) { return 8 * (lane / 16) + lane % 8; }
+GRAFT_HOST_DEVICE constexpr int ldmatrix_b_k(int lane) { return 8 * ((lane / 8) % 2); }
+
 // Where element (outer, k) of a TF32 operand tile lives in shared memory. The layout follows the
 // operand's global layout, so the global -> shared copy is one float4 store per piece:
 //   k_contiguous:  s[outer][k], rows of kTf32LdK      else:  s[k][outer], rows of kTf32LdOuter

@@ -382,7 +382,7 @@ inline bool record_vendor_libs() {
 // matmul: cuBLAS when selected and it can read the operands, else gemm.cuh's matmul_forward.
 inline void matmul_forward_vendor_aware(const Tensor& out, const Tensor& a, const Tensor& b) {
   using namespace vendor_detail;
-  if (out.dtype() == DType::BFloat16) return matmul_forward_bf16(out, a, b);  // Graft's tensor-core kernel
+  if (is_reduced_float(out.dtype())) return matmul_forward_16(out, a, b);  // Graft's tensor-core kernel
   if (cuda_lib_selected(CudaLib::Cublas) && out.numel() > 0 && out.is_contiguous()) {
     const int r = out.dim();
     Shape batch, a_bst, b_bst;
@@ -409,7 +409,7 @@ inline void matmul_forward_vendor_aware(const Tensor& out, const Tensor& a, cons
 inline void linear_forward_vendor_aware(const Tensor& out, const Tensor& x, const Tensor& weight, const Tensor& bias,
                                         Activation act) {
   using namespace vendor_detail;
-  if (out.dtype() == DType::BFloat16) return linear_forward_bf16(out, x, weight, bias, act);
+  if (is_reduced_float(out.dtype())) return linear_forward_16(out, x, weight, bias, act);
   if (cuda_lib_selected(CudaLib::Cublas) && out.numel() > 0 && out.is_contiguous() &&
       (!bias.defined() || bias.is_contiguous())) {
     const int64_t rows = x.size(0), K = x.size(1), F = weight.size(0);
