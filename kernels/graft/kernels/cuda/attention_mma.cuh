@@ -137,6 +137,21 @@ __device__ inline T* shared_tile(unsigned char* smem, const SmemLayout& lay, int
   return reinterpret_cast<T*>(smem + size_t(lay.stat_floats) * 4) + lay.tile_offset(t);
 }
 
+// Block tile `tile` of a [B, n] row range cut in kBlockRows: its batch b, first row and row count.
+struct RowTile {
+  int64_t b, first;
+  int rows;
+};
+__device__ inline RowTile row_tile(int64_t tile, int64_t n) {
+  const int64_t per_batch = ceil_div(n, kBlockRows), first = tile % per_batch * kBlockRows;
+  return {tile / per_batch, first, int(n - first < kBlockRows ? n - first : kBlockRows)};
+}
+// Batch b's matrix of an operand (null stays null: the bias may be absent).
+template <class T>
+__device__ inline T* in_batch(T* p, const attention_plan::BatchedMatrix& m, int64_t b) {
+  return p != nullptr ? p + m.batch_offset(b) : nullptr;
+}
+
 // ---- forward --------------------------------------------------------------------------------------
 // One (b, 64-query tile) per block iteration; warp w owns query rows 16 w .. 16 w + 15 of the tile.
 // Lane's accumulator registers r hold rows mma_c_row(lane, r), i.e. half h = r / 2 of its two rows.
@@ -150,15 +165,11 @@ __global__ void __launch_bounds__(kBlockThreads) forward_mma(const Args16 a) {
   uint16_t* sk = shared_tile<uint16_t>(smem, lay, 1);   // [64][ld(D)]
   uint16_t* svt = shared_tile<uint16_t>(smem, lay, 2);  // [D][ld(64)]: V^T
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, row0 = kWarpRows * warp;
-  const int64_t q_tiles = ceil_div(a.L, kBlockRows);
-  for (int64_t tile = blockIdx.x; tile < a.B * q_tiles; tile += gridDim.x) {
-    const int64_t b = tile / q_tiles, i0 = tile % q_tiles * kBlockRows;
-    const int bq = int(a.L - i0 < kBlockRows ? a.L - i0 : kBlockRows);
-    const uint16_t* kb = a.k + a.km.batch_offset(b);
-    const uint16_t* vb = a.v + a.vm.batch_offset(b);
-    const uint16_t* biasb = a.bias != nullptr ? a.bias + a.bm.batch_offset(b) : nullptr;
+  for (int64_t tile = blockIdx.x; tile < a.B * ceil_div(a.L, kBlockRows); tile += gridDim.x) {
+    const auto [b, i0, bq] = row_tile(tile, a.L);
+    const uint16_t *kb = in_batch(a.k, a.km, b), *vb = in_batch(a.v, a.vm, b), *biasb = in_batch(a.bias, a.bm, b);
     __syncthreads();  // the previous tile's reads of sq are done
-    load_tile<kBlockRows, kD>(sq, a.q + a.qm.batch_offset(b), a.qm.rs, a.qm.cs, i0, bq, a.E);
+    load_tile<kBlockRows, kD>(sq, in_batch(a.q, a.qm, b), a.qm.rs, a.qm.cs, i0, bq, a.E);
     float o[kOutTiles][4] = {};  // O, unnormalized
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // running max, this lane's part of the sum
     const int64_t key_end = keys_seen(a.causal, i0, bq, a.S);
@@ -208,7 +219,7 @@ __global__ void __launch_bounds__(kBlockThreads) forward_mma(const Args16 a) {
         for (int r = 0; r < 4; ++r) o[n][r] *= alpha[r / 2];
       warp_mma_rs<F, kOutTiles, kForwardKeys>(o, s, svt, ld(kForwardKeys), lane);
     }
-    uint16_t* ob = a.out + a.om.batch_offset(b);
+    uint16_t* ob = in_batch(a.out, a.om, b);
     float inv[2];
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
@@ -252,7 +263,7 @@ template <class F, int kN8>
 __device__ inline void store_rows(uint16_t* dst, const attention_plan::BatchedMatrix& m, int64_t b, int64_t first,
                                   int row0, int rows, int64_t cols, const float (&acc)[kN8][4], int lane) {
   if (dst == nullptr) return;
-  uint16_t* db = dst + m.batch_offset(b);
+  uint16_t* db = in_batch(dst, m, b);
 #pragma unroll
   for (int n = 0; n < kN8; ++n)
 #pragma unroll
@@ -278,16 +289,12 @@ __global__ void __launch_bounds__(kBlockThreads) backward_kv_mma(const Args16 a)
   uint16_t* sdo = shared_tile<uint16_t>(smem, lay, 4);     // [32][ld(D)]
   uint16_t* sdot = shared_tile<uint16_t>(smem, lay, 5);    // [D][ld(32)]: dO^T
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, row0 = kWarpRows * warp;
-  const int64_t k_tiles = ceil_div(a.S, kBlockRows);
-  for (int64_t tile = blockIdx.x; tile < a.B * k_tiles; tile += gridDim.x) {
-    const int64_t b = tile / k_tiles, j0 = tile % k_tiles * kBlockRows;
-    const int bk = int(a.S - j0 < kBlockRows ? a.S - j0 : kBlockRows);
-    const uint16_t* qb = a.q + a.qm.batch_offset(b);
-    const uint16_t* dob = a.dout + a.dom.batch_offset(b);
-    const uint16_t* biasb = a.bias != nullptr ? a.bias + a.bm.batch_offset(b) : nullptr;
+  for (int64_t tile = blockIdx.x; tile < a.B * ceil_div(a.S, kBlockRows); tile += gridDim.x) {
+    const auto [b, j0, bk] = row_tile(tile, a.S);
+    const uint16_t *qb = in_batch(a.q, a.qm, b), *dob = in_batch(a.dout, a.dom, b), *biasb = in_batch(a.bias, a.bm, b);
     __syncthreads();  // the previous tile's reads of sk, sv are done
-    load_tile<kBlockRows, kD>(sk, a.k + a.km.batch_offset(b), a.km.rs, a.km.cs, j0, bk, a.E);
-    load_tile<kBlockRows, kD>(sv, a.v + a.vm.batch_offset(b), a.vm.rs, a.vm.cs, j0, bk, a.Ev);
+    load_tile<kBlockRows, kD>(sk, in_batch(a.k, a.km, b), a.km.rs, a.km.cs, j0, bk, a.E);
+    load_tile<kBlockRows, kD>(sv, in_batch(a.v, a.vm, b), a.vm.rs, a.vm.cs, j0, bk, a.Ev);
     float dk[kOutTiles][4] = {}, dv[kOutTiles][4] = {};
     // causal: queries before j0 see none of these keys
     for (int64_t i0 = a.causal ? j0 : 0; i0 < a.L; i0 += kStep) {
@@ -333,16 +340,12 @@ __global__ void __launch_bounds__(kBlockThreads) backward_q_mma(const Args16 a) 
   uint16_t* sv = shared_tile<uint16_t>(smem, lay, 3);     // [32][ld(D)]
   uint16_t* skt = shared_tile<uint16_t>(smem, lay, 4);    // [D][ld(32)]: K^T
   const int warp = int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32, row0 = kWarpRows * warp;
-  const int64_t q_tiles = ceil_div(a.L, kBlockRows);
-  for (int64_t tile = blockIdx.x; tile < a.B * q_tiles; tile += gridDim.x) {
-    const int64_t b = tile / q_tiles, i0 = tile % q_tiles * kBlockRows;
-    const int bq = int(a.L - i0 < kBlockRows ? a.L - i0 : kBlockRows);
-    const uint16_t* kb = a.k + a.km.batch_offset(b);
-    const uint16_t* vb = a.v + a.vm.batch_offset(b);
-    const uint16_t* biasb = a.bias != nullptr ? a.bias + a.bm.batch_offset(b) : nullptr;
+  for (int64_t tile = blockIdx.x; tile < a.B * ceil_div(a.L, kBlockRows); tile += gridDim.x) {
+    const auto [b, i0, bq] = row_tile(tile, a.L);
+    const uint16_t *kb = in_batch(a.k, a.km, b), *vb = in_batch(a.v, a.vm, b), *biasb = in_batch(a.bias, a.bm, b);
     __syncthreads();  // the previous tile's reads of sq, sdo and the statistics are done
-    load_tile<kBlockRows, kD>(sq, a.q + a.qm.batch_offset(b), a.qm.rs, a.qm.cs, i0, bq, a.E);
-    load_tile<kBlockRows, kD>(sdo, a.dout + a.dom.batch_offset(b), a.dom.rs, a.dom.cs, i0, bq, a.Ev);
+    load_tile<kBlockRows, kD>(sq, in_batch(a.q, a.qm, b), a.qm.rs, a.qm.cs, i0, bq, a.E);
+    load_tile<kBlockRows, kD>(sdo, in_batch(a.dout, a.dom, b), a.dom.rs, a.dom.cs, i0, bq, a.Ev);
     load_row_stats(slse, sd, a, b, i0, bq, kBlockRows);
     float dq[kOutTiles][4] = {};
     const int64_t key_end = keys_seen(a.causal, i0, bq, a.S);
