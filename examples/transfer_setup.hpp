@@ -12,9 +12,9 @@
 // Input channels: the checkpoint's, unless --in-chans asks for others; a 3-channel checkpoint's first
 // conv is then adapted as graft-convert does (1 channel sums RGB), any other change is an error.
 // Images: ImageFolder pictures are decoded as gray for a 1-channel model and as RGB for a 3-channel
-// one; MNIST's gray digits are repeated to 3 channels for a 3-channel model. Normalization per family:
-// EfficientNet-Lite (x - 127/255) / (128/255), ResNet and ViT ImageNet's mean / std (their means for
-// one channel).
+// one; MNIST's gray digits are repeated to 3 channels for a 3-channel model. Normalization: the
+// registry's mean / std for the arch (models/registry.hpp: EfficientNet-Lite (x - 127/255) / (128/255),
+// the others ImageNet's), their means for one channel.
 // Split: per class (increasing label order), Generator(seed) shuffles the class's examples and the
 // first round(val_frac * n) (at least 1, at most n - 1) are held out; of the rest, labels_per_class
 // > 0 keeps that many per class (data::stratified_split with seed + 1), 0 keeps all.
@@ -55,8 +55,8 @@ struct SetupOptions {
   explicit SetupOptions(Cli& cli)
       : checkpoint(cli.option("checkpoint", std::string(""), "graft-convert output (.safetensors)")),
         arch(cli.option("arch", std::string(""),
-                        "efficientnet_lite0..2, resnet18/34/50/101, vit_tiny/small/base_patch16_224 "
-                        "(default: the checkpoint's)")),
+                        "an image arch of graft-convert --list, e.g. resnet18, efficientnet_lite0, "
+                        "vit_tiny_patch16_224 (default: the checkpoint's)")),
         random_init(cli.option("random-init", false, "untrained weights instead of --checkpoint (testing)")),
         images(cli.option("images", std::string(""), "an ImageFolder root: DIR/<class>/<images>")),
         mnist(cli.option("mnist", std::string(""), "mnist5k.safetensors (tools/prepare_data.py)")),
@@ -83,48 +83,30 @@ struct ModelOptions {
   uint64_t seed = 0;  // random weights and the new head
 };
 
-// The families of graft-convert that classify images, by arch name.
-inline std::string family_of(const std::string& arch) {
-  std::string known;
-  for (const auto& t : graft::convert::family_tables()) {
-    if (t.family == "hf-bert") continue;
-    for (const auto& a : t.archs) {
-      if (a == arch) return t.family;
-      known += (known.empty() ? "" : ", ") + a;
-    }
-  }
-  throw graft::Error(graft::detail::concat("unknown --arch '", arch, "' (known: ", known, ")"));
-}
-
-// Calls fn(net) with the model as its concrete class (forward_features, reset_classifier, ...).
-template <class Fn>
-decltype(auto) with_backbone(graft::nn::Module& m, Fn&& fn) {
-  using namespace graft::models;
-  if (auto* p = dynamic_cast<EfficientNetLite*>(&m)) return fn(*p);
-  if (auto* p = dynamic_cast<ResNet*>(&m)) return fn(*p);
-  if (auto* p = dynamic_cast<VisionTransformer*>(&m)) return fn(*p);
-  throw graft::Error("transfer: the model is not an EfficientNet-Lite, ResNet or ViT");
+// The registry entry of an image arch (an unknown one lists the known and the closest).
+inline const graft::models::ModelInfo& image_arch_info(const std::string& arch) {
+  const graft::models::ModelInfo& info = graft::models::model_info(arch);
+  GRAFT_CHECK(info.modality == "image", "model", "--arch ", arch, " is a ", info.modality,
+              " model; these examples transfer image classifiers (see text_classification for text)");
+  return info;
 }
 
 struct TransferModel {
-  graft::nn::ModulePtr net;
-  std::string arch, family;
+  std::shared_ptr<graft::models::ImageClassifier> net;
+  std::string arch, family;      // family: the checkpoint naming (graft-convert --family)
   int64_t in_chans = 0;
-  int64_t num_features = 0;
+  int64_t num_features = 0;      // the classifier's input width (ImageClassifier::head_hidden_size)
   int64_t input_size = 0;        // a ViT's fixed input side (its position embedding); 0: any
-  std::string head_name;         // "_fc" / "fc" / "head"
+  std::string head_name;         // "_fc" / "fc" / "head" / "classifier.1"
   std::vector<double> mean, std;  // normalization, one value per input channel
   std::string load_summary;      // what was loaded, for the log
 
-  // images [B, in_chans, S, S] -> pooled features [B, num_features]
-  Tensor features(const Tensor& x) const {
-    return with_backbone(*net, [&](auto& m) { return m.forward_features(x); });
-  }
-  graft::nn::Module& classifier() const { return *net->child(head_name); }
+  // images [B, in_chans, S, S] -> the classifier's input [B, num_features] (the pre-logits: pooled
+  // features for most models, after MobileNetV3's first head Linear + Hardswish)
+  Tensor features(const Tensor& x) const { return net->forward_head(net->forward_features(x), /*pre_logits=*/true); }
+  graft::nn::Module& classifier() const { return net->classifier(); }
   // A fresh Linear(num_features, num_classes) head (torch's default init, from the default generator).
-  void reset_classifier(int64_t num_classes) const {
-    with_backbone(*net, [&](auto& m) { m.reset_classifier(num_classes); });
-  }
+  void reset_classifier(int64_t num_classes) const { net->reset_classifier(num_classes); }
 };
 
 inline int64_t metadata_int(const std::map<std::string, std::string>& meta, const std::string& key, int64_t fallback) {
@@ -158,12 +140,11 @@ inline TransferModel load_transfer_model(const ModelOptions& o, int64_t data_cha
       GRAFT_CHECK(arch_it == meta.end() || arch_it->second == m.arch, "model", o.checkpoint, " holds a ",
                   arch_it == meta.end() ? std::string() : arch_it->second, ", not the --arch ", m.arch);
     }
-    m.family = family_of(m.arch);
-    const convert::FamilyTable& table = convert::family_table(m.family);
+    const models::ModelInfo& info = image_arch_info(m.arch);
     weights = io::load_safetensors(o.checkpoint);
-    const auto stem = weights.find(table.first_conv), head = weights.find(table.head_prefix + "weight");
+    const auto stem = weights.find(info.first_conv), head = weights.find(info.head + ".weight");
     GRAFT_CHECK(stem != weights.end() && stem->second.dim() == 4, "model", o.checkpoint, ": no first conv '",
-                table.first_conv, "' [O, C, kh, kw]: is it a ", m.arch, " checkpoint?");
+                info.first_conv, "' [O, C, kh, kw]: is it a ", m.arch, " checkpoint?");
     ckpt_chans = stem->second.size(1);
     ckpt_classes = head != weights.end() ? head->second.size(0) : metadata_int(meta, "num_classes", 0);
     m.in_chans = o.in_chans > 0 ? o.in_chans : ckpt_chans;
@@ -171,29 +152,23 @@ inline TransferModel load_transfer_model(const ModelOptions& o, int64_t data_cha
       GRAFT_CHECK(ckpt_chans == 3, "model", o.checkpoint, ": the first conv takes ", ckpt_chans,
                   ckpt_chans == 1 ? " channel" : " channels", ", not the --in-chans ", m.in_chans,
                   ": convert the original checkpoint again with graft-convert --in-chans ", m.in_chans);
-      stem->second = convert::adapt_input_conv(stem->second, m.in_chans, table.first_conv);
+      stem->second = convert::adapt_input_conv(stem->second, m.in_chans, info.first_conv);
     }
   } else {
     GRAFT_CHECK(!m.arch.empty(), "model", "--random-init needs --arch");
-    m.family = family_of(m.arch);
+    image_arch_info(m.arch);
     m.in_chans = o.in_chans > 0 ? o.in_chans : data_chans;
   }
   GRAFT_CHECK(m.in_chans == 1 || m.in_chans == 3, "model", "the model takes ", m.in_chans,
               " input channels; the images here are gray (1) or RGB (3)");
 
+  const models::ModelInfo& info = image_arch_info(m.arch);
+  m.family = info.naming;
   manual_seed(o.seed);
-  m.net = convert::make_model(m.family, m.arch, std::max<int64_t>(ckpt_classes, 1), m.in_chans);
-  with_backbone(*m.net, [&](auto& net) {
-    using Net = std::decay_t<decltype(net)>;
-    if constexpr (std::is_same_v<Net, models::VisionTransformer>) {
-      m.num_features = net.config.embed_dim;
-      m.input_size = net.config.img_size;
-    } else {
-      m.num_features = net.num_features;
-    }
-  });
-  m.head_name = convert::family_table(m.family).head_prefix;
-  m.head_name.pop_back();  // "fc." -> "fc"
+  m.net = models::create_classifier(m.arch, {std::max<int64_t>(ckpt_classes, 1), m.in_chans});
+  m.num_features = m.net->head_hidden_size();
+  m.input_size = info.fixed_input_size ? info.input_size : 0;
+  m.head_name = m.net->classifier_name();
   if (!o.random_init) {
     const nn::LoadReport r = m.net->load_state_dict_map(weights, /*strict=*/false);
     GRAFT_CHECK(r.ok(), "model", o.checkpoint, " does not fit ", m.arch, ": ", r.str());
@@ -206,9 +181,8 @@ inline TransferModel load_transfer_model(const ModelOptions& o, int64_t data_cha
     m.load_summary = detail::concat("random weights (--random-init, seed ", o.seed, "): ", m.arch, ", ", m.in_chans,
                                     " input channel", m.in_chans == 1 ? "" : "s");
   }
-  const bool lite = m.family == "efficientnet-lite";
-  const std::vector<double>& mean = lite ? models::kLiteMean : transforms::kImageNetMean;
-  const std::vector<double>& std = lite ? models::kLiteStd : transforms::kImageNetStd;
+  const std::vector<double>& mean = info.mean;
+  const std::vector<double>& std = info.std;
   if (m.in_chans == 3) {
     m.mean = mean, m.std = std;
   } else {

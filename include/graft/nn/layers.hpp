@@ -7,7 +7,8 @@
 //                                      num_batches_tracked (int64 scalar)
 //   LayerNorm(shape, eps, affine)      weight, bias [shape]
 //   Embedding(V, D, padding_idx)       weight [V, D]; forward takes int64/int32 indices
-//   Dropout, pools, activations, Identity, Flatten: no parameters
+//   Dropout, pools, activations, Identity, Flatten, StochasticDepth: no parameters
+//   SqueezeExcitation(C, squeeze)      fc1 (C -> squeeze), fc2 (squeeze -> C): 1x1 convs with bias
 //   Sequential ("0", "1", ...), ModuleList
 // Default initialization as torch 1.13 (through graft::init and default_generator()):
 //   Linear/Conv2d weight kaiming_uniform_(a = sqrt(5)), bias U(-1/sqrt(fan_in), 1/sqrt(fan_in));
@@ -289,6 +290,17 @@ class Hardswish : public Module {
   Hardswish() : Module("Hardswish") {}
   Tensor forward(const Tensor& x) override { return hardswish(x); }
 };
+class Sigmoid : public Module {
+ public:
+  Sigmoid() : Module("Sigmoid") {}
+  Tensor forward(const Tensor& x) override { return sigmoid(x); }
+};
+// torch.nn.Hardsigmoid: relu6(x + 3) / 6.
+class Hardsigmoid : public Module {
+ public:
+  Hardsigmoid() : Module("Hardsigmoid") {}
+  Tensor forward(const Tensor& x) override { return mul(relu6(add(x, 3.0)), 1.0 / 6.0); }
+};
 class Identity : public Module {
  public:
   Identity() : Module("Identity") {}
@@ -299,6 +311,57 @@ class Flatten : public Module {
   explicit Flatten(int64_t start = 1, int64_t end = -1) : Module("Flatten"), start_dim(start), end_dim(end) {}
   Tensor forward(const Tensor& x) override { return x.flatten(start_dim, end_dim); }
   int64_t start_dim, end_dim;
+};
+
+// ---- regularization and gating blocks of the model zoo -------------------------------------------
+// torchvision.ops.StochasticDepth (drop path, Huang et al. 2016): while training, zeroes whole
+// residual branches with probability p and scales the survivors by 1 / (1 - p); "row" draws one coin
+// per example (x [B, ...]), "batch" one for the whole batch. Identity in eval mode or with p = 0.
+class StochasticDepth : public Module {
+ public:
+  explicit StochasticDepth(double prob, std::string how = "row") : Module("StochasticDepth"), p(prob), mode(std::move(how)) {
+    GRAFT_CHECK(prob >= 0.0 && prob <= 1.0, "StochasticDepth", "p must be in [0, 1], got ", prob);
+    GRAFT_CHECK(mode == "row" || mode == "batch", "StochasticDepth", "mode must be 'row' or 'batch', got '", mode, "'");
+  }
+  Tensor forward(const Tensor& x) override {
+    if (!is_training() || p == 0.0) return x;
+    GRAFT_CHECK(x.dim() >= 1, "StochasticDepth", "expected a batch [B, ...], got a 0-d tensor");
+    const double survival = 1.0 - p;
+    Shape noise_shape(std::vector<int64_t>(size_t(x.dim()), 1));
+    if (mode == "row") noise_shape[0] = x.size(0);
+    const DType dt = is_reduced_float(x.dtype()) ? DType::Float32 : x.dtype();
+    Tensor noise = bernoulli(noise_shape, survival, dt);
+    if (survival > 0.0) noise = mul(noise, 1.0 / survival);
+    return mul(x, noise.to(x.dtype()).to(x.device()));
+  }
+  double p;
+  std::string mode;
+};
+
+// torchvision.ops.SqueezeExcitation (Hu et al. 2018) with its names: x * scale_activation(fc2(
+// activation(fc1(avgpool(x))))), fc1 / fc2 1x1 convolutions with bias (C -> squeeze -> C).
+// MobileNetV3 uses ReLU + Hardsigmoid, EfficientNet SiLU + Sigmoid.
+class SqueezeExcitation : public Module {
+ public:
+  SqueezeExcitation(int64_t channels, int64_t squeeze, ModulePtr act = std::make_shared<ReLU>(),
+                    ModulePtr scale_act = std::make_shared<Sigmoid>())
+      : Module("SqueezeExcitation") {
+    GRAFT_CHECK(channels >= 1 && squeeze >= 1, "SqueezeExcitation", "channels and squeeze must be >= 1, got ",
+                channels, " and ", squeeze);
+    avgpool = register_module("avgpool", std::make_shared<AdaptiveAvgPool2d>(std::array<int64_t, 2>{1, 1}));
+    fc1 = register_module("fc1", std::make_shared<Conv2d>(channels, squeeze, 1));
+    fc2 = register_module("fc2", std::make_shared<Conv2d>(squeeze, channels, 1));
+    activation = register_module("activation", std::move(act));
+    scale_activation = register_module("scale_activation", std::move(scale_act));
+  }
+  // x [B, C, H, W] -> [B, C, H, W]
+  Tensor forward(const Tensor& x) override {
+    const Tensor scale = scale_activation->forward(fc2->forward(activation->forward(fc1->forward(avgpool->forward(x)))));
+    return mul(x, scale);
+  }
+  std::shared_ptr<AdaptiveAvgPool2d> avgpool;
+  std::shared_ptr<Conv2d> fc1, fc2;
+  ModulePtr activation, scale_activation;
 };
 
 // ---- containers --------------------------------------------------------------------------------

@@ -53,6 +53,7 @@ struct LoadReport {
   std::vector<ShapeMismatch> mismatched;
   size_t model_keys = 0;  // keys of the module's state dict (0: not counted, e.g. a report built by hand)
   size_t found = 0;       // of those, how many the state dict holds (with any shape)
+  std::string head;       // the module's classifier head (Module::classifier_name()), "" if it has none
   bool ok() const { return missing.empty() && unexpected.empty() && mismatched.empty(); }
 
   // Fewer than half of the module's keys are in the state dict: the checkpoint is most likely for
@@ -96,28 +97,20 @@ struct LoadReport {
         s += detail::concat("; '", m.name, "' is the classifier head: the checkpoint has ", have,
                             " classes, the model ", want, ". Load it into a ", have,
                             "-class model and call reset_classifier(", want,
-                            "), drop the head's keys and load with strict=false, or convert with graft-convert "
-                            "--num-classes ",
-                            want);
+                            "), or drop the head's keys and load with strict=false");
         break;
       }
     return s;
   }
 
-  // A mis-shaped key that is a classification head (name ends in fc / _fc / head / classifier
-  // .weight or .bias) differing only in its number of outputs.
-  static bool is_classifier_head(const ShapeMismatch& m) {
+  // A mis-shaped key of the classifier head (head.weight or head.bias) differing only in its number
+  // of outputs.
+  bool is_classifier_head(const ShapeMismatch& m) const {
+    if (head.empty() || (m.name != head + ".weight" && m.name != head + ".bias")) return false;
     if (m.expected.size() == 0 || m.expected.size() != m.actual.size() || m.expected.size() > 2) return false;
     for (int d = 1; d < m.expected.size(); ++d)
       if (m.expected[d] != m.actual[d]) return false;
-    const size_t dot = m.name.rfind('.');
-    if (dot == std::string::npos) return false;
-    const std::string leaf = m.name.substr(dot + 1);
-    if (leaf != "weight" && leaf != "bias") return false;
-    const std::string owner = m.name.substr(0, dot);
-    const size_t start = owner.rfind('.') == std::string::npos ? 0 : owner.rfind('.') + 1;
-    const std::string last = owner.substr(start);
-    return last == "fc" || last == "_fc" || last == "head" || last == "classifier";
+    return true;
   }
 };
 
@@ -133,6 +126,10 @@ class Module {
 
   // The class name, as PyTorch prints it ("Linear", "Sequential").
   const std::string& type_name() const { return type_name_; }
+  // The dotted name of the module's classifier head ("fc", "classifier.3"), which a state dict for
+  // another number of classes mis-shapes (LoadReport::str says how to fit it); "" when it has none.
+  // Models override it (models/classifier.hpp).
+  virtual std::string classifier_name() const { return ""; }
 
   // x -> y for modules with one input; others define their own methods and throw here.
   virtual Tensor forward(const Tensor& x) {
@@ -345,6 +342,7 @@ class Module {
     std::set<std::string> own_names;
     LoadReport report;
     report.model_keys = own.size();
+    report.head = classifier_name();
     std::vector<std::pair<Tensor, const Tensor*>> to_copy;
     for (const auto& [k, t] : own) {
       own_names.insert(k);

@@ -1,6 +1,7 @@
 // graft/ops/creation.hpp - factories, random fills and PyTorch's initializers. No autograd history.
 #pragma once
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -130,8 +131,31 @@ inline double calculate_gain(const std::string& nonlinearity, double param = 0.0
   throw Error("calculate_gain: unknown nonlinearity '" + nonlinearity + "'");
 }
 
+// While a SkipInitGuard lives (on this thread), every initializer below zero-fills instead of
+// sampling and draws nothing from its generator: a model about to load a checkpoint is built in a
+// fraction of the time (as torch.nn.utils.skip_init; models::CreateOptions::init_weights = false).
+inline bool& skip_init_flag() {
+  thread_local bool skip = false;
+  return skip;
+}
+class SkipInitGuard {
+ public:
+  SkipInitGuard() : previous_(skip_init_flag()) { skip_init_flag() = true; }
+  ~SkipInitGuard() { skip_init_flag() = previous_; }
+  SkipInitGuard(const SkipInitGuard&) = delete;
+  SkipInitGuard& operator=(const SkipInitGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
 inline void fill_with(const Tensor& t, const char* op, const std::function<double()>& sample) {
   GRAFT_CHECK(t.is_contiguous() && t.device().is_cpu(), op, "needs a contiguous CPU tensor");
+  if (skip_init_flag()) {
+    std::memset(t.data_ptr(), 0, size_t(t.numel()) * dtype_size(t.dtype()));
+    t.storage()->bump_version();
+    return;
+  }
   GRAFT_DISPATCH_FLOATING(t.dtype(), op, T, [&] {
     T* p = static_cast<T*>(t.data_ptr());
     for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(sample());

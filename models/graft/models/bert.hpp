@@ -384,6 +384,7 @@ class BertModel : public nn::Module {
   }
 
   nn::Module& classifier() { return *child("classifier"); }
+  std::string classifier_name() const override { return "classifier"; }
   // Replaces the classifier with a fresh Linear(H, num_classes) (torch's default init); 0 = Identity.
   void reset_classifier(int64_t num_classes) {
     GRAFT_CHECK(num_classes >= 0, "BertModel", "reset_classifier: num_classes must be >= 0, got ", num_classes);

@@ -52,6 +52,7 @@
 #include <string>
 #include <vector>
 
+#include "graft/models/classifier.hpp"
 #include "graft/nn.hpp"
 #include "graft/ops/pad.hpp"
 
@@ -207,9 +208,9 @@ class MBConvBlock : public nn::Module {
   }
 };
 
-class EfficientNetLite : public nn::Module {
+class EfficientNetLite : public ImageClassifier {
  public:
-  explicit EfficientNetLite(const EfficientNetLiteConfig& cfg) : Module("EfficientNet"), config(cfg) {
+  explicit EfficientNetLite(const EfficientNetLiteConfig& cfg) : ImageClassifier("EfficientNet"), config(cfg) {
     using namespace detail_effnet;
     GRAFT_CHECK(cfg.width_coefficient > 0 && cfg.depth_coefficient > 0, "EfficientNetLite",
                 "width and depth coefficients must be positive, got ", cfg.width_coefficient, " and ",
@@ -262,20 +263,34 @@ class EfficientNetLite : public nn::Module {
     return _swish->forward(_bn1->forward(_conv_head->forward(y)));
   }
   // x [B, in_chans, H, W] -> pooled features [B, 1280] (before _dropout and _fc).
-  Tensor forward_features(const Tensor& x) { return _avg_pooling->forward(extract_features(x)).flatten(1); }
-  // x [B, in_chans, H, W] -> logits [B, num_classes] (features when the classifier is Identity).
-  Tensor forward(const Tensor& x) override { return classifier().forward(_dropout->forward(forward_features(x))); }
+  Tensor forward_features(const Tensor& x) override { return _avg_pooling->forward(extract_features(x)).flatten(1); }
+  // pooled features [B, 1280] -> _dropout -> _fc -> logits [B, num_classes] (pre_logits: after _dropout).
+  Tensor forward_head(const Tensor& features, bool pre_logits = false) override {
+    const Tensor z = _dropout->forward(features);
+    return pre_logits ? z : child("_fc")->forward(z);
+  }
+
+  // Named stages (models/features.hpp): "stem" (stride 2), "blocks.0" .. "blocks.<n-1>" (each
+  // MBConvBlock's output), "head" (_conv_head + _bn1 + ReLU6, [B, 1280, H / 32, W / 32]), "features"
+  // (pooled, [B, 1280]).
+  std::vector<std::string> feature_names() override { return detail_features::names_of(feature_stages()); }
+  NamedFeatures forward_intermediates(const Tensor& x, const std::vector<std::string>& names) override {
+    GRAFT_CHECK(x.dim() == 4 && x.size(1) == config.in_chans, "EfficientNetLite", "expected input [B, ",
+                config.in_chans, ", H, W], got shape ", x.shape());
+    return detail_features::run_stages("EfficientNetLite", x, feature_stages(), names);
+  }
 
   // The classification head "_fc" (a Linear, or Identity after reset_classifier(0)).
-  nn::Module& classifier() { return *child("_fc"); }
+  std::string classifier_name() const override { return "_fc"; }
+  int64_t num_features() const override { return detail_effnet::kHeadChannels; }
+  int64_t in_chans() const override { return config.in_chans; }
   // Replaces _fc with a fresh Linear(1280, num_classes) (torch's default init); 0 = Identity.
-  void reset_classifier(int64_t num_classes) {
+  void reset_classifier(int64_t num_classes) override {
     replace_module("_fc", make_head(num_classes));
     config.num_classes = num_classes;
   }
 
   EfficientNetLiteConfig config;
-  int64_t num_features = detail_effnet::kHeadChannels;
   std::shared_ptr<Conv2dSame> _conv_stem, _conv_head;
   std::shared_ptr<nn::BatchNorm2d> _bn0, _bn1;
   std::shared_ptr<nn::ModuleList> _blocks;  // MBConvBlock "0", "1", ...
@@ -290,10 +305,19 @@ class EfficientNetLite : public nn::Module {
   }
 
  private:
+  std::vector<detail_features::Stage> feature_stages() {
+    std::vector<detail_features::Stage> st;
+    st.emplace_back("stem", [this](const Tensor& x) { return _swish->forward(_bn0->forward(_conv_stem->forward(x))); });
+    for (size_t i = 0; i < _blocks->size(); ++i)
+      st.emplace_back("blocks." + std::to_string(i), [this, i](const Tensor& y) { return (*_blocks)[i]->forward(y); });
+    st.emplace_back("head", [this](const Tensor& y) { return _swish->forward(_bn1->forward(_conv_head->forward(y))); });
+    st.emplace_back("features", [this](const Tensor& y) { return _avg_pooling->forward(y).flatten(1); });
+    return st;
+  }
   nn::ModulePtr make_head(int64_t num_classes) const {
     GRAFT_CHECK(num_classes >= 0, "EfficientNetLite", "reset_classifier: num_classes must be >= 0, got ", num_classes);
     if (num_classes == 0) return std::make_shared<nn::Identity>();
-    return std::make_shared<nn::Linear>(num_features, num_classes);
+    return std::make_shared<nn::Linear>(detail_effnet::kHeadChannels, num_classes);
   }
 };
 

@@ -25,6 +25,7 @@
 #include <memory>
 #include <string>
 
+#include "graft/models/classifier.hpp"
 #include "graft/models/features.hpp"
 #include "graft/nn.hpp"
 
@@ -104,9 +105,9 @@ class ViTBlock : public nn::Module {
   std::shared_ptr<ViTMlp> mlp;
 };
 
-class VisionTransformer : public nn::Module {
+class VisionTransformer : public ImageClassifier {
  public:
-  explicit VisionTransformer(const ViTConfig& cfg) : Module("VisionTransformer"), config(cfg) {
+  explicit VisionTransformer(const ViTConfig& cfg) : ImageClassifier("VisionTransformer"), config(cfg) {
     GRAFT_CHECK(cfg.depth >= 0 && cfg.embed_dim >= 1 && cfg.mlp_ratio > 0, "ViT", "bad config: depth ", cfg.depth,
                 ", embed_dim ", cfg.embed_dim, ", mlp_ratio ", cfg.mlp_ratio);
     const int64_t D = cfg.embed_dim;
@@ -136,22 +137,26 @@ class VisionTransformer : public nn::Module {
     return norm->forward(t);
   }
   // x [B, C, img, img] -> the normalized class token [B, D].
-  Tensor forward_features(const Tensor& x) { return forward_tokens(x).select(1, 0); }
+  Tensor forward_features(const Tensor& x) override { return forward_tokens(x).select(1, 0); }
 
   // Named stages (models/features.hpp): "embed" (class token + patches + position, [B, 1 + N, D]),
   // "blocks.0" .. "blocks.<depth-1>" ([B, 1 + N, D]), "norm" (all tokens normalized), "features" (the
   // class token, [B, D]).
-  std::vector<std::string> feature_names() { return detail_features::names_of(feature_stages()); }
-  NamedFeatures forward_intermediates(const Tensor& x, const std::vector<std::string>& names) {
+  std::vector<std::string> feature_names() override { return detail_features::names_of(feature_stages()); }
+  NamedFeatures forward_intermediates(const Tensor& x, const std::vector<std::string>& names) override {
     return detail_features::run_stages("ViT", x, feature_stages(), names);
   }
-  // x [B, C, img, img] -> logits [B, num_classes] (features when the head is Identity).
-  Tensor forward(const Tensor& x) override { return classifier().forward(forward_features(x)); }
+  // the class token [B, D] -> logits [B, num_classes] (the token when the head is Identity).
+  Tensor forward_head(const Tensor& features, bool pre_logits = false) override {
+    return pre_logits ? features : child("head")->forward(features);
+  }
 
   // The classification head "head" (a Linear, or Identity after reset_classifier(0)).
-  nn::Module& classifier() { return *child("head"); }
+  std::string classifier_name() const override { return "head"; }
+  int64_t num_features() const override { return config.embed_dim; }
+  int64_t in_chans() const override { return config.in_chans; }
   // Replaces head with a fresh Linear(D, num_classes) (torch's default init); 0 = Identity.
-  void reset_classifier(int64_t num_classes) {
+  void reset_classifier(int64_t num_classes) override {
     GRAFT_CHECK(num_classes >= 0, "ViT", "reset_classifier: num_classes must be >= 0, got ", num_classes);
     config.num_classes = num_classes;
     replace_module("head", num_classes == 0 ? nn::ModulePtr(std::make_shared<nn::Identity>())
@@ -187,14 +192,22 @@ class VisionTransformer : public nn::Module {
   }
 };
 
-inline std::shared_ptr<VisionTransformer> vit_tiny_patch16_224(int64_t num_classes = 1000) {
-  return std::make_shared<VisionTransformer>(ViTConfig{224, 16, 3, num_classes, 192, 12, 3, 4.0});
+// timm's builders (num_classes, in_chans); models/registry.hpp lists them by name. timm's deit_*
+// (non-distilled) checkpoints have exactly the ViT layout and names.
+inline std::shared_ptr<VisionTransformer> vit_tiny_patch16_224(int64_t num_classes = 1000, int64_t in_chans = 3) {
+  return std::make_shared<VisionTransformer>(ViTConfig{224, 16, in_chans, num_classes, 192, 12, 3, 4.0});
 }
-inline std::shared_ptr<VisionTransformer> vit_small_patch16_224(int64_t num_classes = 1000) {
-  return std::make_shared<VisionTransformer>(ViTConfig{224, 16, 3, num_classes, 384, 12, 6, 4.0});
+inline std::shared_ptr<VisionTransformer> vit_small_patch16_224(int64_t num_classes = 1000, int64_t in_chans = 3) {
+  return std::make_shared<VisionTransformer>(ViTConfig{224, 16, in_chans, num_classes, 384, 12, 6, 4.0});
 }
-inline std::shared_ptr<VisionTransformer> vit_base_patch16_224(int64_t num_classes = 1000) {
-  return std::make_shared<VisionTransformer>(ViTConfig{224, 16, 3, num_classes, 768, 12, 12, 4.0});
+inline std::shared_ptr<VisionTransformer> vit_base_patch16_224(int64_t num_classes = 1000, int64_t in_chans = 3) {
+  return std::make_shared<VisionTransformer>(ViTConfig{224, 16, in_chans, num_classes, 768, 12, 12, 4.0});
+}
+inline std::shared_ptr<VisionTransformer> vit_small_patch32_224(int64_t num_classes = 1000, int64_t in_chans = 3) {
+  return std::make_shared<VisionTransformer>(ViTConfig{224, 32, in_chans, num_classes, 384, 12, 6, 4.0});
+}
+inline std::shared_ptr<VisionTransformer> vit_base_patch32_224(int64_t num_classes = 1000, int64_t in_chans = 3) {
+  return std::make_shared<VisionTransformer>(ViTConfig{224, 32, in_chans, num_classes, 768, 12, 12, 4.0});
 }
 
 }  // namespace graft::models

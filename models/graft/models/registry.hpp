@@ -1,0 +1,234 @@
+// graft/models/registry.hpp - every architecture Graft builds, by name, with what transfer code needs to
+// know about it, in one table (as timm's create_model and its pretrained configs):
+//
+//   auto net = graft::models::create_classifier("resnet50", {.num_classes = 10, .in_chans = 1});
+//   const graft::models::ModelInfo& info = graft::models::model_info("resnet50");
+//   info.head;         // "fc": the module reset_classifier replaces, the new head of a transfer recipe
+//   info.first_conv;   // "conv1.weight": the weight graft-convert adapts to another number of channels
+//   info.naming;       // "torchvision-resnet": the checkpoint names (graft-convert --family)
+//   info.mean, info.std, info.input_size;   // the input pipeline the pretrained weights expect
+//   for (const auto& name : graft::models::list_models("resnext*")) ...
+//
+// create(arch, options) returns any model (BERT included); create_classifier returns the image models
+// through their common interface (models/classifier.hpp). An unknown name is an error listing the
+// known ones and the closest. weights_import/name_maps.hpp holds only the key patterns of each naming;
+// which arch uses which naming, head and first conv lives here.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graft/models/bert.hpp"
+#include "graft/models/classifier.hpp"
+#include "graft/models/efficientnet_lite.hpp"
+#include "graft/models/resnet.hpp"
+#include "graft/models/vit.hpp"
+#include "graft/nn.hpp"
+
+namespace graft::models {
+
+struct CreateOptions {
+  int64_t num_classes = 1000;  // the head's outputs; 0 = no head (Identity: the model returns features)
+  int64_t in_chans = 0;        // image channels; 0 = the model's (3); text models take none
+  // false: every weight is zero-filled instead of initialized (init::SkipInitGuard), for a model that
+  // loads a whole checkpoint next; a fraction of the build time of a large model.
+  bool init_weights = true;
+};
+
+struct ModelInfo {
+  std::string arch;        // "resnet50"
+  std::string family;      // the Graft class family: "resnet", "vit", "efficientnet-lite", "bert", ...
+  std::string source;      // whose definition and names: "torchvision", "timm", "huggingface", ...
+  std::string naming;      // the checkpoint key table (graft-convert --family), weights_import/name_maps.hpp
+  std::string modality;    // "image" or "text"
+  std::string head;        // dotted module name of the classifier ("fc", "classifier.3")
+  std::string first_conv;  // the input conv's weight ("" for text)
+  int64_t num_features = 0;     // pooled feature width (forward_features)
+  int64_t input_size = 0;       // the pretraining input side (224); 0 for text
+  bool fixed_input_size = false;  // true when the model only takes input_size (a ViT's position embedding)
+  std::vector<double> mean, std;  // per-channel RGB normalization of the pretrained weights
+  std::function<nn::ModulePtr(const CreateOptions&)> make;
+};
+
+namespace detail_registry {
+
+inline const std::vector<double> kImageNetMean = {0.485, 0.456, 0.406};
+inline const std::vector<double> kImageNetStd = {0.229, 0.224, 0.225};
+
+// An image classifier built by fn(num_classes, in_chans).
+template <class Fn>
+ModelInfo image(std::string arch, std::string family, std::string source, std::string naming, std::string head,
+                std::string first_conv, int64_t num_features, Fn fn) {
+  ModelInfo m;
+  m.arch = std::move(arch), m.family = std::move(family), m.source = std::move(source);
+  m.naming = std::move(naming), m.modality = "image", m.head = std::move(head);
+  m.first_conv = std::move(first_conv), m.num_features = num_features, m.input_size = 224;
+  m.mean = kImageNetMean, m.std = kImageNetStd;
+  m.make = [fn](const CreateOptions& o) -> nn::ModulePtr { return fn(o.num_classes, o.in_chans > 0 ? o.in_chans : 3); };
+  return m;
+}
+
+inline std::vector<ModelInfo> build_registry() {
+  std::vector<ModelInfo> r;
+  auto resnet = [&](const char* arch, auto fn, int64_t features) {
+    r.push_back(image(arch, "resnet", "torchvision", "torchvision-resnet", "fc", "conv1.weight", features, fn));
+  };
+  resnet("resnet18", resnet18, 512);
+  resnet("resnet34", resnet34, 512);
+  resnet("resnet50", resnet50, 2048);
+  resnet("resnet101", resnet101, 2048);
+  resnet("resnet152", resnet152, 2048);
+  resnet("resnext50_32x4d", resnext50_32x4d, 2048);
+  resnet("resnext101_32x8d", resnext101_32x8d, 2048);
+  resnet("resnext101_64x4d", resnext101_64x4d, 2048);
+  resnet("wide_resnet50_2", wide_resnet50_2, 2048);
+  resnet("wide_resnet101_2", wide_resnet101_2, 2048);
+
+  auto vit = [&](const char* arch, auto fn, int64_t dim) {
+    ModelInfo m = image(arch, "vit", "timm", "timm-vit", "head", "patch_embed.proj.weight", dim, fn);
+    m.fixed_input_size = true;
+    r.push_back(std::move(m));
+  };
+  vit("vit_tiny_patch16_224", vit_tiny_patch16_224, 192);
+  vit("vit_small_patch16_224", vit_small_patch16_224, 384);
+  vit("vit_base_patch16_224", vit_base_patch16_224, 768);
+  vit("vit_small_patch32_224", vit_small_patch32_224, 384);
+  vit("vit_base_patch32_224", vit_base_patch32_224, 768);
+  vit("deit_tiny_patch16_224", vit_tiny_patch16_224, 192);    // timm's DeiT without distillation
+  vit("deit_small_patch16_224", vit_small_patch16_224, 384);  // token: the ViT layout and names
+  vit("deit_base_patch16_224", vit_base_patch16_224, 768);
+
+  auto lite = [&](const char* arch, auto fn) {
+    ModelInfo m = image(arch, "efficientnet-lite", "efficientnet-lite-pytorch", "efficientnet-lite", "_fc",
+                        "_conv_stem.weight", 1280, fn);
+    m.mean = kLiteMean, m.std = kLiteStd;
+    r.push_back(std::move(m));
+  };
+  lite("efficientnet_lite0", efficientnet_lite0);
+  lite("efficientnet_lite1", efficientnet_lite1);
+  lite("efficientnet_lite2", efficientnet_lite2);
+
+  auto bert = [&](const char* arch, BertConfig (*config)()) {
+    ModelInfo m;
+    m.arch = arch, m.family = "bert", m.source = "huggingface", m.naming = "hf-bert", m.modality = "text";
+    m.head = "classifier";
+    m.num_features = config().hidden_size;
+    m.make = [config, arch = std::string(arch)](const CreateOptions& o) -> nn::ModulePtr {
+      GRAFT_CHECK(o.in_chans <= 0, "models::create", arch, " is a text model: in_chans does not apply (got ",
+                  o.in_chans, ")");
+      BertConfig c = config();
+      c.num_classes = o.num_classes;
+      return std::make_shared<BertModel>(c);
+    };
+    r.push_back(std::move(m));
+  };
+  bert("all-minilm-l6-v2", BertConfig::all_minilm_l6_v2);
+  bert("bert", BertConfig::bert_base_uncased);  // bert-base-uncased; graft-convert --config reads any
+  return r;
+}
+
+// Levenshtein distance, for "did you mean".
+inline size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// Does `name` match a glob with '*' (any run) and '?' (one character)?
+inline bool glob_match(const std::string& pattern, const std::string& name, size_t p = 0, size_t n = 0) {
+  while (p < pattern.size()) {
+    if (pattern[p] == '*') {
+      for (size_t k = n; k <= name.size(); ++k)
+        if (glob_match(pattern, name, p + 1, k)) return true;
+      return false;
+    }
+    if (n >= name.size() || (pattern[p] != '?' && pattern[p] != name[n])) return false;
+    ++p, ++n;
+  }
+  return n == name.size();
+}
+
+}  // namespace detail_registry
+
+// Every registered architecture, in a fixed order (by family, then size).
+inline const std::vector<ModelInfo>& registry() {
+  static const std::vector<ModelInfo> r = detail_registry::build_registry();
+  return r;
+}
+
+// Arch names matching a glob ("resnet*", "*_224"; "*" = all), in registry order.
+inline std::vector<std::string> list_models(const std::string& pattern = "*") {
+  std::vector<std::string> out;
+  for (const ModelInfo& m : registry())
+    if (detail_registry::glob_match(pattern, m.arch)) out.push_back(m.arch);
+  return out;
+}
+
+// The closest registered arch name to `arch` (smallest edit distance).
+inline std::string closest_model(const std::string& arch) {
+  std::string best;
+  size_t best_d = size_t(-1);
+  for (const ModelInfo& m : registry()) {
+    const size_t d = detail_registry::edit_distance(arch, m.arch);
+    if (d < best_d) best = m.arch, best_d = d;
+  }
+  return best;
+}
+
+inline const ModelInfo* find_model_info(const std::string& arch) {
+  for (const ModelInfo& m : registry())
+    if (m.arch == arch) return &m;
+  return nullptr;
+}
+
+// The registry entry of `arch`; an unknown name lists the known ones and the closest.
+inline const ModelInfo& model_info(const std::string& arch) {
+  if (const ModelInfo* m = find_model_info(arch)) return *m;
+  std::string known;
+  for (const ModelInfo& m : registry()) known += (known.empty() ? "" : ", ") + m.arch;
+  throw Error(detail::concat("unknown arch '", arch, "': did you mean '", closest_model(arch), "'? (known: ", known,
+                             ")"));
+}
+
+// A fresh model of `arch` (random weights, as its source library initializes them).
+inline nn::ModulePtr create(const std::string& arch, const CreateOptions& options = {}) {
+  GRAFT_CHECK(options.num_classes >= 0, "models::create", arch, ": num_classes must be >= 0, got ",
+              options.num_classes);
+  GRAFT_CHECK(options.in_chans >= 0, "models::create", arch, ": in_chans must be >= 0, got ", options.in_chans);
+  const ModelInfo& info = model_info(arch);
+  if (options.init_weights) return info.make(options);
+  init::SkipInitGuard skip;
+  return info.make(options);
+}
+
+// create() for an image classifier, through the interface transfer code uses.
+inline std::shared_ptr<ImageClassifier> create_classifier(const std::string& arch, const CreateOptions& options = {}) {
+  const ModelInfo& info = model_info(arch);
+  GRAFT_CHECK(info.modality == "image", "models::create_classifier", arch, " is a ", info.modality,
+              " model, not an image classifier: use models::create");
+  auto net = std::dynamic_pointer_cast<ImageClassifier>(create(arch, options));
+  GRAFT_CHECK(net != nullptr, "models::create_classifier", arch, " does not implement models::ImageClassifier");
+  return net;
+}
+
+// The archs of one checkpoint naming (graft-convert --family), in registry order.
+inline std::vector<std::string> archs_with_naming(const std::string& naming) {
+  std::vector<std::string> out;
+  for (const ModelInfo& m : registry())
+    if (m.naming == naming) out.push_back(m.arch);
+  return out;
+}
+
+}  // namespace graft::models
