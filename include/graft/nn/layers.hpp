@@ -37,6 +37,15 @@ inline void init_weight_and_bias(const Tensor& weight, const Tensor& bias) {
 }
 }  // namespace detail_layers
 
+// A branch a Linear or Conv2d adds to its own output: with one attached (layer.adapter), forward
+// returns adapter->apply(x, y) for y the layer's own output on x. Parameter-efficient fine-tuning
+// attaches them (LoRA and bottleneck adapters, include/graft/peft/); an adapter registers its
+// parameters' modules on the layer itself ("lora_A", "lora_B"), so they carry the layer's dotted names.
+struct OutputAdapter {
+  virtual ~OutputAdapter() = default;
+  virtual Tensor apply(const Tensor& x, const Tensor& y) = 0;
+};
+
 // ---- Linear ------------------------------------------------------------------------------------
 class Linear : public Module {
  public:
@@ -53,10 +62,12 @@ class Linear : public Module {
   Tensor forward(const Tensor& x, Activation act) {
     GRAFT_CHECK(x.dim() >= 1 && x.size(-1) == in_features, "Linear", "expected input [*, ", in_features,
                 "], got shape ", x.shape());
+    if (adapter) return activation(adapter->apply(x, linear(x, weight, bias)), act);
     return linear(x, weight, bias, act);
   }
   int64_t in_features, out_features;
   Tensor weight, bias;  // [out, in], [out] or undefined
+  std::shared_ptr<OutputAdapter> adapter;  // null: none (see OutputAdapter)
 };
 
 // ---- Conv2d ------------------------------------------------------------------------------------
@@ -81,12 +92,14 @@ class Conv2d : public Module {
   Conv2d(int64_t in, int64_t out, int64_t kernel, Conv2dOptions opts = {}) : Conv2d(in, out, {kernel, kernel}, opts) {}
   // x [N, C, H, W] -> [N, O, OH, OW]
   Tensor forward(const Tensor& x) override {
-    return conv2d(x, weight, bias, options.stride, options.padding, options.dilation, options.groups);
+    const Tensor y = conv2d(x, weight, bias, options.stride, options.padding, options.dilation, options.groups);
+    return adapter ? adapter->apply(x, y) : y;
   }
   int64_t in_channels, out_channels;
   std::array<int64_t, 2> kernel_size;
   Conv2dOptions options;
   Tensor weight, bias;
+  std::shared_ptr<OutputAdapter> adapter;  // null: none (see OutputAdapter)
 };
 
 // ---- normalization -----------------------------------------------------------------------------

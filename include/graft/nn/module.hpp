@@ -173,6 +173,16 @@ class Module {
     throw Error(detail::concat("Module: ", type_name_, " has no child '", name, "' to replace"));
   }
 
+  // Removes a registered child (e.g. an adapter's branch); the name must exist.
+  void remove_module(const std::string& name) {
+    for (auto it = children_.begin(); it != children_.end(); ++it)
+      if (it->first == name) {
+        children_.erase(it);
+        return;
+      }
+    throw Error(detail::concat("Module: ", type_name_, " has no child '", name, "' to remove"));
+  }
+
   // ---- traversal ---------------------------------------------------------------------------------
   std::vector<std::pair<std::string, ModulePtr>> named_children() const { return children_; }
   std::vector<ModulePtr> children() const {

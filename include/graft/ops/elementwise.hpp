@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "graft/autograd/node.hpp"
+#include "graft/core/activation.hpp"
 #include "graft/core/dispatch.hpp"
 #include "graft/core/parallel.hpp"
 #include "graft/core/scalar_ops.hpp"
@@ -542,6 +543,18 @@ inline Tensor gelu(const Tensor& x, const std::string& approximate = "none") {
 }
 inline Tensor silu(const Tensor& x) { return unary(x, UnaryOp::Silu); }
 inline Tensor hardswish(const Tensor& x) { return unary(x, UnaryOp::Hardswish); }
+// act(y) as its own op (the unfused form of the activations core/activation.hpp lists).
+inline Tensor activation(const Tensor& y, Activation act) {
+  switch (act) {
+    case Activation::None: return y;
+    case Activation::Relu: return relu(y);
+    case Activation::Relu6: return relu6(y);
+    case Activation::Silu: return silu(y);
+    case Activation::GeluTanh: return gelu(y, "tanh");
+    case Activation::Gelu: return gelu(y);
+  }
+  return y;
+}
 inline Tensor pow(const Tensor& x, double p) { return unary(x, UnaryOp::PowScalar, p); }
 inline Tensor clamp(const Tensor& x, double lo, double hi) {
   GRAFT_CHECK(lo <= hi, "clamp", "min (", lo, ") must not exceed max (", hi, ")");

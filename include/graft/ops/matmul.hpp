@@ -264,17 +264,7 @@ inline Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& 
   GRAFT_CHECK(is_floating(x.dtype()), "linear", "expected a floating-point tensor, got ", dtype_name(x.dtype()));
   GRAFT_CHECK(x.device() == weight.device() && (!bias.defined() || bias.device() == x.device()), "linear",
               "tensors on different devices");
-  auto apply_act = [&](const Tensor& y) {
-    switch (act) {
-      case Activation::None: return y;
-      case Activation::Relu: return relu(y);
-      case Activation::Relu6: return relu6(y);
-      case Activation::Silu: return silu(y);
-      case Activation::GeluTanh: return gelu(y, "tanh");
-      case Activation::Gelu: return gelu(y);
-    }
-    return y;
-  };
+  auto apply_act = [&](const Tensor& y) { return activation(y, act); };
   if (!x.device().is_cpu() && !linear_kernel.has(x.device())) {
     const Tensor y = matmul(x, weight.t());
     return apply_act(bias.defined() ? y + bias : y);
