@@ -100,6 +100,36 @@ inline FamilyTable make_efficientnet_lite_table() {
   return t;
 }
 
+// torchvision's MobileNetV2 (features.{i}.conv.*) and V3 (features.{i}.block.*, squeeze-excitation fc1/fc2).
+inline FamilyTable make_mobilenet_table() {
+  FamilyTable t{"torchvision-mobilenet", {}};
+  for (const char* stem : {"features.{N}.{N}", "features.{N}.conv.{N}.{N}", "features.{N}.conv.{N}",
+                           "features.{N}.block.{N}.{N}"})
+    append(t.patterns, with_suffixes(stem, kBatchNorm));  // conv weights, BatchNorm affine and statistics
+  append(t.patterns, with_suffixes("features.{N}.block.{N}.fc{N}", kAffine));
+  append(t.patterns, with_suffixes("classifier.{N}", kAffine));
+  return t;
+}
+
+// torchvision's EfficientNet B0-B7 (MBConv features.{i}.{j}.block.{k}, squeeze-excitation fc1/fc2).
+inline FamilyTable make_efficientnet_table() {
+  FamilyTable t{"torchvision-efficientnet", {}};
+  append(t.patterns, with_suffixes("features.{N}.{N}", kBatchNorm));
+  append(t.patterns, with_suffixes("features.{N}.{N}.block.{N}.{N}", kBatchNorm));
+  append(t.patterns, with_suffixes("features.{N}.{N}.block.{N}.fc{N}", kAffine));
+  append(t.patterns, with_suffixes("classifier.{N}", kAffine));
+  return t;
+}
+
+// torchvision's ConvNeXt (CNBlock layer_scale and block.{k}, LayerNorm2d in the stem, downsamplings and head).
+inline FamilyTable make_convnext_table() {
+  FamilyTable t{"torchvision-convnext", {"features.{N}.{N}.layer_scale"}};
+  append(t.patterns, with_suffixes("features.{N}.{N}", kAffine));
+  append(t.patterns, with_suffixes("features.{N}.{N}.block.{N}", kAffine));
+  append(t.patterns, with_suffixes("classifier.{N}", kAffine));
+  return t;
+}
+
 // Hugging Face BERT (BertModel names; "bert." of BertFor* checkpoints stripped; MLM heads "cls.*"
 // and the old persistent buffer embeddings.position_ids are reported as dropped).
 inline FamilyTable make_hf_bert_table() {
@@ -123,10 +153,11 @@ inline std::string join(const std::vector<std::string>& v) {
 }  // namespace detail_convert
 
 inline const std::vector<FamilyTable>& family_tables() {
-  static const std::vector<FamilyTable> tables = {detail_convert::make_resnet_table(),
-                                                  detail_convert::make_vit_table(),
-                                                  detail_convert::make_efficientnet_lite_table(),
-                                                  detail_convert::make_hf_bert_table()};
+  static const std::vector<FamilyTable> tables = {
+      detail_convert::make_resnet_table(),    detail_convert::make_mobilenet_table(),
+      detail_convert::make_efficientnet_table(), detail_convert::make_convnext_table(),
+      detail_convert::make_vit_table(),       detail_convert::make_efficientnet_lite_table(),
+      detail_convert::make_hf_bert_table()};
   return tables;
 }
 

@@ -207,25 +207,12 @@ class PatchEmbed : public Module {
   std::shared_ptr<Identity> norm;
 };
 
-namespace detail_transformer {
-// timm's trunc_normal_(t, std=.02): normal(0, std) redrawn outside the absolute bounds [a, b].
-inline void trunc_normal_(const Tensor& t, double std, double a = -2.0, double b = 2.0) {
-  Generator& g = default_generator();
-  init::fill_with(t, "trunc_normal_", [&] {
-    double v;
-    do v = std * g.normal();
-    while (v < a || v > b);
-    return v;
-  });
-}
-}  // namespace detail_transformer
-
 // Registers a learned position embedding [1, num_tokens, dim] on owner under `name` (timm's
 // "pos_embed"), initialized as timm (trunc_normal_, std 0.02). Add it with add(tokens, pos).
 inline Tensor register_position_embedding(Module& owner, int64_t num_tokens, int64_t dim,
                                           const std::string& name = "pos_embed") {
   Tensor pos = empty({1, num_tokens, dim});
-  detail_transformer::trunc_normal_(pos, 0.02);
+  init::trunc_normal_(pos, 0.0, 0.02, -2.0, 2.0);  // timm's trunc_normal_(std=.02)
   return owner.register_parameter(name, pos);
 }
 

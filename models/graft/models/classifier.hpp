@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "graft/models/common.hpp"
 #include "graft/models/features.hpp"
 #include "graft/nn.hpp"
 
@@ -51,6 +52,18 @@ class ImageClassifier : public nn::Module {
   virtual NamedFeatures forward_intermediates(const Tensor& x, const std::vector<std::string>& names) = 0;
 
  protected:
+  // A new head in the model's dtype, device and train / eval mode, so reset_classifier on a model moved
+  // to float64, to a GPU or into eval mode (then fuse_for_inference) keeps working.
+  nn::ModulePtr fit_to_model(nn::ModulePtr head) {
+    for (const Tensor& p : parameters())
+      if (is_floating(p.dtype())) {
+        head->to(p.dtype());
+        head->to(p.device());
+        break;
+      }
+    head->train(is_training());
+    return head;
+  }
   // The module at a dotted path ("classifier.3"), or an error naming the path.
   nn::Module* find_module(const std::string& path) {
     for (auto& [name, mod] : named_modules())

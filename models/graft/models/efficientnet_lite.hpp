@@ -286,7 +286,7 @@ class EfficientNetLite : public ImageClassifier {
   int64_t in_chans() const override { return config.in_chans; }
   // Replaces _fc with a fresh Linear(1280, num_classes) (torch's default init); 0 = Identity.
   void reset_classifier(int64_t num_classes) override {
-    replace_module("_fc", make_head(num_classes));
+    replace_module("_fc", fit_to_model(make_head(num_classes)));
     config.num_classes = num_classes;
   }
 

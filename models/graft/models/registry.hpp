@@ -23,7 +23,10 @@
 
 #include "graft/models/bert.hpp"
 #include "graft/models/classifier.hpp"
+#include "graft/models/convnext.hpp"
+#include "graft/models/efficientnet.hpp"
 #include "graft/models/efficientnet_lite.hpp"
+#include "graft/models/mobilenet.hpp"
 #include "graft/models/resnet.hpp"
 #include "graft/models/vit.hpp"
 #include "graft/nn.hpp"
@@ -55,9 +58,6 @@ struct ModelInfo {
 
 namespace detail_registry {
 
-inline const std::vector<double> kImageNetMean = {0.485, 0.456, 0.406};
-inline const std::vector<double> kImageNetStd = {0.229, 0.224, 0.225};
-
 // An image classifier built by fn(num_classes, in_chans).
 template <class Fn>
 ModelInfo image(std::string arch, std::string family, std::string source, std::string naming, std::string head,
@@ -86,6 +86,22 @@ inline std::vector<ModelInfo> build_registry() {
   resnet("resnext101_64x4d", resnext101_64x4d, 2048);
   resnet("wide_resnet50_2", wide_resnet50_2, 2048);
   resnet("wide_resnet101_2", wide_resnet101_2, 2048);
+
+  auto torchvision = [&](const char* arch, const char* family, const char* naming, const char* head, auto fn,
+                         int64_t features, int64_t input_size = 224) {
+    ModelInfo m = image(arch, family, "torchvision", naming, head, "features.0.0.weight", features, fn);
+    m.input_size = input_size;
+    r.push_back(std::move(m));
+  };
+  torchvision("mobilenet_v2", "mobilenet", "torchvision-mobilenet", "classifier.1", mobilenet_v2, 1280);
+  torchvision("mobilenet_v3_small", "mobilenet", "torchvision-mobilenet", "classifier.3", mobilenet_v3_small, 576);
+  torchvision("mobilenet_v3_large", "mobilenet", "torchvision-mobilenet", "classifier.3", mobilenet_v3_large, 960);
+  torchvision("efficientnet_b0", "efficientnet", "torchvision-efficientnet", "classifier.1", efficientnet_b0, 1280);
+  torchvision("efficientnet_b1", "efficientnet", "torchvision-efficientnet", "classifier.1", efficientnet_b1, 1280, 240);
+  torchvision("efficientnet_b2", "efficientnet", "torchvision-efficientnet", "classifier.1", efficientnet_b2, 1408, 288);
+  torchvision("efficientnet_b3", "efficientnet", "torchvision-efficientnet", "classifier.1", efficientnet_b3, 1536, 300);
+  torchvision("convnext_tiny", "convnext", "torchvision-convnext", "classifier.2", convnext_tiny, 768);
+  torchvision("convnext_small", "convnext", "torchvision-convnext", "classifier.2", convnext_small, 768);
 
   auto vit = [&](const char* arch, auto fn, int64_t dim) {
     ModelInfo m = image(arch, "vit", "timm", "timm-vit", "head", "patch_embed.proj.weight", dim, fn);

@@ -192,7 +192,7 @@ class ResNet : public ImageClassifier {
   // The classification head "fc" (a Linear, or Identity after reset_classifier(0)).
   std::string classifier_name() const override { return "fc"; }
   // Replaces fc with a fresh Linear(num_features(), num_classes) (torch's default init); 0 = Identity.
-  void reset_classifier(int64_t num_classes) override { replace_module("fc", make_head(num_classes)); }
+  void reset_classifier(int64_t num_classes) override { replace_module("fc", fit_to_model(make_head(num_classes))); }
   int64_t num_features() const override { return num_features_; }  // 512 * expansion
   int64_t in_chans() const override { return conv1->in_channels; }
 

@@ -47,7 +47,7 @@ namespace detail_vit {
 inline std::shared_ptr<nn::Linear> linear(int64_t in, int64_t out) {
   auto l = std::make_shared<nn::Linear>(in, out);
   NoGradGuard no_grad;
-  nn::detail_transformer::trunc_normal_(l->weight, 0.02);
+  init::trunc_normal_(l->weight, 0.0, 0.02, -2.0, 2.0);
   l->bias.zero_();
   return l;
 }
@@ -159,8 +159,8 @@ class VisionTransformer : public ImageClassifier {
   void reset_classifier(int64_t num_classes) override {
     GRAFT_CHECK(num_classes >= 0, "ViT", "reset_classifier: num_classes must be >= 0, got ", num_classes);
     config.num_classes = num_classes;
-    replace_module("head", num_classes == 0 ? nn::ModulePtr(std::make_shared<nn::Identity>())
-                                            : nn::ModulePtr(std::make_shared<nn::Linear>(config.embed_dim, num_classes)));
+    replace_module("head", fit_to_model(num_classes == 0 ? nn::ModulePtr(std::make_shared<nn::Identity>())
+                                                         : nn::ModulePtr(std::make_shared<nn::Linear>(config.embed_dim, num_classes))));
   }
 
   ViTConfig config;
