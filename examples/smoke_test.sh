@@ -76,7 +76,7 @@ run bad_image "${common[@]}" --images "$work/toy_bad" --steps 2
 expect_error bad_image "$work/toy_bad/right/broken.png"
 
 run bad_arch --random-init true --arch resnet9 --images "$work/toy" --steps 2
-expect_error bad_arch "unknown --arch 'resnet9'"
+expect_error bad_arch "unknown arch 'resnet9': did you mean 'resnet18'"
 
 case "$example" in
   feature_extraction)
