@@ -14,6 +14,7 @@
 #include <cstdio>
 
 #include "golden.hpp"
+#include "model_keys.hpp"
 #include "graft/io/safetensors.hpp"
 #include "graft/models/convnext.hpp"
 #include "graft/nn.hpp"
@@ -47,19 +48,7 @@ nn::StateDict convnext_case_state_dict(const GoldenCase& c) {
 }
 
 void convnext_require_same_keys(nn::Module& m, const std::string& case_name) {
-  const GoldenCase& c = convnext_small_golden(case_name);
-  const nn::StateDict sd = m.state_dict();
-  std::vector<std::string> ours, theirs;
-  for (const auto& [k, t] : sd) ours.push_back(k);
-  for (const auto& [k, t] : c.tensors) theirs.push_back(k);
-  REQUIRE(ours == theirs);
-  for (size_t i = 0; i < sd.size(); ++i) {
-    const std::vector<double> dims = c.tensors[i].second.to_vector();
-    const std::vector<int64_t> expected(dims.begin(), dims.end());
-    const std::vector<int64_t> actual(sd[i].second.shape().begin(), sd[i].second.shape().end());
-    INFO("key " << sd[i].first);
-    REQUIRE(actual == expected);
-  }
+  graft_test::require_same_keys(m.state_dict(), convnext_small_golden(case_name));
 }
 
 // Every CNBlock's stochastic depth probability, in module order.

@@ -17,6 +17,7 @@
 
 #include "../weights_import/name_maps.hpp"
 #include "golden.hpp"
+#include "model_keys.hpp"
 #include "graft/data/transforms.hpp"
 #include "graft/io/image.hpp"
 #include "graft/io/safetensors.hpp"
@@ -85,19 +86,7 @@ std::vector<std::vector<int64_t>> effnet_rows(const Tensor& t) {
 }
 
 void effnet_require_same_keys(nn::Module& m, const std::string& case_name) {
-  const GoldenCase& c = effnet_keys_case(case_name);
-  const nn::StateDict sd = m.state_dict();
-  std::vector<std::string> ours, theirs;
-  for (const auto& [k, t] : sd) ours.push_back(k);
-  for (const auto& [k, t] : c.tensors) theirs.push_back(k);
-  REQUIRE(ours == theirs);
-  for (size_t i = 0; i < sd.size(); ++i) {
-    const std::vector<double> dims = c.tensors[i].second.to_vector();
-    const std::vector<int64_t> expected(dims.begin(), dims.end());
-    const std::vector<int64_t> actual(sd[i].second.shape().begin(), sd[i].second.shape().end());
-    INFO("key " << sd[i].first);
-    REQUIRE(actual == expected);
-  }
+  graft_test::require_same_keys(m.state_dict(), effnet_keys_case(case_name));
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "golden.hpp"
+#include "model_keys.hpp"
 #include "graft/io/safetensors.hpp"
 #include "graft/models/classifier.hpp"
 #include "graft/models/efficientnet.hpp"
@@ -62,19 +63,7 @@ std::shared_ptr<models::EfficientNet> effnet_b_seeded(int variant) {
 }
 
 void effnet_b_require_same_keys(nn::Module& m, const std::string& case_name) {
-  const GoldenCase& c = effnet_b_keys_case(case_name);
-  const nn::StateDict sd = m.state_dict();
-  std::vector<std::string> ours, theirs;
-  for (const auto& [k, t] : sd) ours.push_back(k);
-  for (const auto& [k, t] : c.tensors) theirs.push_back(k);
-  REQUIRE(ours == theirs);
-  for (size_t i = 0; i < sd.size(); ++i) {
-    const std::vector<double> dims = c.tensors[i].second.to_vector();
-    const std::vector<int64_t> expected(dims.begin(), dims.end());
-    const std::vector<int64_t> actual(sd[i].second.shape().begin(), sd[i].second.shape().end());
-    INFO("key " << sd[i].first);
-    REQUIRE(actual == expected);
-  }
+  graft_test::require_same_keys(m.state_dict(), effnet_b_keys_case(case_name));
 }
 
 std::shared_ptr<models::MBConv> effnet_b_block(models::EfficientNet& model, size_t stage, size_t j) {

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "golden.hpp"
+#include "model_keys.hpp"
 #include "graft/io/safetensors.hpp"
 #include "graft/models/mobilenet.hpp"
 #include "graft/nn.hpp"
@@ -43,20 +44,7 @@ std::string mobilenet_big_file(const std::string& file) {
 }
 
 void mobilenet_require_same_keys(nn::Module& m, const std::string& case_name) {
-  const GoldenCase& c = mobilenet_keys_case(case_name);
-  const nn::StateDict sd = m.state_dict();
-  std::vector<std::string> ours, theirs;
-  for (const auto& [k, t] : sd) ours.push_back(k);
-  for (const auto& [k, t] : c.tensors) theirs.push_back(k);
-  INFO(case_name);
-  REQUIRE(ours == theirs);
-  for (size_t i = 0; i < sd.size(); ++i) {
-    const std::vector<double> dims = c.tensors[i].second.to_vector();
-    const std::vector<int64_t> expected(dims.begin(), dims.end());
-    const std::vector<int64_t> actual(sd[i].second.shape().begin(), sd[i].second.shape().end());
-    INFO("key " << sd[i].first);
-    REQUIRE(actual == expected);
-  }
+  graft_test::require_same_keys(m.state_dict(), mobilenet_keys_case(case_name));
 }
 
 // The three archs by torchvision name, freshly built (1000 classes, 3 channels).

@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "golden.hpp"
+#include "model_keys.hpp"
 #include "harness.hpp"
 #include "graft/io/safetensors.hpp"
 #include "graft/models/resnet.hpp"
@@ -38,19 +39,7 @@ const GoldenCase& models_golden_case(const std::string& name) {
 
 // Checks a module's state_dict keys, order and shapes against a keys_<model> case.
 void models_require_same_keys(nn::Module& m, const std::string& case_name) {
-  const GoldenCase& c = models_golden_case(case_name);
-  const nn::StateDict sd = m.state_dict();
-  std::vector<std::string> ours, theirs;
-  for (const auto& [k, t] : sd) ours.push_back(k);
-  for (const auto& [k, t] : c.tensors) theirs.push_back(k);
-  REQUIRE(ours == theirs);
-  for (size_t i = 0; i < sd.size(); ++i) {
-    const std::vector<double> dims = c.tensors[i].second.to_vector();
-    std::vector<int64_t> expected(dims.begin(), dims.end());
-    std::vector<int64_t> actual(sd[i].second.shape().begin(), sd[i].second.shape().end());
-    INFO("key " << sd[i].first);
-    REQUIRE(actual == expected);
-  }
+  graft_test::require_same_keys(m.state_dict(), models_golden_case(case_name));
 }
 
 // The case's keys that start with prefix, prefix removed.

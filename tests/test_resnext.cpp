@@ -11,6 +11,7 @@
 #include <string>
 
 #include "golden.hpp"
+#include "model_keys.hpp"
 #include "graft/io/safetensors.hpp"
 #include "graft/models/registry.hpp"
 #include "graft/models/resnet.hpp"
@@ -47,16 +48,8 @@ TEST_CASE("resnext: every grouped and wide ResNet has torchvision's keys, order 
   for (const std::string name : {"resnet152", "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
                                  "wide_resnet50_2", "wide_resnet101_2"}) {
     INFO(name);
-    const GoldenCase& c = resnext_keys_case("keys_" + name);
-    const nn::StateDict sd = models::create(name, {.init_weights = false})->state_dict();
-    REQUIRE(sd.size() == c.tensors.size());
-    for (size_t i = 0; i < sd.size(); ++i) {
-      INFO("key " << sd[i].first);
-      REQUIRE(sd[i].first == c.tensors[i].first);
-      const std::vector<double> dims = c.tensors[i].second.to_vector();
-      REQUIRE(std::vector<int64_t>(sd[i].second.shape().begin(), sd[i].second.shape().end()) ==
-              std::vector<int64_t>(dims.begin(), dims.end()));
-    }
+    graft_test::require_same_keys(models::create(name, {.init_weights = false})->state_dict(),
+                                  resnext_keys_case("keys_" + name));
   }
 }
 
