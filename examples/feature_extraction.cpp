@@ -11,7 +11,8 @@
 //
 // Model and data: examples/transfer_setup.hpp (architecture from the checkpoint, held-out split by
 // --val-frac, per-family normalization). Head: a fresh Linear(num_features, classes) trained by
-// examples::train_classifier (AdamW, cosine schedule with warmup, batch order fixed by --seed).
+// examples::train_classifier (train::fit_classifier: AdamW, cosine schedule with warmup, batch order
+// fixed by --seed, an epoch's short last batch dropped unless --last-batch says otherwise).
 // --save-head writes the head under the model's own names (e.g. "_fc.weight"), so loading the
 // checkpoint and then the head (strict=false) gives the whole classifier.
 #include <graft/graft.hpp>
@@ -36,6 +37,8 @@ int main(int argc, char** argv) {
   const examples::SetupOptions setup(cli);  // --checkpoint, --arch, --images / --mnist, ...
   const int64_t& steps = cli.option("steps", int64_t(200), "optimizer steps for the head");
   const int64_t& batch = cli.option("batch", int64_t(32), "batch size");
+  const std::string& last_batch = cli.option("last-batch", std::string("drop"),
+                                             "an epoch's short last batch: drop, keep or balance (equal-size batches)");
   const double& lr = cli.option("lr", 3e-2, "AdamW learning rate");
   const double& weight_decay = cli.option("weight-decay", 0.01, "AdamW decoupled weight decay");
   const int64_t& warmup = cli.option("warmup", int64_t(10), "linear warmup steps (< --steps)");
@@ -75,6 +78,7 @@ int main(int argc, char** argv) {
     examples::TrainConfig cfg;
     cfg.steps = steps;
     cfg.batch_size = batch;
+    cfg.last_batch = train::parse_last_batch(last_batch);
     cfg.warmup_steps = warmup;
     cfg.eval_every = eval_every;
     cfg.lr = lr;
@@ -97,13 +101,13 @@ int main(int argc, char** argv) {
 
     char buf[5][32];
     std::snprintf(buf[0], sizeof buf[0], "%.4f", train_acc);
-    std::snprintf(buf[1], sizeof buf[1], "%.4f", curve.final_accuracy());
+    std::snprintf(buf[1], sizeof buf[1], "%.4f", curve.final_metric());
     std::snprintf(buf[2], sizeof buf[2], "%.2f", feature_seconds);
     std::snprintf(buf[3], sizeof buf[3], "%.2f", curve.seconds);
     std::snprintf(buf[4], sizeof buf[4], "%.1f", total_seconds);
     examples::Table table({"model", "train acc", "held-out acc", "features s", "head s", "total s",
                            "trainable params"});
-    table.add({m.arch, buf[0], buf[1], buf[2], buf[3], buf[4], std::to_string(examples::count_trainable(head))});
+    table.add({m.arch, buf[0], buf[1], buf[2], buf[3], buf[4], std::to_string(train::count_trainable(head))});
     std::printf("\n");
     table.print();
   } catch (const std::exception& e) {

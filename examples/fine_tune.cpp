@@ -11,9 +11,10 @@
 //   ./build/examples/fine_tune ... --device cuda   # model, inputs and targets on GPU 0 (-DGRAFT_CUDA=ON build)
 //
 // Model and data: examples/transfer_setup.hpp. Training is examples::train_classifier's recipe (AdamW,
-// cosine schedule with linear warmup, cross-entropy, batch_plan's batch order from --seed, finite loss
-// and gradients checked every step, held-out accuracy every --eval-every steps), written out here
-// because it also draws augmented batches and saves / resumes checkpoints:
+// cosine schedule with linear warmup, cross-entropy, train::batch_plan's batch order from --seed with
+// an epoch's short last batch dropped unless --last-batch says otherwise, finite loss and gradients
+// checked every step, held-out accuracy every --eval-every steps) on the library's train::Trainer,
+// given its own batches (augmented) and a checkpoint callback:
 //   augmentation  training batch k of epoch e is data::load_batch(train_augmented, plan[k], seed, e):
 //                 every example's random crop comes from (seed, epoch, index), never from the run's history;
 //   checkpoints   train::save_checkpoint (model with BatchNorm statistics, AdamW moments, step, and the
@@ -33,6 +34,7 @@
 #include <graft/optim/schedule.hpp>
 #include <graft/train/checkpoint.hpp>
 #include <graft/train/guard.hpp>
+#include <graft/train/trainer.hpp>
 
 #include <cctype>
 #include <chrono>
@@ -115,6 +117,8 @@ int main(int argc, char** argv) {
   const double& bn_momentum = cli.option("bn-momentum", 0.1, "BatchNorm running-stat momentum (0: the model's)");
   const int64_t& steps = cli.option("steps", int64_t(200), "optimizer steps (the whole run)");
   const int64_t& batch = cli.option("batch", int64_t(32), "batch size");
+  const std::string& last_batch = cli.option("last-batch", std::string("drop"),
+                                             "an epoch's short last batch: drop, keep or balance (equal-size batches)");
   const double& lr = cli.option("lr", 1e-3, "AdamW learning rate (the head's with --layer-decay)");
   const double& head_lr = cli.option("head-lr", 0.0, "learning rate of the head (0: --lr)");
   const double& backbone_lr = cli.option("backbone-lr", 0.0, "learning rate of everything else (0: --lr)");
@@ -158,7 +162,7 @@ int main(int argc, char** argv) {
     nn::Module& net = *m.net;
     m.reset_classifier(d.num_classes);
     net.to(device);  // every parameter and buffer, in place (the handles below stay valid)
-    if (bn_momentum > 0) examples::set_bn_momentum(net, bn_momentum);
+    if (bn_momentum > 0) train::set_batchnorm_momentum(net, bn_momentum);
     if (!freeze_up_to.empty()) {
       const int64_t n = net.freeze_up_to(freeze_up_to);
       std::printf("froze %lld parameter tensors up to and including %s\n", (long long)n, freeze_up_to.c_str());
@@ -175,7 +179,7 @@ int main(int argc, char** argv) {
       if (!backbone.params.empty()) groups.push_back(std::move(backbone));
       groups.push_back(std::move(head));
     }
-    const int64_t trainable = examples::count_trainable(net);
+    const int64_t trainable = train::count_trainable(net);
     int64_t total_params = 0;
     for (const Tensor& p : net.parameters()) total_params += p.numel();
     std::string group_list;
@@ -184,9 +188,9 @@ int main(int argc, char** argv) {
                 (long long)total_params,
                 groups.size() <= 4 ? group_list.c_str() : detail::concat(groups.size(), " (--layer-decay)").c_str());
     optim::AdamW opt(std::move(groups), lr, {}, 1e-8, weight_decay);
-    const optim::CosineWithWarmup sched(warmup, steps);
-    const auto plan = examples::batch_plan(d.train.size(), steps, batch, uint64_t(seed));
-    const int64_t batches_per_epoch = (d.train.size() + batch - 1) / batch;
+    const train::LastBatch last = train::parse_last_batch(last_batch);
+    const auto plan = train::batch_plan(d.train.size(), steps, batch, uint64_t(seed), last);
+    const int64_t batches_per_epoch = train::batches_per_epoch(d.train.size(), batch, last);
 
     auto forward = [&](const Tensor& x) { return net.forward(x); };
     const std::string signature = run_signature({
@@ -195,12 +199,12 @@ int main(int argc, char** argv) {
         {"image-size", std::to_string(setup.image_size)}, {"in-chans", std::to_string(m.in_chans)},
         {"augment", augment ? "true" : "false"}, {"freeze-up-to", freeze_up_to},
         {"freeze-bn-stats", freeze_bn_stats ? "true" : "false"}, {"bn-momentum", fmt("%.17g", bn_momentum)},
-        {"steps", std::to_string(steps)}, {"batch", std::to_string(batch)}, {"lr", fmt("%.17g", lr)},
-        {"head-lr", fmt("%.17g", head_lr)}, {"backbone-lr", fmt("%.17g", backbone_lr)},
+        {"steps", std::to_string(steps)}, {"batch", std::to_string(batch)}, {"last-batch", last_batch},
+        {"lr", fmt("%.17g", lr)}, {"head-lr", fmt("%.17g", head_lr)}, {"backbone-lr", fmt("%.17g", backbone_lr)},
         {"layer-decay", fmt("%.17g", layer_decay)}, {"weight-decay", fmt("%.17g", weight_decay)},
         {"warmup", std::to_string(warmup)}, {"eval-every", std::to_string(eval_every)}, {"seed", std::to_string(seed)}});
     int64_t start = 0;
-    double last_loss = 0.0;  // of the last step taken (saved in checkpoints)
+    double resumed_loss = 0.0;  // the loss of the step before a resume (saved in checkpoints)
     if (!resume.empty()) {
       const io::SafetensorsFile f(resume);
       const auto it = f.metadata().find("fine_tune");
@@ -208,41 +212,39 @@ int main(int argc, char** argv) {
       const std::string diff = first_difference(it->second, signature);
       GRAFT_CHECK(diff.empty(), "--resume", resume, ": ", diff, "; resume with the same options");
       start = train::load_checkpoint(resume, net, opt, default_generator()).step;
-      last_loss = std::strtod(f.metadata().count("loss") ? f.metadata().at("loss").c_str() : "0", nullptr);
+      resumed_loss = std::strtod(f.metadata().count("loss") ? f.metadata().at("loss").c_str() : "0", nullptr);
       std::printf("resumed %s at step %lld of %lld\n", resume.c_str(), (long long)start, (long long)steps);
     }
     const int64_t end = stop_after > 0 ? std::min(steps, start + stop_after) : steps;
-    auto save = [&](int64_t done) {
-      train::save_checkpoint(ckpt_out, net, opt, {done, done / batches_per_epoch}, default_generator(),
-                             {{"fine_tune", signature}, {"architecture", m.arch}, {"loss", fmt("%.17g", last_loss)}});
-    };
 
-    // ---- training (train_classifier's recipe, see the top) ----
-    examples::Curve curve;
-    examples::MixedPrecision mp(precision, device);
-    examples::Progress bar(start > 0 ? detail::concat("fine-tune from step ", start) : "fine-tune", end - start);
-    net.train();
-    for (int64_t step = start; step < end; ++step) {
-      const std::vector<int64_t>& rows = plan[size_t(step)];
-      examples::LabelledSet b;
-      if (d.train_augmented) {
-        data::Batch loaded = data::load_batch(*d.train_augmented, rows, uint64_t(seed), step / batches_per_epoch);
-        b = {loaded.inputs, loaded.labels};
-      } else {
-        b = examples::take_rows(d.train, rows);
-      }
-      sched.apply(opt, step);
-      opt.zero_grad();
-      const Tensor loss = mp.loss([&] { return cross_entropy(forward(b.x.to(device)), b.y.to(device)); });
-      train::check_finite_loss(loss, step, "fine-tune loss");
-      mp.backward_and_step(loss, opt, net, step);
-      last_loss = loss.item();
-      const bool last = step + 1 == steps;
-      if ((step + 1) % eval_every == 0 || last) curve.points.emplace_back(step + 1, examples::evaluate(net, forward, d.test, 100, precision));
-      if (!ckpt_out.empty() && ((save_every > 0 && (step + 1) % save_every == 0) || step + 1 == end)) save(step + 1);
-      bar.update(step + 1 - start, {{"loss", last_loss}, {"acc", curve.final_accuracy()}});
-    }
-    bar.finish();
+    // ---- training: the library's loop (graft/train/trainer.hpp) with this program's batches ----
+    train::Trainer trainer(net, opt,
+                           {.steps = steps, .eval_every = eval_every, .start_step = start, .end_step = end,
+                            .precision = precision, .label = "fine-tune"});
+    trainer
+        .batches([&](int64_t step) {
+          const std::vector<int64_t>& rows = plan[size_t(step)];
+          if (d.train_augmented) return data::load_batch(*d.train_augmented, rows, uint64_t(seed), step / batches_per_epoch);
+          return train::take_batch(d.train, rows);
+        })
+        .loss(train::cross_entropy_loss(forward))
+        .evaluate([&] { return examples::evaluate(net, forward, d.test, 100, precision); })
+        .schedule(optim::CosineWithWarmup(warmup, steps))
+        .add_callback(std::make_shared<examples::ProgressCallback>(
+            start > 0 ? detail::concat("fine-tune from step ", start) : "fine-tune", end - start));
+    auto last_loss = [&](train::Trainer& t) {
+      return t.history().losses.empty() ? resumed_loss : t.history().losses.back();
+    };
+    if (!ckpt_out.empty())
+      trainer.add_callback(std::make_shared<train::CheckpointEvery>(
+          ckpt_out, save_every,
+          [&](train::Trainer& t) {
+            return std::map<std::string, std::string>{
+                {"fine_tune", signature}, {"architecture", m.arch}, {"loss", fmt("%.17g", last_loss(t))}};
+          },
+          batches_per_epoch));
+    const train::History curve = trainer.fit();
+    const double final_loss = last_loss(trainer);
     if (!ckpt_out.empty()) std::printf("wrote %s at step %lld\n", ckpt_out.c_str(), (long long)end);
     if (end < steps) {
       std::printf("stopped at step %lld of %lld (--stop-after); continue with --resume %s\n", (long long)end,
@@ -253,13 +255,14 @@ int main(int argc, char** argv) {
     // ---- summary ----
     const double train_acc = examples::evaluate(net, forward, d.train, 100, precision);
     const double held_out_acc =
-        curve.points.empty() ? examples::evaluate(net, forward, d.test, 100, precision) : curve.final_accuracy();
+        curve.evals.empty() ? examples::evaluate(net, forward, d.test, 100, precision) : curve.final_metric();
     std::string points;
-    for (const auto& [s, a] : curve.points) points += detail::concat(points.empty() ? "" : ", ", s, ": ", fmt("%.4f", a));
+    for (const train::EvalPoint& e : curve.evals)
+      points += detail::concat(points.empty() ? "" : ", ", e.step, ": ", fmt("%.4f", e.metric));
     std::printf("held-out accuracy by step: %s\n", points.c_str());
-    std::printf("final loss %.9g\n", last_loss);
+    std::printf("final loss %.9g\n", final_loss);
     examples::Table table({"model", "train acc", "held-out acc", "final loss", "steps", "seconds", "trainable params"});
-    table.add({m.arch, fmt("%.4f", train_acc), fmt("%.4f", held_out_acc), fmt("%.4g", last_loss), std::to_string(steps),
+    table.add({m.arch, fmt("%.4f", train_acc), fmt("%.4f", held_out_acc), fmt("%.4g", final_loss), std::to_string(steps),
                fmt("%.1f", std::chrono::duration<double>(Clock::now() - t0).count()), std::to_string(trainable)});
     std::printf("\n");
     table.print();

@@ -192,20 +192,6 @@ inline TransferModel load_transfer_model(const ModelOptions& o, int64_t data_cha
   return m;
 }
 
-// BatchNorm2d running-statistics momentum while training (EfficientNet-Lite's own 0.01 leaves the
-// statistics mostly ImageNet's after a few hundred steps on new data; see transfer_demo.cpp).
-inline void set_bn_momentum(graft::nn::Module& net, double momentum) {
-  for (auto& [name, mod] : net.named_modules())
-    if (auto* bn = dynamic_cast<graft::nn::BatchNorm2d*>(mod)) bn->options.momentum = momentum;
-}
-
-inline int64_t count_trainable(graft::nn::Module& net) {
-  int64_t n = 0;
-  for (const Tensor& p : net.parameters())
-    if (p.requires_grad()) n += p.numel();
-  return n;
-}
-
 // ---- the data ---------------------------------------------------------------------------------
 
 struct DataOptions {

@@ -11,6 +11,11 @@ standard deviation over the pairs, the mean difference and the per-seed differen
 Exits 1 when the |difference| (of the means, with several pairs) exceeds the tolerance (2 points), or
 when a result of one file has no partner in the other, naming which.
 
+When the curves carry training seconds (curve points [step, accuracy, seconds]), it also prints, for
+each framework against its own from-scratch run with as many labels, when each pretrained recipe
+first reached the scratch run's final accuracy: the step and the training seconds (plus the probe's
+"feature_seconds"), and how many times fewer steps and less time that is than the scratch run's.
+
 When both files carry the training loss of every step ("losses"), it also prints how far the two runs
 stay together: both losses at step 1, the last step up to which they agree within 1e-3 relative
 (--loss-rtol), and the largest relative difference over the first 10 steps. Identical starting
@@ -39,7 +44,7 @@ def results(path, what):
         try:
             key = (str(r["recipe"]), int(r["labels_per_class"]))
             losses = [float(v) for v in r["losses"]] if "losses" in r else None
-            out[key] = (float(r["accuracy"]), losses)
+            out[key] = (float(r["accuracy"]), losses, r)
         except (KeyError, TypeError, ValueError) as e:
             sys.exit(f"compare: {path}: a result lacks recipe / labels_per_class / accuracy ({e}): {r}")
     return doc.get("config", {}).get("seed"), out
@@ -69,6 +74,47 @@ def print_losses(name, keys, graft, torch, rtol):
             agree += 1
         first10 = max(rel(g[i], t[i]) for i in range(min(n, 10)))
         print(f"{key[0]:<10} {key[1]:>6} {g[0]:>13.6f} {t[0]:>10.6f} {agree:>13} {first10:>19.2e}")
+
+
+def reach(records, key):
+    """(step, seconds) at which records[key] first reached its scratch run's final accuracy, with the
+    scratch run's (steps, seconds); None when a piece is missing or the curve has no seconds."""
+    scratch = records.get(("scratch", key[1]))
+    if key[0] == "scratch" or scratch is None or key not in records:
+        return None
+    r, s = records[key][2], scratch[2]
+    curve, scurve = r.get("curve") or [], s.get("curve") or []
+    if not curve or not scurve or len(curve[0]) < 3 or len(scurve[-1]) < 3:
+        return None
+    target = float(s["accuracy"])
+    extra = float(r.get("feature_seconds", 0.0))
+    s_steps, s_secs = int(scurve[-1][0]), float(scurve[-1][2]) + float(s.get("feature_seconds", 0.0))
+    for step, acc, secs in (p[:3] for p in curve):
+        if acc >= target:
+            return int(step), float(secs) + extra, s_steps, s_secs
+    return "not reached", None, s_steps, s_secs
+
+
+def print_reach(name, keys, graft, torch):
+    rows = [k for k in keys if k[0] != "scratch" and (reach(graft, k) or reach(torch, k))]
+    if not rows:
+        return
+    print(f"\nsteps and seconds to reach the from-scratch run's final accuracy{name} (each framework against its "
+          f"own scratch run; x = how many times fewer steps / less time than scratch's whole run):")
+    print(f"{'recipe':<10} {'labels':>6} {'Graft steps':>11} {'s':>7} {'x steps':>7} {'x time':>6}   "
+          f"{'PyTorch steps':>13} {'s':>7} {'x steps':>7} {'x time':>6}")
+
+    def cells(res, width):
+        if res is None:
+            return f"{'-':>{width}} {'-':>7} {'-':>7} {'-':>6}"
+        step, secs, s_steps, s_secs = res
+        if secs is None:
+            return f"{'not reached':>{width}} {'-':>7} {'-':>7} {'-':>6}"
+        return (f"{step:>{width}} {secs:>7.1f} {s_steps / step:>6.1f}x "
+                f"{(s_secs / secs if secs > 0 else float('inf')):>5.1f}x")
+
+    for key in rows:
+        print(f"{key[0]:<10} {key[1]:>6} {cells(reach(graft, key), 11)}   {cells(reach(torch, key), 13)}")
 
 
 def main():
@@ -122,6 +168,8 @@ def main():
             problems.append(f"{key[0]} {key[1]}/class: Graft {statistics.fmean(gs):.2f} vs PyTorch "
                             f"{statistics.fmean(ts):.2f} ({what}{diff:+.2f} points, tolerance {args.tolerance:g})")
 
+    for seed, g, t in pairs:
+        print_reach(f", seed {seed}" if several else "", keys, g, t)
     for seed, g, t in pairs:
         print_losses(f", seed {seed}" if several else "", keys, g, t, args.loss_rtol)
     if problems:

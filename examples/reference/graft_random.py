@@ -70,19 +70,40 @@ def random_permutation(n, gen):
     return p
 
 
-def batch_plan(n, steps, batch_size, seed):
-    """examples::batch_plan: `steps` batches over n examples, epoch after epoch of
-    random_permutation(n, Generator(seed + epoch)) cut into batch_size runs, the short last batch kept."""
-    if n < 1 or batch_size < 1 or steps < 0:
+def epoch_batch_sizes(n, batch_size, last_batch="keep"):
+    """train::epoch_batch_sizes: one epoch's batch sizes. keep: the short last batch kept (PyTorch's
+    drop_last=False); drop: dropped (drop_last=True); balance: ceil(n / batch_size) near-equal batches."""
+    if n < 1 or batch_size < 1:
         raise ValueError(f"batch_plan: need n >= 1 and batch_size >= 1, got n = {n}, batch_size = {batch_size}")
+    if last_batch == "balance":
+        m = (n + batch_size - 1) // batch_size
+        return [n // m + (1 if b < n % m else 0) for b in range(m)]
+    if last_batch not in ("keep", "drop"):
+        raise ValueError(f"last batch: expected keep, drop or balance, got {last_batch!r}")
+    if last_batch == "drop" and n < batch_size:
+        raise ValueError(f"batch_plan: LastBatch::Drop with {n} examples and batch_size {batch_size} leaves no batch")
+    sizes = [batch_size] * (n // batch_size)
+    if last_batch == "keep" and n % batch_size:
+        sizes.append(n % batch_size)
+    return sizes
+
+
+def batch_plan(n, steps, batch_size, seed, last_batch="keep"):
+    """train::batch_plan: `steps` batches over n examples, epoch after epoch of
+    random_permutation(n, Generator(seed + epoch)) cut into epoch_batch_sizes(n, batch_size, last_batch)."""
+    if steps < 0:
+        raise ValueError(f"batch_plan: steps must be >= 0, got {steps}")
+    sizes = epoch_batch_sizes(n, batch_size, last_batch)
     plan = []
     epoch = 0
     while len(plan) < steps:
         order = random_permutation(n, Generator((seed + epoch) & MASK64))
         start = 0
-        while start < n and len(plan) < steps:
-            plan.append(order[start:min(n, start + batch_size)])
-            start += batch_size
+        for size in sizes:
+            if len(plan) >= steps:
+                break
+            plan.append(order[start:start + size])
+            start += size
         epoch += 1
     return plan
 
@@ -131,7 +152,15 @@ def selftest():
     if plan != [e0[0:2], e0[2:4], e0[4:5], e1[0:2]]:
         print(f"FAIL batch_plan(5, 4, 2, 0): {plan}")
         failures += 1
-    total = 3 + len(SELFTEST_PERMS) + len(SELFTEST_LONG)
+    # drop: the epoch's short batch left out; balance: equal batches (tests/test_trainer.cpp checks the C++).
+    plan = batch_plan(5, 3, 2, 0, "drop")
+    if plan != [e0[0:2], e0[2:4], e1[0:2]]:
+        print(f"FAIL batch_plan(5, 3, 2, 0, drop): {plan}")
+        failures += 1
+    if epoch_batch_sizes(10, 3, "balance") != [3, 3, 2, 2] or epoch_batch_sizes(100, 32, "balance") != [25] * 4:
+        print(f"FAIL epoch_batch_sizes balance: {epoch_batch_sizes(10, 3, 'balance')}")
+        failures += 1
+    total = 5 + len(SELFTEST_PERMS) + len(SELFTEST_LONG)
     print(f"graft_random selftest: {total - failures} of {total} checks passed")
     return failures == 0
 

@@ -51,6 +51,28 @@ class CompareTest(unittest.TestCase):
         self.assertEqual(rc, 1, out)
         self.assertIn("scratch 10/class: Graft 37.00 vs PyTorch 34.90 (+2.10 points", out)
 
+    def test_steps_and_seconds_to_reach_scratch(self):
+        def doc(path, probe_curve, feature_seconds):
+            d = {"config": {"seed": 0}, "results": [
+                {"recipe": "scratch", "labels_per_class": 10, "accuracy": 0.40,
+                 "curve": [[10, 0.2, 1.0], [100, 0.40, 10.0]]},
+                {"recipe": "probe", "labels_per_class": 10, "accuracy": 0.70, "curve": probe_curve,
+                 "feature_seconds": feature_seconds},
+                {"recipe": "finetune", "labels_per_class": 10, "accuracy": 0.39,
+                 "curve": [[10, 0.1, 2.0], [100, 0.39, 20.0]]}]}
+            with open(path, "w") as f:
+                json.dump(d, f)
+            return path
+        g = doc(self.path("g.json"), [[10, 0.30, 0.1], [20, 0.45, 0.2], [100, 0.70, 1.0]], 0.3)
+        t = doc(self.path("t.json"), [[10, 0.50, 0.1], [100, 0.70, 1.0]], 0.9)
+        rc, out = self.run_compare(g, t)
+        self.assertEqual(rc, 0, out)
+        lines = [ln for ln in out.splitlines() if ln.startswith("probe") and "x" in ln]
+        self.assertEqual(len(lines), 1, out)
+        # Graft: step 20, 0.2 + 0.3 s; 100 / 20 = 5.0x steps, 10 / 0.5 = 20.0x time. PyTorch: step 10, 1.0 s.
+        self.assertEqual(lines[0].split(), ["probe", "10", "20", "0.5", "5.0x", "20.0x", "10", "1.0", "10.0x", "10.0x"])
+        self.assertIn("finetune       10 not reached", out)
+
     def test_missing_result_is_named(self):
         g = write(self.path("g.json"), 0, {("scratch", 10): 0.37, ("finetune", 10): 0.76})
         t = write(self.path("t.json"), 0, {("scratch", 10): 0.37})

@@ -13,15 +13,17 @@ accuracies can be set next to PyTorch's (examples/reference/compare.py):
 What is the same as Graft (spec: the demo's, and examples/transfer_recipes.hpp):
   data       images [N, 1, 28, 28] in [0, 1] -> bilinear resize to image_size (align_corners=False,
              antialias=True) -> (x - 127/255) / (128/255); no augmentation
-  batches    examples::batch_plan: epoch after epoch of graft's random_permutation(n, Generator(seed + epoch)),
-             batch_size runs, the short last batch kept (graft_random.py, checked against graft's C++)
+  batches    train::batch_plan: epoch after epoch of graft's random_permutation(n, Generator(seed + epoch)),
+             batch_size runs, the short last batch as config "last_batch" says (drop / keep / balance; runs
+             written before it was recorded kept it) (graft_random.py, checked against graft's C++)
   optimizer  AdamW(lr, betas (0.9, 0.999), eps 1e-8, weight_decay) over every parameter in one group, or
              with weight decay 0 on 1-D parameters (biases, norm weights) when config "no_decay_norm_bias"
   schedule   lr = lr0 * CosineWithWarmup(warmup_steps, steps).factor(step), set before step `step`
              (0-based), so step 0 runs at lr 0 when warmup_steps > 0, exactly as graft
   loss       cross-entropy, mean over the batch
   eval       eval mode, accuracy on the test split (batches of 100) after step s when s % eval_every == 0
-             and after the last step; steps_to_95 = first evaluated step with accuracy >= 0.95 * final
+             and after the last step, with the training seconds up to it (evaluation excluded);
+             steps_to_95 = first evaluated step with accuracy >= 0.95 * final
 What differs: dropout and drop-connect masks (torch's RNG, seeded with config seed), float summation order.
 
 Recipes:
@@ -33,9 +35,11 @@ Recipes:
   finetune   the whole checkpoint (incl. its _fc), train mode, all parameters, lr_finetune
 
 Writes --out (default: reference.json next to run.json):
-  {"results": [{"recipe", "labels_per_class", "accuracy", "steps_to_95", "curve": [[step, acc], ...],
-                "losses": [training loss of every step], "seconds", "steps"}], "threads", "torch"}
-"seconds" is training plus its evaluations (the probe's feature extraction is "feature_seconds").
+  {"results": [{"recipe", "labels_per_class", "accuracy", "steps_to_95",
+                "curve": [[step, acc, training seconds up to it], ...], "losses": [training loss of every step],
+                "seconds", "train_seconds", "steps"}], "threads", "torch"}
+"seconds" is training plus its evaluations, "train_seconds" training alone; the probe's "feature_seconds"
+is its share (k / the largest k) of the one feature pass, as Graft's transfer_demo counts it.
 """
 import argparse
 import json
@@ -142,11 +146,13 @@ def train(module, fn, train_x, train_y, test_x, test_y, cfg, steps, lr, label, k
     t0 = time.time()
     opt = make_optimizer(module, lr, cfg["weight_decay"], cfg.get("no_decay_norm_bias", False))
     initial_lr = [g["lr"] for g in opt.param_groups]
-    plan = batch_plan(train_x.shape[0], steps, cfg["batch_size"], cfg["seed"])
+    plan = batch_plan(train_x.shape[0], steps, cfg["batch_size"], cfg["seed"], cfg.get("last_batch", "keep"))
     torch.manual_seed(cfg["seed"])
     curve, losses = [], []
+    train_seconds = 0.0
     module.train(not keep_eval)
     for step in range(steps):
+        ts = time.time()
         idx = torch.tensor(plan[step], dtype=torch.int64)
         factor = cosine_with_warmup(step, cfg["warmup_steps"], steps)
         for g, lr0 in zip(opt.param_groups, initial_lr):
@@ -158,15 +164,16 @@ def train(module, fn, train_x, train_y, test_x, test_y, cfg, steps, lr, label, k
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        train_seconds += time.time() - ts
         if (step + 1) % cfg["eval_every"] == 0 or step + 1 == steps:
-            curve.append([step + 1, evaluate(module, fn, test_x, test_y)])
+            curve.append([step + 1, evaluate(module, fn, test_x, test_y), round(train_seconds, 4)])
             print(f"  {label} step {step + 1}/{steps} loss {loss.item():.4f} acc {curve[-1][1]:.4f}", flush=True)
-    return curve, losses, time.time() - t0
+    return curve, losses, time.time() - t0, train_seconds
 
 
 def steps_to(curve, frac):
     final = curve[-1][1]
-    for step, acc in curve:
+    for step, acc, *_ in curve:
         if acc >= frac * final:
             return step
     return curve[-1][0]
@@ -238,13 +245,13 @@ def main():
                 model = lite0(size, cfg)
                 load_weights(model, init_path)
                 set_bn_momentum(model, cfg)
-                curve, losses, secs = train(model, model, train_x, train_y, test_x, test_y, cfg, steps, cfg["lr_scratch"],
+                curve, losses, secs, train_secs = train(model, model, train_x, train_y, test_x, test_y, cfg, steps, cfg["lr_scratch"],
                                     label)
             elif recipe == "finetune":
                 model = lite0(size, cfg)
                 load_weights(model, ckpt_path)
                 set_bn_momentum(model, cfg)
-                curve, losses, secs = train(model, model, train_x, train_y, test_x, test_y, cfg, steps, cfg["lr_finetune"],
+                curve, losses, secs, train_secs = train(model, model, train_x, train_y, test_x, test_y, cfg, steps, cfg["lr_finetune"],
                                     label)
             else:
                 if probe_cache is None:
@@ -262,12 +269,13 @@ def main():
                 with torch.no_grad():
                     head.weight.copy_(sd["_fc.weight"])
                     head.bias.copy_(sd["_fc.bias"])
-                curve, losses, secs = train(head, head, feats[train_idx], train_y, feats[test_idx], test_y, cfg, steps,
+                curve, losses, secs, train_secs = train(head, head, feats[train_idx], train_y, feats[test_idx], test_y, cfg, steps,
                                     cfg["lr_probe"], label, keep_eval=True)
             r = {"recipe": recipe, "labels_per_class": k, "accuracy": curve[-1][1], "steps_to_95": steps_to(curve, 0.95),
-                 "curve": curve, "losses": losses, "seconds": round(secs, 3), "steps": steps}
+                 "curve": curve, "losses": losses, "seconds": round(secs, 3), "train_seconds": round(train_secs, 3),
+                 "steps": steps}
             if feature_seconds is not None:
-                r["feature_seconds"] = round(feature_seconds, 3)
+                r["feature_seconds"] = round(feature_seconds * k / max(labels), 3)
             results.append(r)
             print(f"{label}: accuracy {r['accuracy']:.4f}, 95% at step {r['steps_to_95']}, {secs:.1f} s", flush=True)
 
