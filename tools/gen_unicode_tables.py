@@ -14,6 +14,9 @@ point, so Graft's tokenizer reproduces it exactly:
   lowercase     the per-character lowercase (Rust char::to_lowercase; U+0130 -> "i\\u0307")
   decomposition the full canonical decomposition (NFD) of one code point, Hangul excluded
                 (decomposed algorithmically), and the canonical combining classes for reordering
+  regex classes what \\p{L}, \\p{N} and \\s match in tokenizers' regexes (Oniguruma), for the GPT-2 /
+                RoBERTa byte-level pre-tokenizer of graft/text/bpe.hpp (probed through
+                pre_tokenizers.Split; without tokenizers: categories L*, N* and White_Space)
 
 Source of truth: Python's stdlib unicodedata (Unicode 14.0 under Python 3.11) gives the categories,
 lowercase, NFD and combining classes. tokenizers' category tables are older (the unicode_categories
@@ -51,6 +54,32 @@ def stdlib_flags(cp):
     if (cp < 128 and (33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126)) or cat.startswith("P"):
         f |= PUNCT
     return f
+
+
+REGEX_LETTER, REGEX_NUMBER, REGEX_SPACE = 1, 2, 4
+
+
+def stdlib_regex_flags(cp):
+    cat = unicodedata.category(chr(cp))
+    return (REGEX_LETTER if cat.startswith("L") else 0) | (REGEX_NUMBER if cat.startswith("N") else 0) | (
+        REGEX_SPACE if cp in WHITE_SPACE else 0)
+
+
+def probe_regex_flags():
+    """Per code point: does tokenizers' regex engine match it with \\p{L}, \\p{N}, \\s (None: not installed)."""
+    try:
+        from tokenizers import Regex, pre_tokenizers
+    except ImportError:
+        return None
+    splits = [(REGEX_LETTER, r"\p{L}"), (REGEX_NUMBER, r"\p{N}"), (REGEX_SPACE, r"\s")]
+    splits = [(bit, pre_tokenizers.Split(Regex(p), behavior="removed")) for bit, p in splits]
+    out = {}
+    for cp in range(MAX_CP):
+        if is_surrogate(cp):
+            continue
+        c = chr(cp)
+        out[cp] = sum(bit for bit, sp in splits if sp.pre_tokenize_str(c) == [])  # matched: nothing left
+    return out
 
 
 def stdlib_lower(cp):
@@ -169,7 +198,23 @@ def main():
               f"class flags (tokenizers' categories are Unicode 8.0), {diff['lower']} other lowercase, "
               f"{diff['nfd']} other NFD; the tables follow tokenizers", file=sys.stderr)
 
+    regex_probe = None if args.no_probe else probe_regex_flags()
+    regex_flags, regex_diff = {}, 0
+    for cp in range(MAX_CP):
+        if is_surrogate(cp):
+            regex_flags[cp] = 0
+            continue
+        f = stdlib_regex_flags(cp)
+        if regex_probe is not None:
+            regex_diff += regex_probe[cp] != f
+            f = regex_probe[cp]
+        regex_flags[cp] = f
+    if regex_probe is not None:
+        print(f"unicodedata {unicodedata.unidata_version} vs tokenizers' regex: {regex_diff} code points with other "
+              f"\\p{{L}} / \\p{{N}} / \\s answers; the tables follow tokenizers", file=sys.stderr)
+
     class_ranges = ranges(lambda cp: flags[cp] if not is_surrogate(cp) else 0)
+    regex_ranges = ranges(lambda cp: regex_flags[cp])
     ccc_ranges = ranges(lambda cp: unicodedata.combining(chr(cp)) if not is_surrogate(cp) else 0)
     source = "tokenizers' BertNormalizer/BertPreTokenizer per code point, unicodedata " + unicodedata.unidata_version
     if probe is None:
@@ -190,6 +235,10 @@ def main():
     out.append("// Runs with the same nonzero canonical combining class, sorted.\n")
     out.append("inline constexpr CodeRange kCombiningClass[] = {\n" +
                wrap([f"{{0x{a:X}, 0x{b:X}, {v}}}," for a, b, v in ccc_ranges], 6) + "\n};\n\n")
+    out.append("// Runs of code points with the same nonzero RegexFlags (tokenizers' \\p{L}, \\p{N}, \\s), sorted.\n")
+    out.append("enum RegexFlags : uint8_t { kRegexLetter = 1, kRegexNumber = 2, kRegexSpace = 4 };\n")
+    out.append("inline constexpr CodeRange kRegexClasses[] = {\n" +
+               wrap([f"{{0x{a:X}, 0x{b:X}, {v}}}," for a, b, v in regex_ranges], 6) + "\n};\n\n")
     out.append("// Per-character lowercase where it differs from the character, sorted by cp.\n")
     out.append(mapping_table("Lowercase", lowers) + "\n")
     out.append("// Full canonical decomposition where it differs (Hangul syllables excluded), sorted by cp.\n")
@@ -197,7 +246,7 @@ def main():
     out.append("}  // namespace graft::text::unicode\n")
     with open(args.out, "w") as f:
         f.write("".join(out))
-    print(f"wrote {args.out}: {len(class_ranges)} class ranges, {len(ccc_ranges)} ccc ranges, {len(lowers)} "
+    print(f"wrote {args.out}: {len(class_ranges)} class ranges, {len(regex_ranges)} regex class ranges, {len(ccc_ranges)} ccc ranges, {len(lowers)} "
           f"lowercase, {len(nfds)} decompositions", file=sys.stderr)
 
 

@@ -5,7 +5,7 @@
 //   graft-convert --list                    every arch with its family (checkpoint names) and source
 //   graft-convert --arch ARCH [--family FAMILY]   (default: the arch's family)
 //                 --in FILE(.pth/.bin/.safetensors) --out FILE.safetensors [--num-classes N] [--in-chans C]
-//                 [--config config.json]   (hf-bert: the model's Hugging Face config)
+//                 [--config config.json]   (hf-bert, hf-distilbert, hf-vit: the model's Hugging Face config)
 //
 // Prints every key mapped, dropped, adapted and re-initialized; exits 1 with the graft::Error message
 // when the checkpoint does not fit the architecture, 2 on bad usage.
@@ -21,7 +21,7 @@ int usage(const char* argv0, const std::string& why) {
   std::cerr << "graft-convert: " << why << "\n"
             << "usage: " << argv0
             << " --arch ARCH [--family FAMILY] --in FILE --out FILE.safetensors"
-               " [--num-classes N] [--in-chans C] [--config config.json (hf-bert)]\n"
+               " [--num-classes N] [--in-chans C] [--config config.json (hf-bert, hf-distilbert, hf-vit)]\n"
             << "       " << argv0 << " --list   (every ARCH and its FAMILY)\n";
   return 2;
 }
@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
     else if (a == "--arch") o.arch = v;
     else if (a == "--in") o.in_path = v;
     else if (a == "--out") o.out_path = v;
-    else if (a == "--config") o.config_path = v;  // hf-bert: an HF config.json
+    else if (a == "--config") o.config_path = v;  // hf-bert, hf-distilbert, hf-vit: an HF config.json
     else if (a == "--num-classes") {
       if (!parse_int(v, o.num_classes) || o.num_classes < 0) return usage(argv[0], "bad --num-classes '" + v + "'");
     } else if (a == "--in-chans") {

@@ -18,11 +18,12 @@
 //   2. keep a key only if it matches one of the family's patterns ({N} = one or more digits);
 //      other keys are reported as dropped;
 //   3. the head (the registry's ModelInfo::head: fc.* / head.* / _fc.* / classifier.*) is dropped and re-initialized when --num-classes differs from the
-//      checkpoint's (the model's fresh Linear, torch's default init; 0 = Identity);
+//      checkpoint's (the model's fresh Linear, torch's default init; 0 = Identity); a checkpoint
+//      without a head also leaves the family's extra_head modules (hf-distilbert's pre_classifier) fresh;
 //   4. the first conv (ModelInfo::first_conv: conv1.weight / patch_embed.proj.weight / ...) is adapted to --in-chans as timm's
 //      adapt_input_conv: 1 channel sums over RGB; C > 3 repeats the RGB weights cyclically
 //      (channel c takes RGB channel c % 3) and scales by 3 / C;
-//      a family without a first conv (hf-bert: text) skips this step, and --in-chans is an error;
+//      a family without a first conv (hf-bert, hf-distilbert: text) skips this step, and --in-chans is an error;
 //   5. the model loads non-strict; anything missing, unexpected or mis-shaped other than the
 //      replaced head is an error naming the keys.
 #pragma once
@@ -51,6 +52,9 @@ struct FamilyTable {
   std::string family;
   std::vector<std::string> patterns;  // literal text, "{N}" matches one or more decimal digits
   std::string model_prefix = {};      // stripped after the wrappers ("bert." of BertFor* checkpoints)
+  // Head modules besides the registry's head that a checkpoint without a head (a pretrained backbone)
+  // lacks, so they start at their init with the new head (DistilBERT's "pre_classifier").
+  std::vector<std::string> extra_head = {};
   std::vector<std::string> archs() const { return models::archs_with_naming(family); }
 };
 
@@ -145,6 +149,55 @@ inline FamilyTable make_hf_bert_table() {
   return t;
 }
 
+// Hugging Face DistilBERT (DistilBertModel names; "distilbert." of DistilBertFor* checkpoints stripped;
+// the masked-LM head vocab_transform / vocab_layer_norm / vocab_projector and an old checkpoint's
+// embeddings.position_ids are reported as dropped). pre_classifier + classifier are the
+// sequence-classification head: a base checkpoint has neither, and both start fresh.
+inline FamilyTable make_hf_distilbert_table() {
+  FamilyTable t{"hf-distilbert", {}, "distilbert.", {"pre_classifier"}};
+  for (const char* e : {"word_embeddings", "position_embeddings"})
+    t.patterns.push_back(std::string("embeddings.") + e + ".weight");
+  append(t.patterns, with_suffixes("embeddings.LayerNorm", kAffine));
+  for (const char* m : {"attention.q_lin", "attention.k_lin", "attention.v_lin", "attention.out_lin", "sa_layer_norm",
+                        "ffn.lin1", "ffn.lin2", "output_layer_norm"})
+    append(t.patterns, with_suffixes(std::string("transformer.layer.{N}.") + m, kAffine));
+  append(t.patterns, with_suffixes("pre_classifier", kAffine));
+  append(t.patterns, with_suffixes("classifier", kAffine));
+  return t;
+}
+
+// Hugging Face ViT (ViTModel names; "vit." of ViTForImageClassification checkpoints stripped). The
+// registry's hf-vit archs are ViTForImageClassification, without ViTModel's pooler: an in21k
+// ViTModel checkpoint's pooler.dense.* is reported as dropped, as HF does when it loads one into
+// ViTForImageClassification.
+inline FamilyTable make_hf_vit_table() {
+  FamilyTable t{"hf-vit",
+                {"embeddings.cls_token", "embeddings.position_embeddings", "embeddings.patch_embeddings.projection.weight",
+                 "embeddings.patch_embeddings.projection.bias"},
+                "vit."};
+  for (const char* m : {"attention.attention.query", "attention.attention.key", "attention.attention.value",
+                        "attention.output.dense", "intermediate.dense", "output.dense", "layernorm_before",
+                        "layernorm_after"})
+    append(t.patterns, with_suffixes(std::string("encoder.layer.{N}.") + m, kAffine));
+  append(t.patterns, with_suffixes("layernorm", kAffine));
+  append(t.patterns, with_suffixes("classifier", kAffine));
+  return t;
+}
+
+// Hugging Face RoBERTa (RobertaModel names, BERT's encoder; "roberta." of RobertaFor* checkpoints
+// stripped; the masked-LM head lm_head.* and embeddings.position_ids are reported as dropped). The
+// classifier is RobertaClassificationHead: classifier.dense + classifier.out_proj.
+inline FamilyTable make_hf_roberta_table() {
+  FamilyTable t = make_hf_bert_table();
+  t.family = "hf-roberta", t.model_prefix = "roberta.";
+  t.patterns.erase(std::remove_if(t.patterns.begin(), t.patterns.end(),
+                                  [](const std::string& p) { return p.rfind("classifier.", 0) == 0; }),
+                   t.patterns.end());
+  append(t.patterns, with_suffixes("classifier.dense", kAffine));
+  append(t.patterns, with_suffixes("classifier.out_proj", kAffine));
+  return t;
+}
+
 inline std::string join(const std::vector<std::string>& v) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + v[i];
@@ -157,7 +210,8 @@ inline const std::vector<FamilyTable>& family_tables() {
       detail_convert::make_resnet_table(),    detail_convert::make_mobilenet_table(),
       detail_convert::make_efficientnet_table(), detail_convert::make_convnext_table(),
       detail_convert::make_vit_table(),       detail_convert::make_efficientnet_lite_table(),
-      detail_convert::make_hf_bert_table()};
+      detail_convert::make_hf_bert_table(),   detail_convert::make_hf_distilbert_table(),
+      detail_convert::make_hf_vit_table(),    detail_convert::make_hf_roberta_table()};
   return tables;
 }
 
@@ -275,6 +329,7 @@ struct ConvertOptions {
   // hf-bert only: the BERT config, else read from config_path (an HF config.json), else the arch's
   // built-in one ("all-minilm-l6-v2"; "bert" = bert-base-uncased).
   std::optional<models::BertConfig> bert_config = {};
+  // hf-bert, hf-distilbert and hf-vit: the model's HF config.json (its sizes replace the arch's).
   std::string config_path = {};
 };
 
@@ -287,6 +342,32 @@ inline nn::ModulePtr make_bert_model(const ConvertOptions& opts, int64_t num_cla
                                                            : models::BertConfig::bert_base_uncased();
   c.num_classes = num_classes;
   return std::make_shared<models::BertModel>(c);
+}
+
+// The model for opts with a head of num_classes: the arch's registry build, or with opts.config_path
+// (hf-distilbert, hf-vit) the sizes of that config.json.
+inline nn::ModulePtr make_hf_model(const ConvertOptions& opts, int64_t num_classes, int64_t in_chans) {
+  if (opts.family == "hf-bert") return make_bert_model(opts, num_classes);
+  if (opts.config_path.empty()) return make_model(opts.family, opts.arch, num_classes, in_chans);
+  arch_info(opts.family, opts.arch);
+  if (opts.family == "hf-distilbert") {
+    models::DistilBertConfig c = models::DistilBertConfig::from_json_file(opts.config_path);
+    c.num_classes = num_classes;
+    return std::make_shared<models::DistilBertModel>(c);
+  }
+  if (opts.family == "hf-roberta") {
+    models::RobertaConfig c = models::RobertaConfig::from_json_file(opts.config_path);
+    c.num_classes = num_classes;
+    return std::make_shared<models::RobertaModel>(c);
+  }
+  if (opts.family == "hf-vit") {
+    models::HFViTConfig c = models::HFViTConfig::from_json_file(opts.config_path);
+    c.num_classes = num_classes;
+    c.num_channels = in_chans;
+    return std::make_shared<models::HFViTModel>(c);
+  }
+  throw Error(detail::concat("graft-convert: --config applies to hf-bert, hf-distilbert, hf-roberta and hf-vit, not family '",
+                             opts.family, "'"));
 }
 
 struct ConvertReport {
@@ -410,12 +491,18 @@ inline std::pair<nn::ModulePtr, ConvertReport> convert_state_dict(const ConvertO
     report.adapted.push_back(detail::concat(first_conv, " ", before, " -> ", conv->shape(), how));
   }
   // 5: load.
-  nn::ModulePtr model = table.family == "hf-bert" ? make_bert_model(opts, report.num_classes)
-                                                  : make_model(opts.family, opts.arch, report.num_classes, report.in_chans);
+  nn::ModulePtr model = make_hf_model(opts, report.num_classes, report.in_chans);
   const nn::LoadReport lr = model->load_state_dict(mapped, /*strict=*/false);
   nn::LoadReport bad;
+  auto fresh_head = [&](const std::string& key) {  // a key the new head may lack (step 3)
+    if (!replace_head) return false;
+    if (key.rfind(head_prefix, 0) == 0) return true;
+    for (const auto& extra : table.extra_head)
+      if (report.source_num_classes == 0 && key.rfind(extra + ".", 0) == 0) return true;
+    return false;
+  };
   for (const auto& m : lr.missing) {
-    if (replace_head && m.rfind(head_prefix, 0) == 0) report.missing.push_back(m);
+    if (fresh_head(m)) report.missing.push_back(m);
     else bad.missing.push_back(m);
   }
   bad.unexpected = lr.unexpected;

@@ -58,3 +58,4 @@
 #include "graft/ops/autocast.hpp"
 #include "graft/optim/grad_scaler.hpp"
 #include "graft/autograd/engine.hpp"
+#include "graft/autograd/checkpoint.hpp"  // checkpoint(fn, inputs): recompute activations in backward

@@ -41,10 +41,17 @@ inline Tensor accumulate(const Tensor& acc, const Tensor& g) {
 //   capture: for grad(), the (node, output) pairs whose incoming gradient is returned; when
 //            non-empty, AccumulateGrad nodes do not write .grad and only nodes that reach a
 //            captured pair run.
+//   stop_at_capture: captured nodes are ends: they neither run nor free their saved tensors, and
+//            nothing past them is visited (checkpoint.hpp's recompute: the captured nodes belong
+//            to the outer graph, whose own backward runs them).
 inline void run_backward(const std::vector<Edge>& roots, const std::vector<Tensor>& root_grads,
                          bool retain_graph, bool create_graph,
-                         std::vector<std::pair<Edge, Tensor*>>& capture, const char* api) {
+                         std::vector<std::pair<Edge, Tensor*>>& capture, const char* api,
+                         bool stop_at_capture = false) {
   const bool grad_api = !capture.empty();
+  std::unordered_set<Node*, NodeHash> stops;
+  if (stop_at_capture)
+    for (auto& c : capture) stops.insert(c.first.fn.get());
   // 1. Collect the graph reachable from the roots.
   std::unordered_map<Node*, std::vector<Node*>, NodeHash> children;  // node -> next nodes
   std::vector<Node*> order;
@@ -58,6 +65,7 @@ inline void run_backward(const std::vector<Edge>& roots, const std::vector<Tenso
       stack.pop_back();
       order.push_back(n);
       auto& ch = children[n];
+      if (stops.count(n)) continue;
       for (const Edge& e : n->next_edges) {
         if (!e.valid()) continue;
         ch.push_back(e.fn.get());
@@ -133,6 +141,7 @@ inline void run_backward(const std::vector<Edge>& roots, const std::vector<Tenso
     buffers.erase(n);
     for (auto& [e, dst] : capture)
       if (e.fn.get() == n && grads.size() > e.input_nr) *dst = accumulate(*dst, grads[e.input_nr]);
+    if (stops.count(n)) continue;
     for (auto& [nr, weak] : n->retained_outputs)
       if (auto impl = weak.lock(); impl && nr < grads.size() && grads[nr].defined()) {
         Tensor g = create_graph ? grads[nr] : grads[nr].detach();

@@ -4,6 +4,13 @@
 // keyed by rounded size and are handed out again (like PyTorch's CUDA caching allocator, on the
 // host). The CUDA allocator is registered by <graft/cuda.cuh> at static-initialization time; a
 // build without it throws when a CUDA tensor is requested.
+//
+// The bytes tensors hold on the CPU, now and at their peak (torch.cuda.memory_allocated /
+// max_memory_allocated / reset_peak_memory_stats, for the host; cuda_memory_stats is the GPU's):
+//   graft::cpu_reset_peak_memory_stats();
+//   train_step();
+//   size_t peak = graft::cpu_memory_stats().peak_allocated_bytes;   // rounded block sizes
+// They count tensor storage only: kernels' scratch buffers and borrowed memory maps are not in them.
 #pragma once
 #include <atomic>
 #include <cstddef>
@@ -44,16 +51,20 @@ class CpuCachingAllocator final : public Allocator {
         void* p = it->second;
         free_.erase(it);
         cached_bytes_ -= n;
+        count_allocation(n);
         return p;
       }
     }
     void* p = std::aligned_alloc(kAlign, n);
     GRAFT_CHECK(p != nullptr, "CpuCachingAllocator", "out of memory allocating ", n, " bytes");
+    std::lock_guard<std::mutex> lock(mu_);
+    count_allocation(n);
     return p;
   }
   void deallocate(void* p, size_t nbytes, Device) override {
     const size_t n = round(nbytes);
     std::lock_guard<std::mutex> lock(mu_);
+    allocated_bytes_ -= n;
     if (cached_bytes_ + n > kMaxCachedBytes) {
       std::free(p);
       return;
@@ -78,9 +89,27 @@ class CpuCachingAllocator final : public Allocator {
     std::lock_guard<std::mutex> lock(mu_);
     return cached_bytes_;
   }
+  // Bytes in blocks handed out and not yet freed (rounded sizes), and their peak since the last
+  // reset_peak_stats().
+  size_t allocated_bytes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return allocated_bytes_;
+  }
+  size_t peak_allocated_bytes() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return peak_allocated_bytes_;
+  }
+  void reset_peak_stats() {
+    std::lock_guard<std::mutex> lock(mu_);
+    peak_allocated_bytes_ = allocated_bytes_;
+  }
   ~CpuCachingAllocator() override { release_cached(); }
 
  private:
+  void count_allocation(size_t n) {  // mu_ held
+    allocated_bytes_ += n;
+    if (allocated_bytes_ > peak_allocated_bytes_) peak_allocated_bytes_ = allocated_bytes_;
+  }
   static void copy(void* d, const void* s, size_t n) {
     if (n) std::memcpy(d, s, n);
   }
@@ -96,12 +125,25 @@ class CpuCachingAllocator final : public Allocator {
   mutable std::mutex mu_;
   std::multimap<size_t, void*> free_;
   size_t cached_bytes_ = 0;
+  size_t allocated_bytes_ = 0, peak_allocated_bytes_ = 0;
 };
 
 inline CpuCachingAllocator& cpu_allocator() {
   static CpuCachingAllocator a;
   return a;
 }
+
+// The CPU tensors' memory (see the top of this header).
+struct CpuMemoryStats {
+  size_t allocated_bytes = 0;       // held by live storages now
+  size_t peak_allocated_bytes = 0;  // the most held at once since cpu_reset_peak_memory_stats()
+  size_t cached_bytes = 0;          // freed blocks kept for reuse (not in allocated_bytes)
+};
+inline CpuMemoryStats cpu_memory_stats() {
+  const CpuCachingAllocator& a = cpu_allocator();
+  return {a.allocated_bytes(), a.peak_allocated_bytes(), a.cached_bytes()};
+}
+inline void cpu_reset_peak_memory_stats() { cpu_allocator().reset_peak_stats(); }
 
 // One allocator slot per device type; CUDA's is filled by <graft/cuda.cuh>.
 inline Allocator* g_allocators[kNumDeviceTypes] = {nullptr, nullptr};

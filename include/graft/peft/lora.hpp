@@ -18,6 +18,8 @@
 // no state). Targets match as PEFT's list form: a module whose dotted name equals a target or ends
 // with "." + target; a string of one element that is not a plain name is not accepted (PEFT's regex
 // form), and neither are bias != "none", fan_in_fan_out, rank_pattern / alpha_pattern, DoRA or rsLoRA.
+// modules_to_save match as PEFT's do: every module whose dotted name ends with the entry, even
+// without a "." before it ("classifier" takes "pre_classifier" too).
 // Merging (merge_lora) adds the scaled product into the layer's weight (for Conv2d with k > 1, PEFT's
 // conv2d(A^T, B)^T); unmerge_lora subtracts it again (equal to float rounding), remove_lora merges (or
 // not) and drops the branches (PEFT's merge_and_unload / unload).
@@ -27,6 +29,8 @@
 //                              module in modules_to_save its whole state as "base_model.model.<module>.<key>"
 //   adapter_config.json        peft_type "LORA", r, lora_alpha, lora_dropout, target_modules,
 //                              modules_to_save, bias "none", ... (the fields PEFT 0.7 reads)
+// tests/test_peft_roundtrip.cpp checks both directions against PEFT 0.7.1 itself (its save_pretrained
+// and PeftModel.from_pretrained), the patch Conv2d and a modules_to_save head among the layers.
 #pragma once
 #include <sys/stat.h>
 #include <unistd.h>
@@ -103,6 +107,15 @@ inline bool matches_any(const std::string& name, const std::vector<std::string>&
   return false;
 }
 
+// PEFT's rule for modules_to_save (peft.utils.other._set_trainable): the dotted name ends with the
+// entry, with no "." boundary, so "classifier" also takes DistilBERT's pre_classifier. PEFT trains and
+// saves every such module, and an adapter it wrote only loads here when the same ones are matched.
+inline bool saved_matches(const std::string& name, const std::vector<std::string>& modules_to_save) {
+  for (const auto& t : modules_to_save)
+    if (name.size() >= t.size() && name.compare(name.size() - t.size(), t.size(), t) == 0) return true;
+  return false;
+}
+
 // A module inside a LoRA branch (its own Linear / Conv2d must never be targeted).
 inline bool inside_branch(const std::string& name) {
   for (const char* part : {"lora_A", "lora_B", "lora_dropout"}) {
@@ -156,6 +169,19 @@ inline std::vector<std::tuple<std::string, nn::Module*, LoraBranch*>> branches(n
   return out;
 }
 
+// The modules of modules_to_save in `model` (not the root, no branch parts; a match inside one
+// already taken is part of it), in module order.
+inline std::vector<std::pair<std::string, nn::Module*>> saved_modules(nn::Module& model,
+                                                                      const std::vector<std::string>& modules_to_save) {
+  std::vector<std::pair<std::string, nn::Module*>> out;
+  for (auto& [name, m] : model.named_modules()) {
+    if (name.empty() || inside_branch(name) || !saved_matches(name, modules_to_save)) continue;
+    if (!out.empty() && name.rfind(out.back().first + ".", 0) == 0) continue;
+    out.emplace_back(name, m);
+  }
+  return out;
+}
+
 inline void check_config(const LoraConfig& c) {
   GRAFT_CHECK(c.r >= 1, "peft::LoraConfig", "r must be >= 1, got ", c.r);
   GRAFT_CHECK(std::isfinite(c.lora_alpha) && c.lora_alpha > 0, "peft::LoraConfig", "lora_alpha must be > 0, got ",
@@ -196,7 +222,7 @@ inline LoraReport apply_lora(nn::Module& model, const LoraConfig& cfg) {
     for (const auto& t : targets) {
       bool found = false;
       for (auto& [name, m] : modules)
-        if (!name.empty() && name_matches(name, t)) found = true;
+        if (!name.empty() && (layers_only ? name_matches(name, t) : saved_matches(name, {t}))) found = true;
       if (!found) missing.push_back("'" + t + "'");
     }
     GRAFT_CHECK(missing.empty(), "peft::apply_lora", what, " ", join(missing), " not found in the ", model.type_name(),
@@ -272,11 +298,10 @@ inline LoraReport apply_lora(nn::Module& model, const LoraConfig& cfg) {
     b->lora_A->unfreeze();
     b->lora_B->unfreeze();
   }
-  for (auto& [name, m] : modules)
-    if (!name.empty() && matches_any(name, cfg.modules_to_save)) {
-      m->unfreeze();
-      report.saved.push_back(name);
-    }
+  for (auto& [name, m] : saved_modules(model, cfg.modules_to_save)) {
+    m->unfreeze();
+    report.saved.push_back(name);
+  }
   std::tie(report.trainable, report.total) = count_parameters(model);
   return report;
 }
@@ -334,9 +359,8 @@ inline nn::StateDict lora_state_dict(nn::Module& model, const LoraConfig& cfg) {
     out.emplace_back(kPrefix + name + ".lora_A.weight", weight_of(*b->lora_A));
     out.emplace_back(kPrefix + name + ".lora_B.weight", weight_of(*b->lora_B));
   }
-  for (auto& [name, m] : model.named_modules())
-    if (!name.empty() && !inside_branch(name) && matches_any(name, cfg.modules_to_save))
-      for (const auto& [k, t] : m->state_dict()) out.emplace_back(kPrefix + name + "." + k, t);
+  for (auto& [name, m] : saved_modules(model, cfg.modules_to_save))
+    for (const auto& [k, t] : m->state_dict()) out.emplace_back(kPrefix + name + "." + k, t);
   return out;
 }
 

@@ -14,6 +14,7 @@
 //   Tensor feats = bert->forward_features(ids, mask); // [B, H]: pooler output (default) or masked mean
 //   bert->reset_classifier(3);                        // classifier = Linear(H, 3), torch default init
 //   Tensor logits = bert->logits(ids, mask);          // [B, 3]
+//   bert->set_grad_checkpointing();                   // training forward recomputes each layer in backward
 //
 //   graft::models::SentenceEncoder enc(tokenizer, bert, 256);  // max_seq_length 256 as all-MiniLM
 //   Tensor e = enc.encode({"A man is eating food.", "A man rides a horse."});  // [2, 384], unit rows
@@ -40,6 +41,10 @@
 //     x = LayerNorm(dense(a) + x);  x = LayerNorm(dense2(act(dense1(x))) + x)   act = GELU (erf) for "gelu"
 //   pooler_output = tanh(pooler.dense(x[:, 0]))                                            [B, H]
 // Dropout (hidden_dropout_prob, attention_probs_dropout_prob) acts in training mode only.
+// set_grad_checkpointing(true) is HF's gradient_checkpointing_enable() (named as timm's and
+// VisionTransformer's switch): in training mode with grad on, each BertLayer runs under
+// graft::checkpoint (autograd/checkpoint.hpp), keeping only the layers' inputs for backward; the
+// recompute replays the dropout masks (the generator state is restored), so the gradients are the same.
 //
 // Classifier decision: forward_features pools as config.classifier_pooling says: Pooler (default; HF's
 // BertForSequenceClassification: dropout(pooler_output) -> classifier, so its checkpoints work as they
@@ -62,12 +67,15 @@
 #include <vector>
 
 #include "graft/io/json.hpp"
+#include "graft/models/hf_common.hpp"
 #include "graft/nn.hpp"
 #include "graft/text/tokenizer.hpp"
 
 namespace graft::models {
 
-enum class BertPooling { Pooler, Mean };
+// Pooler: tanh(pooler.dense(x[:, 0])); Mean: the attention-masked mean; First: x[:, 0] as it is (the
+// input of RoBERTa's classification head, graft/models/roberta.hpp).
+enum class BertPooling { Pooler, Mean, First };
 
 struct BertConfig {
   int64_t vocab_size = 30522;
@@ -101,57 +109,39 @@ struct BertConfig {
   // An HF config.json: the keys above are read when present (others ignored; a wrong type, a
   // model_type other than "bert", or position_embedding_type other than "absolute" throws naming
   // `source` and the key). num_labels / id2label give num_classes when present.
+  // model_type / defaults: what RoBERTa's config (graft/models/roberta.hpp) reads it with.
   static BertConfig from_json(std::string_view text, const std::string& source = "config.json") {
+    return from_json(text, source, "bert", BertConfig{});
+  }
+  static BertConfig from_json(std::string_view text, const std::string& source, const std::string& model_type,
+                              const BertConfig& defaults) {
     const io::JsonValue v = io::parse_json(text, source);
     GRAFT_CHECK(v.is_object(), "BertConfig", source, ": expected a JSON object");
-    BertConfig c;
-    auto get_int = [&](const char* key, int64_t& dst) {
-      if (const io::JsonValue* x = v.find(key)) {
-        GRAFT_CHECK(x->is_int(), "BertConfig", source, ": '", key, "' must be an integer");
-        dst = x->as_int();
-      }
-    };
-    auto get_double = [&](const char* key, double& dst) {
-      if (const io::JsonValue* x = v.find(key)) {
-        GRAFT_CHECK(x->is_number(), "BertConfig", source, ": '", key, "' must be a number");
-        dst = x->as_double();
-      }
-    };
-    auto get_string = [&](const char* key) -> std::string {
-      const io::JsonValue* x = v.find(key);
-      if (x == nullptr || x->is_null()) return "";
-      GRAFT_CHECK(x->is_string(), "BertConfig", source, ": '", key, "' must be a string");
-      return x->as_string();
-    };
-    const std::string model_type = get_string("model_type");
-    GRAFT_CHECK(model_type.empty() || model_type == "bert", "BertConfig", source, ": model_type '", model_type,
-                "' is not 'bert'");
-    const std::string pos = get_string("position_embedding_type");
+    const detail_hf::ConfigReader r{v, "BertConfig", source};
+    r.require_model_type(model_type.c_str());
+    BertConfig c = defaults;
+    const std::string pos = r.get_string("position_embedding_type");
     GRAFT_CHECK(pos.empty() || pos == "absolute", "BertConfig", source, ": position_embedding_type '", pos,
                 "' is not supported (only 'absolute')");
-    get_int("vocab_size", c.vocab_size);
-    get_int("hidden_size", c.hidden_size);
-    get_int("num_hidden_layers", c.num_hidden_layers);
-    get_int("num_attention_heads", c.num_attention_heads);
-    get_int("intermediate_size", c.intermediate_size);
-    if (const std::string act = get_string("hidden_act"); !act.empty()) c.hidden_act = act;
-    get_double("hidden_dropout_prob", c.hidden_dropout_prob);
-    get_double("attention_probs_dropout_prob", c.attention_probs_dropout_prob);
-    get_int("max_position_embeddings", c.max_position_embeddings);
-    get_int("type_vocab_size", c.type_vocab_size);
-    get_double("initializer_range", c.initializer_range);
-    get_double("layer_norm_eps", c.layer_norm_eps);
-    if (const io::JsonValue* x = v.find("pad_token_id"); x && !x->is_null()) get_int("pad_token_id", c.pad_token_id);
-    get_int("num_labels", c.num_classes);
-    if (const io::JsonValue* x = v.find("id2label"); x && x->is_object()) c.num_classes = int64_t(x->as_object().size());
+    r.get_int("vocab_size", c.vocab_size);
+    r.get_int("hidden_size", c.hidden_size);
+    r.get_int("num_hidden_layers", c.num_hidden_layers);
+    r.get_int("num_attention_heads", c.num_attention_heads);
+    r.get_int("intermediate_size", c.intermediate_size);
+    if (const std::string act = r.get_string("hidden_act"); !act.empty()) c.hidden_act = act;
+    r.get_double("hidden_dropout_prob", c.hidden_dropout_prob);
+    r.get_double("attention_probs_dropout_prob", c.attention_probs_dropout_prob);
+    r.get_int("max_position_embeddings", c.max_position_embeddings);
+    r.get_int("type_vocab_size", c.type_vocab_size);
+    r.get_double("initializer_range", c.initializer_range);
+    r.get_double("layer_norm_eps", c.layer_norm_eps);
+    r.get_int("pad_token_id", c.pad_token_id);
+    r.get_num_labels(c.num_classes);
     c.validate(source);
     return c;
   }
   static BertConfig from_json_file(const std::string& path) {
-    std::ifstream f(path, std::ios::binary);
-    GRAFT_CHECK(f.good(), "BertConfig", "cannot open '", path, "'");
-    const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
-    return from_json(text, path);
+    return from_json(detail_hf::read_text_file(path, "BertConfig"), path);
   }
 
   void validate(const std::string& source = "BertConfig") const {
@@ -173,20 +163,12 @@ struct BertConfig {
 };
 
 namespace detail_bert {
-// HF's _init_weights for a Linear: N(0, initializer_range), bias 0.
-inline std::shared_ptr<nn::Linear> linear(int64_t in, int64_t out, double std) {
-  auto l = std::make_shared<nn::Linear>(in, out);
-  NoGradGuard no_grad;
-  init::normal_(l->weight, 0.0, std);
-  l->bias.zero_();
-  return l;
-}
+// HF's _init_weights: Linear N(0, initializer_range), bias 0; Embedding N(0, initializer_range).
+using detail_hf::normal_linear;
+inline std::shared_ptr<nn::Linear> linear(int64_t in, int64_t out, double std) { return normal_linear(in, out, std); }
 inline std::shared_ptr<nn::Embedding> embedding(int64_t count, int64_t dim, double std,
                                                 std::optional<int64_t> pad = std::nullopt) {
-  auto e = std::make_shared<nn::Embedding>(count, dim, pad);  // N(0, 1), padding row 0
-  NoGradGuard no_grad;
-  e->weight.mul_(std);  // N(0, std): scaling the N(0, 1) draw (half the cost of drawing again)
-  return e;
+  return detail_hf::normal_embedding(count, dim, std, pad);
 }
 inline std::shared_ptr<nn::LayerNorm> layer_norm(const BertConfig& c) {
   return std::make_shared<nn::LayerNorm>(c.hidden_size, c.layer_norm_eps);
@@ -196,12 +178,15 @@ inline std::shared_ptr<nn::LayerNorm> layer_norm(const BertConfig& c) {
 // embeddings.*: word + position + token type, LayerNorm, dropout.
 class BertEmbeddings : public nn::Module {
  public:
-  explicit BertEmbeddings(const BertConfig& c) : Module("BertEmbeddings"), config(c) {
+  explicit BertEmbeddings(const BertConfig& c) : BertEmbeddings(c, "BertEmbeddings", std::nullopt) {}
+  // name: the module type; position_padding: the padding row of position_embeddings (RoBERTa's).
+  BertEmbeddings(const BertConfig& c, const char* name, std::optional<int64_t> position_padding)
+      : Module(name), config(c) {
     using namespace detail_bert;
     word_embeddings = register_module("word_embeddings",
                                       embedding(c.vocab_size, c.hidden_size, c.initializer_range, c.pad_token_id));
-    position_embeddings = register_module(
-        "position_embeddings", embedding(c.max_position_embeddings, c.hidden_size, c.initializer_range));
+    position_embeddings = register_module("position_embeddings", embedding(c.max_position_embeddings, c.hidden_size,
+                                                                           c.initializer_range, position_padding));
     token_type_embeddings =
         register_module("token_type_embeddings", embedding(c.type_vocab_size, c.hidden_size, c.initializer_range));
     LayerNorm = register_module("LayerNorm", layer_norm(c));
@@ -219,12 +204,14 @@ class BertEmbeddings : public nn::Module {
                   " differs from input_ids shape ", input_ids.shape());
       check_ids(types, "token_type_ids", config.type_vocab_size);
     }
-    const Tensor pos = position_ids.narrow(1, 0, T);  // [1, T]
+    const Tensor pos = positions(input_ids);  // [1, T] or [B, T]
     Tensor x = add(add(word_embeddings->forward(input_ids), token_type_embeddings->forward(tt.contiguous())),
                    position_embeddings->forward(pos));
     return dropout->forward(LayerNorm->forward(x));
   }
   Tensor forward(const Tensor& input_ids) override { return embed(input_ids, Tensor()); }
+  // The position ids of input_ids [B, T]: BERT's 0..T-1 ([1, T]); RoBERTa's count real tokens.
+  virtual Tensor positions(const Tensor& input_ids) const { return position_ids.narrow(1, 0, input_ids.size(1)); }
 
   BertConfig config;
   std::shared_ptr<nn::Embedding> word_embeddings, position_embeddings, token_type_embeddings;
@@ -234,17 +221,7 @@ class BertEmbeddings : public nn::Module {
 
  private:
   static void check_ids(const Tensor& ids, const char* what, int64_t limit) {
-    GRAFT_CHECK(ids.dtype() == DType::Int64 || ids.dtype() == DType::Int32, "BertModel", what,
-                " must be int64 or int32, got ", dtype_name(ids.dtype()));
-    if (!ids.device().is_cpu()) {  // checked where the ids are (the index_range_check slot's kernel)
-      const Tensor ids64 = ids.detach().to(DType::Int64).contiguous();
-      detail_index::check_index_range(ids64, limit, "BertModel", detail::concat(what, " (", limit, " entries)"));
-      return;
-    }
-    const std::vector<double> v = ids.to_vector();
-    for (size_t i = 0; i < v.size(); ++i)
-      GRAFT_CHECK(v[i] >= 0 && v[i] < double(limit), "BertModel", what, " value ", int64_t(v[i]), " at flat index ",
-                  i, " out of range [0, ", limit, ")");
+    detail_hf::check_ids(ids, what, limit, "BertModel");
   }
 };
 
@@ -259,13 +236,8 @@ class BertSelfAttention : public nn::Module {
   }
   // x [B, T, H], mask bool [B, 1, 1, T] (true = a real token; undefined: none) -> [B, T, H]
   Tensor attend(const Tensor& x, const Tensor& mask) {
-    const int64_t B = x.size(0), T = x.size(1), H = x.size(2), hd = H / num_heads;
-    auto heads = [&](const std::shared_ptr<nn::Linear>& l) {  // [B, T, H] -> [B, heads, T, hd]
-      return l->forward(x).reshape({B, T, num_heads, hd}).transpose(1, 2);
-    };
-    const Tensor o = scaled_dot_product_attention(heads(query), heads(key), heads(value), mask,
-                                                  is_training() ? dropout_p : 0.0);
-    return o.transpose(1, 2).reshape({B, T, H});
+    return detail_hf::attend(query->forward(x), key->forward(x), value->forward(x), num_heads, mask,
+                             is_training() ? dropout_p : 0.0);
   }
   int64_t num_heads;
   double dropout_p;
@@ -321,9 +293,14 @@ struct BertOutputs {
 
 class BertModel : public nn::Module {
  public:
-  explicit BertModel(const BertConfig& cfg) : Module("BertModel"), config(cfg) {
+  explicit BertModel(const BertConfig& cfg) : BertModel(cfg, nullptr, "BertModel", "bert.") {}
+
+ protected:
+  // For BERT with other embeddings and another HF model prefix (RobertaModel); null emb: BERT's.
+  BertModel(const BertConfig& cfg, std::shared_ptr<BertEmbeddings> emb, const char* name, std::string hf_prefix)
+      : Module(name), config(cfg), hf_prefix_(std::move(hf_prefix)) {
     cfg.validate();
-    embeddings = register_module("embeddings", std::make_shared<BertEmbeddings>(cfg));
+    embeddings = register_module("embeddings", emb ? std::move(emb) : std::make_shared<BertEmbeddings>(cfg));
     encoder = register_module("encoder", std::make_shared<nn::Module>("BertEncoder"));
     layers = encoder->register_module("layer", std::make_shared<nn::ModuleList>());
     for (int64_t i = 0; i < cfg.num_hidden_layers; ++i) layers->push_back(std::make_shared<BertLayer>(cfg));
@@ -336,23 +313,28 @@ class BertModel : public nn::Module {
     register_module("classifier", make_head(cfg.num_classes));
   }
 
+ public:
+
   // input_ids [B, T] int64/int32; attention_mask [B, T] (nonzero = real token; undefined: all real);
   // token_type_ids [B, T] (undefined: 0). T <= max_position_embeddings.
   BertOutputs forward_bert(const Tensor& input_ids, const Tensor& attention_mask = Tensor(),
                            const Tensor& token_type_ids = Tensor()) {
     GRAFT_CHECK(input_ids.defined() && input_ids.dim() == 2, "BertModel", "input_ids must be [batch, seq], got ",
                 input_ids.defined() ? input_ids.shape().str() : std::string("undefined"));
-    const int64_t B = input_ids.size(0), T = input_ids.size(1);
+    const int64_t T = input_ids.size(1);
     GRAFT_CHECK(T >= 1 && T <= config.max_position_embeddings, "BertModel", "sequence length ", T,
                 " is outside [1, max_position_embeddings = ", config.max_position_embeddings, "]");
-    Tensor mask;
-    if (attention_mask.defined()) {
-      GRAFT_CHECK(attention_mask.shape() == input_ids.shape(), "BertModel", "attention_mask shape ",
-                  attention_mask.shape(), " differs from input_ids shape ", input_ids.shape());
-      mask = ne(attention_mask, 0.0).reshape({B, 1, 1, T});
-    }
+    const Tensor mask = detail_hf::key_mask(attention_mask, input_ids, "BertModel");
     Tensor x = embeddings->embed(input_ids, token_type_ids);
-    for (size_t i = 0; i < layers->size(); ++i) x = static_cast<BertLayer&>(*(*layers)[i]).encode(x, mask);
+    for (size_t i = 0; i < layers->size(); ++i) {
+      auto layer = std::static_pointer_cast<BertLayer>((*layers)[i]);
+      if (grad_checkpointing_ && is_training()) {
+        // mask holds no gradient: the closure keeps it (and the layer) for the recompute
+        x = checkpoint([layer, mask](const Tensor& in) { return layer->encode(in, mask); }, x);
+      } else {
+        x = layer->encode(x, mask);
+      }
+    }
     BertOutputs out{x, Tensor()};
     if (pooler_dense) out.pooler_output = tanh(pooler_dense->forward(x.select(1, 0)));
     return out;
@@ -363,6 +345,7 @@ class BertModel : public nn::Module {
                           const Tensor& token_type_ids = Tensor()) {
     const BertOutputs o = forward_bert(input_ids, attention_mask, token_type_ids);
     if (config.classifier_pooling == BertPooling::Mean) return mean_pool(o.last_hidden_state, attention_mask);
+    if (config.classifier_pooling == BertPooling::First) return o.last_hidden_state.select(1, 0);
     GRAFT_CHECK(o.pooler_output.defined(), "BertModel",
                 "classifier_pooling is Pooler but the model has no pooling layer (add_pooling_layer = false)");
     return o.pooler_output;
@@ -385,7 +368,12 @@ class BertModel : public nn::Module {
 
   nn::Module& classifier() { return *child("classifier"); }
   std::string classifier_name() const override { return "classifier"; }
-  // Replaces the classifier with a fresh Linear(H, num_classes) (torch's default init); 0 = Identity.
+  // HF's gradient_checkpointing_enable / _disable: checkpoint every BertLayer in training forward
+  // (off by default).
+  void set_grad_checkpointing(bool enable = true) { grad_checkpointing_ = enable; }
+  bool grad_checkpointing() const { return grad_checkpointing_; }
+  // Replaces the classifier with a fresh Linear(H, num_classes) (torch's default init; RobertaModel:
+  // a fresh classification head); 0 = Identity.
   void reset_classifier(int64_t num_classes) {
     GRAFT_CHECK(num_classes >= 0, "BertModel", "reset_classifier: num_classes must be >= 0, got ", num_classes);
     config.num_classes = num_classes;
@@ -396,16 +384,18 @@ class BertModel : public nn::Module {
   // embeddings.position_ids (old checkpoints) must be 0..n-1 and is skipped, as is
   // embeddings.token_type_ids (must be zeros); anything else missing or unexpected throws.
   nn::LoadReport load_hf_state_dict(const std::map<std::string, Tensor>& sd, bool strict = true) {
-    return load_state_dict(hf_state_dict(nn::StateDict(sd.begin(), sd.end())), strict);
+    return load_state_dict(hf_state_dict(nn::StateDict(sd.begin(), sd.end()), nullptr, hf_prefix_), strict);
   }
   nn::LoadReport load_hf_state_dict(const nn::StateDict& sd, bool strict = true) {
-    return load_state_dict(hf_state_dict(sd), strict);
+    return load_state_dict(hf_state_dict(sd, nullptr, hf_prefix_), strict);
   }
-  // The HF -> Graft key mapping of load_hf_state_dict, for graft-convert and inspection.
-  static nn::StateDict hf_state_dict(const nn::StateDict& sd, std::vector<std::string>* skipped = nullptr) {
+  // The HF -> Graft key mapping of load_hf_state_dict, for graft-convert and inspection (prefix: the
+  // model prefix of the *For* checkpoints; RobertaModel's is "roberta.").
+  static nn::StateDict hf_state_dict(const nn::StateDict& sd, std::vector<std::string>* skipped = nullptr,
+                                     const std::string& prefix = "bert.") {
     nn::StateDict out;
     for (const auto& [key, t] : sd) {
-      const std::string k = key.rfind("bert.", 0) == 0 ? key.substr(5) : key;
+      const std::string k = key.rfind(prefix, 0) == 0 ? key.substr(prefix.size()) : key;
       if (k == "embeddings.position_ids" || k == "embeddings.token_type_ids") {
         const std::vector<double> v = t.to_vector();
         for (size_t i = 0; i < v.size(); ++i)
@@ -427,8 +417,13 @@ class BertModel : public nn::Module {
   std::shared_ptr<nn::Linear> pooler_dense;
   std::shared_ptr<nn::Dropout> dropout;  // before the classifier (HF: hidden_dropout_prob)
 
+ protected:
+  std::string hf_prefix_ = "bert.";
+
  private:
-  nn::ModulePtr make_head(int64_t num_classes) const {
+  bool grad_checkpointing_ = false;
+  // The classifier (virtual: RobertaModel's head; the constructor still calls this one).
+  virtual nn::ModulePtr make_head(int64_t num_classes) const {
     GRAFT_CHECK(num_classes >= 0, "BertModel", "num_classes must be >= 0, got ", num_classes);
     if (num_classes == 0) return std::make_shared<nn::Identity>();
     return std::make_shared<nn::Linear>(config.hidden_size, num_classes);

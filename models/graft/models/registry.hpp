@@ -9,7 +9,7 @@
 //   info.mean, info.std, info.input_size;   // the input pipeline the pretrained weights expect
 //   for (const auto& name : graft::models::list_models("resnext*")) ...
 //
-// create(arch, options) returns any model (BERT included); create_classifier returns the image models
+// create(arch, options) returns any model (BERT and DistilBERT included); create_classifier returns the image models
 // through their common interface (models/classifier.hpp). An unknown name is an error listing the
 // known ones and the closest. weights_import/name_maps.hpp holds only the key patterns of each naming;
 // which arch uses which naming, head and first conv lives here.
@@ -24,10 +24,13 @@
 #include "graft/models/bert.hpp"
 #include "graft/models/classifier.hpp"
 #include "graft/models/convnext.hpp"
+#include "graft/models/distilbert.hpp"
 #include "graft/models/efficientnet.hpp"
 #include "graft/models/efficientnet_lite.hpp"
+#include "graft/models/hf_vit.hpp"
 #include "graft/models/mobilenet.hpp"
 #include "graft/models/resnet.hpp"
+#include "graft/models/roberta.hpp"
 #include "graft/models/vit.hpp"
 #include "graft/nn.hpp"
 
@@ -117,6 +120,23 @@ inline std::vector<ModelInfo> build_registry() {
   vit("deit_small_patch16_224", vit_small_patch16_224, 384);  // token: the ViT layout and names
   vit("deit_base_patch16_224", vit_base_patch16_224, 768);
 
+  // Hugging Face ViTForImageClassification checkpoints (HF model ids without the organization).
+  auto hf_vit_arch = [&](const char* arch, HFViTConfig (*config)(), std::vector<double> mean, std::vector<double> std) {
+    ModelInfo m = image(arch, "hf-vit", "huggingface", "hf-vit", "classifier",
+                        "embeddings.patch_embeddings.projection.weight", config().hidden_size,
+                        [config](int64_t classes, int64_t chans) { return hf_vit(config(), classes, chans); });
+    m.input_size = config().image_size;
+    m.fixed_input_size = true;
+    m.mean = std::move(mean), m.std = std::move(std);
+    r.push_back(std::move(m));
+  };
+  const std::vector<double> half = {0.5, 0.5, 0.5};  // google/vit-*'s ViTImageProcessor image_mean / image_std
+  hf_vit_arch("vit-base-patch16-224", HFViTConfig::vit_base_patch16_224, half, half);
+  hf_vit_arch("vit-large-patch16-224", HFViTConfig::vit_large_patch16_224, half, half);
+  hf_vit_arch("deit-tiny-patch16-224", HFViTConfig::deit_tiny_patch16_224, kImageNetMean, kImageNetStd);
+  hf_vit_arch("deit-small-patch16-224", HFViTConfig::deit_small_patch16_224, kImageNetMean, kImageNetStd);
+  hf_vit_arch("deit-base-patch16-224", HFViTConfig::deit_base_patch16_224, kImageNetMean, kImageNetStd);
+
   auto lite = [&](const char* arch, auto fn) {
     ModelInfo m = image(arch, "efficientnet-lite", "efficientnet-lite-pytorch", "efficientnet-lite", "_fc",
                         "_conv_stem.weight", 1280, fn);
@@ -143,6 +163,38 @@ inline std::vector<ModelInfo> build_registry() {
   };
   bert("all-minilm-l6-v2", BertConfig::all_minilm_l6_v2);
   bert("bert", BertConfig::bert_base_uncased);  // bert-base-uncased; graft-convert --config reads any
+
+  auto distilbert = [&](const char* arch, DistilBertConfig (*config)()) {
+    ModelInfo m;
+    m.arch = arch, m.family = "distilbert", m.source = "huggingface", m.naming = "hf-distilbert";
+    m.modality = "text", m.head = "classifier";
+    m.num_features = config().dim;
+    m.make = [config, arch = std::string(arch)](const CreateOptions& o) -> nn::ModulePtr {
+      GRAFT_CHECK(o.in_chans <= 0, "models::create", arch, " is a text model: in_chans does not apply (got ",
+                  o.in_chans, ")");
+      DistilBertConfig c = config();
+      c.num_classes = o.num_classes;
+      return std::make_shared<DistilBertModel>(c);
+    };
+    r.push_back(std::move(m));
+  };
+  distilbert("distilbert-base-uncased", DistilBertConfig::distilbert_base_uncased);
+  distilbert("distilbert-base-cased", DistilBertConfig::distilbert_base_cased);
+
+  {  // RoBERTa: RobertaForSequenceClassification's layout (the head on <s>: classifier.dense, out_proj)
+    ModelInfo m;
+    m.arch = "roberta-base", m.family = "roberta", m.source = "huggingface", m.naming = "hf-roberta";
+    m.modality = "text", m.head = "classifier";
+    m.num_features = RobertaConfig::roberta_base().hidden_size;
+    m.make = [](const CreateOptions& o) -> nn::ModulePtr {
+      GRAFT_CHECK(o.in_chans <= 0, "models::create", "roberta-base is a text model: in_chans does not apply (got ",
+                  o.in_chans, ")");
+      RobertaConfig c = RobertaConfig::roberta_base();
+      c.num_classes = o.num_classes;
+      return std::make_shared<RobertaModel>(c);
+    };
+    r.push_back(std::move(m));
+  }
   return r;
 }
 

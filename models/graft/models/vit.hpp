@@ -9,6 +9,7 @@
 //   Tensor logits = model->forward(images);               // images [B, 3, 224, 224] -> [B, 1000]
 //   Tensor feats  = model->forward_features(images);      // the normalized class token [B, 384]
 //   model->reset_classifier(10);                          // new head: Linear(384, 10); 0 = Identity
+//   model->set_grad_checkpointing();                      // training forward recomputes each block in backward
 //
 // State dict keys, in timm's order:
 //   cls_token [1, 1, D], pos_embed [1, 1 + N, D], patch_embed.proj.{weight [D, C, P, P], bias [D]},
@@ -20,6 +21,9 @@
 // Attention: qkv(x) [B, T, 3D] -> (3, B, heads, T, D / heads); softmax(q k^T / sqrt(D / heads)) v; proj.
 // Initialization follows timm's 'timm' scheme: cls_token N(0, 1e-6), pos_embed and every Linear
 // trunc_normal_(std 0.02) with zero bias; patch conv and LayerNorm keep torch's defaults.
+// set_grad_checkpointing(true) (timm's name; BertModel has the same switch): in training mode with
+// grad on, each block runs under graft::checkpoint (autograd/checkpoint.hpp), so backward keeps
+// only the blocks' inputs and recomputes each block's activations; the gradients are the same.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -133,9 +137,19 @@ class VisionTransformer : public ImageClassifier {
     const int64_t B = patches.size(0), D = config.embed_dim;
     const Tensor cls = cls_token.expand({B, 1, D});
     Tensor t = pos_drop->forward(add(cat({cls, patches}, 1), pos_embed));  // [B, 1 + N, D]
-    t = blocks->forward(t);
+    if (grad_checkpointing_ && is_training()) {
+      for (size_t i = 0; i < blocks->size(); ++i) {
+        const nn::ModulePtr block = (*blocks)[i];  // the recompute's closure keeps the block alive
+        t = checkpoint([block](const Tensor& in) { return block->forward(in); }, t);
+      }
+    } else {
+      t = blocks->forward(t);
+    }
     return norm->forward(t);
   }
+  // timm's set_grad_checkpointing: checkpoint every block in training forward (off by default).
+  void set_grad_checkpointing(bool enable = true) { grad_checkpointing_ = enable; }
+  bool grad_checkpointing() const { return grad_checkpointing_; }
   // x [B, C, img, img] -> the normalized class token [B, D].
   Tensor forward_features(const Tensor& x) override { return forward_tokens(x).select(1, 0); }
 
@@ -171,6 +185,7 @@ class VisionTransformer : public ImageClassifier {
   std::shared_ptr<nn::LayerNorm> norm;
 
  private:
+  bool grad_checkpointing_ = false;
   std::vector<detail_features::Stage> feature_stages() {
     std::vector<detail_features::Stage> st;
     st.emplace_back("embed", [this](const Tensor& x) {
