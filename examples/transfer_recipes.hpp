@@ -88,36 +88,6 @@ class PrecisionScope {
   std::optional<graft::AutocastGuard> guard_;
 };
 
-// One training step's precision handling for a loop written out (text_classification's, over token
-// batches; train::Trainer does the same inside): the loss computed under autocast (float32 out), then
-// backward and the optimizer step, through a GradScaler for fp16 (a step with inf / NaN gradients is
-// skipped and the scale backs off); the gradients are checked finite otherwise (train/guard.hpp).
-class MixedPrecision {
- public:
-  MixedPrecision(graft::DType precision, graft::Device device)
-      : precision_(precision),
-        device_(device),
-        scaler_(graft::GradScalerOptions{65536.0, 2.0, 0.5, 2000, precision == graft::DType::Float16}) {}
-
-  template <class LossFn>
-  Tensor loss(LossFn&& fn) const {
-    const PrecisionScope amp(precision_, device_);
-    return fn();
-  }
-  void backward_and_step(const Tensor& loss, graft::optim::Optimizer& opt, graft::nn::Module& model, int64_t step) {
-    scaler_.scale(loss).backward();
-    scaler_.unscale_(opt);  // a no-op without the scaler
-    if (!scaler_.enabled() || !scaler_.found_inf(opt)) graft::train::check_finite_grads(model, step);
-    scaler_.step(opt);
-    scaler_.update();
-  }
-
- private:
-  graft::DType precision_;
-  graft::Device device_;
-  graft::GradScaler scaler_;
-};
-
 // The recipe's settings (train::ClassifierRecipe, the label aside). last_batch: the demo drops an
 // epoch's short last batch (at 10 labels per class, 100 examples in 32s leave 4, whose BatchNorm
 // statistics spike the loss), as a PyTorch user would with drop_last=True.

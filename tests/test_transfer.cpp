@@ -422,3 +422,72 @@ TEST_CASE("dann: on a shifted toy problem the reversed gradient makes the domain
   CHECK(dom_plain >= 0.85);             // the features separate the domains when nothing opposes it
   CHECK(dom_dann <= dom_plain - 0.15);  // DANN's features do not
 }
+
+TEST_CASE("cdan: the discriminator reads features x predictions; CDAN+E weights by prediction entropy",
+          "[transfer][dann][cdan]") {
+  // Multilinear map against its definition: row b = (g[b, c] * f[b, j]) in class-major order.
+  const Tensor f = graft_test::rand_in({2, 3}, -1, 1, 30, DType::Float64);
+  const Tensor g = graft_test::rand_in({2, 2}, 0, 1, 31, DType::Float64);
+  const auto h = transfer::multilinear_map(f, g).to_vector();
+  const auto fv = f.to_vector(), gv = g.to_vector();
+  REQUIRE(h.size() == 12);
+  for (int b = 0; b < 2; ++b)
+    for (int c = 0; c < 2; ++c)
+      for (int j = 0; j < 3; ++j) CHECK(h[size_t(b * 6 + c * 3 + j)] == gv[size_t(b * 2 + c)] * fv[size_t(b * 3 + j)]);
+  // Entropy weights: 1 + exp(-H), mean 1; a confident row outweighs a uniform one.
+  const Tensor p = from_vector<double>({0.98, 0.01, 0.01, 1.0 / 3, 1.0 / 3, 1.0 / 3}, {2, 3});
+  const auto w = transfer::entropy_weights(p).to_vector();
+  auto wraw = [](const std::vector<double>& q) {
+    double hh = 0;
+    for (double v : q) hh -= v * std::log(v);
+    return 1 + std::exp(-hh);
+  };
+  const double w0 = wraw({0.98, 0.01, 0.01}), w1 = wraw({1.0 / 3, 1.0 / 3, 1.0 / 3});
+  CHECK(std::abs(w[0] - 2 * w0 / (w0 + w1)) < 1e-12);
+  CHECK(std::abs(w[1] - 2 * w1 / (w0 + w1)) < 1e-12);
+  CHECK(w[0] > w[1]);
+
+  // One CDAN / CDAN+E step: the losses and the backbone's gradient as written out by hand.
+  for (const auto adversary : {transfer::Adversary::Cdan, transfer::Adversary::CdanE}) {
+    manual_seed(5);
+    nn::Linear backbone(4, 6), classifier(6, 3);
+    transfer::DomainDiscriminator disc(6 * 3, 8, /*dropout=*/0.0);
+    std::vector<Tensor> params = backbone.parameters();
+    for (auto* m : std::initializer_list<nn::Module*>{&classifier, &disc})
+      for (const Tensor& q : m->parameters()) params.push_back(q);
+    optim::SGD opt(params, 0.0);
+    transfer::DannTrainer cdan([&](const Tensor& x) { return backbone.forward(x); }, classifier, disc, opt, 1.0, 10.0,
+                               adversary);
+    const Tensor xs = graft_test::rand_in({5, 4}, -1, 1, 40, DType::Float32);
+    const Tensor xt = graft_test::rand_in({3, 4}, -1, 1, 41, DType::Float32);
+    const Tensor ys = from_vector<int64_t>({0, 2, 1, 1, 0}, {5});
+    const transfer::DannStep r = cdan.step(xs, ys, xt, 0.5);
+    const Tensor feats = backbone.forward(cat({xs, xt}, 0));
+    const Tensor logits = classifier.forward(feats);
+    const Tensor probs = softmax(logits, 1).detach();
+    const Tensor dt = cat({ones({5}), zeros({3})}, 0);
+    const Tensor per = binary_cross_entropy_with_logits(disc.forward(transfer::multilinear_map(feats, probs)), dt,
+                                                        Reduction::None);
+    const Tensor ld = adversary == transfer::Adversary::CdanE ? mean(mul(per, transfer::entropy_weights(probs))) : mean(per);
+    const Tensor lc = cross_entropy(logits.narrow(0, 0, 5), ys);
+    CHECK(std::abs(r.domain_loss - ld.item()) < 1e-6);
+    CHECK(std::abs(r.class_loss - lc.item()) < 1e-6);
+    const Tensor W = backbone.weight;
+    const auto gc = autograd::grad({lc}, {W}, {}, true);
+    const auto gd = autograd::grad({ld}, {W}, {}, true);
+    GRAFT_REQUIRE_CLOSE(W.grad(), sub(gc[0], mul(gd[0], r.lambda)), kTolF32);
+    if (adversary == transfer::Adversary::CdanE)  // the weights matter: unweighted differs
+      CHECK(std::abs(mean(per).item() - ld.item()) > 1e-6);
+  }
+  // A discriminator of the wrong width is named.
+  manual_seed(5);
+  nn::Linear backbone(4, 6), classifier(6, 3);
+  transfer::DomainDiscriminator disc(6, 8, 0.0);
+  optim::SGD opt(backbone.parameters(), 0.0);
+  transfer::DannTrainer cdan([&](const Tensor& x) { return backbone.forward(x); }, classifier, disc, opt, 1.0, 10.0,
+                             transfer::Adversary::Cdan);
+  require_error([&] {
+    cdan.step(graft_test::rand_in({2, 4}, -1, 1, 1, DType::Float32), from_vector<int64_t>({0, 1}, {2}),
+              graft_test::rand_in({2, 4}, -1, 1, 2, DType::Float32), 0.5);
+  }, {"CDAN feeds the discriminator 18 values per example (features x classes), but it takes 6"});
+}
