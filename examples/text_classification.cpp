@@ -68,10 +68,7 @@ Split split_by_topic(const data::LabelledTexts& t, double test_frac, uint64_t se
 }
 
 double accuracy(const Tensor& logits, const std::vector<int64_t>& y) {
-  const auto p = argmax(logits, 1).to_vector();
-  int64_t ok = 0;
-  for (size_t i = 0; i < p.size(); ++i) ok += int64_t(p[i]) == y[i];
-  return double(ok) / double(p.size());
+  return train::accuracy(logits, from_vector(y, {int64_t(y.size())}));
 }
 
 Tensor labels_tensor(const std::vector<int64_t>& y, const std::vector<size_t>& idx) {

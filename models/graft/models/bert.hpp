@@ -124,17 +124,9 @@ struct BertConfig {
     GRAFT_CHECK(pos.empty() || pos == "absolute", "BertConfig", source, ": position_embedding_type '", pos,
                 "' is not supported (only 'absolute')");
     r.get_int("vocab_size", c.vocab_size);
-    r.get_int("hidden_size", c.hidden_size);
-    r.get_int("num_hidden_layers", c.num_hidden_layers);
-    r.get_int("num_attention_heads", c.num_attention_heads);
-    r.get_int("intermediate_size", c.intermediate_size);
-    if (const std::string act = r.get_string("hidden_act"); !act.empty()) c.hidden_act = act;
-    r.get_double("hidden_dropout_prob", c.hidden_dropout_prob);
-    r.get_double("attention_probs_dropout_prob", c.attention_probs_dropout_prob);
+    r.get_encoder_keys(c);
     r.get_int("max_position_embeddings", c.max_position_embeddings);
     r.get_int("type_vocab_size", c.type_vocab_size);
-    r.get_double("initializer_range", c.initializer_range);
-    r.get_double("layer_norm_eps", c.layer_norm_eps);
     r.get_int("pad_token_id", c.pad_token_id);
     r.get_num_labels(c.num_classes);
     c.validate(source);

@@ -69,6 +69,19 @@ struct ConfigReader {
       dst = int64_t(x->as_object().size());
     }
   }
+  // The keys every BERT-style encoder config shares (BertConfig, HFViTConfig: the same field names).
+  template <class Config>
+  void get_encoder_keys(Config& c) const {
+    get_int("hidden_size", c.hidden_size);
+    get_int("num_hidden_layers", c.num_hidden_layers);
+    get_int("num_attention_heads", c.num_attention_heads);
+    get_int("intermediate_size", c.intermediate_size);
+    if (const std::string act = get_string("hidden_act"); !act.empty()) c.hidden_act = act;
+    get_double("hidden_dropout_prob", c.hidden_dropout_prob);
+    get_double("attention_probs_dropout_prob", c.attention_probs_dropout_prob);
+    get_double("initializer_range", c.initializer_range);
+    get_double("layer_norm_eps", c.layer_norm_eps);
+  }
 };
 
 // The text of a config.json; `cls` names the error.

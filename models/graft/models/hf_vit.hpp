@@ -100,15 +100,7 @@ struct HFViTConfig {
     const detail_hf::ConfigReader r{v, "HFViTConfig", source};
     r.require_model_type("vit");
     HFViTConfig c;
-    r.get_int("hidden_size", c.hidden_size);
-    r.get_int("num_hidden_layers", c.num_hidden_layers);
-    r.get_int("num_attention_heads", c.num_attention_heads);
-    r.get_int("intermediate_size", c.intermediate_size);
-    if (const std::string act = r.get_string("hidden_act"); !act.empty()) c.hidden_act = act;
-    r.get_double("hidden_dropout_prob", c.hidden_dropout_prob);
-    r.get_double("attention_probs_dropout_prob", c.attention_probs_dropout_prob);
-    r.get_double("initializer_range", c.initializer_range);
-    r.get_double("layer_norm_eps", c.layer_norm_eps);
+    r.get_encoder_keys(c);
     r.get_int("image_size", c.image_size);
     r.get_int("patch_size", c.patch_size);
     r.get_int("num_channels", c.num_channels);
