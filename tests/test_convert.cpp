@@ -179,6 +179,29 @@ TEST_CASE("convert: errors name the arch, file and keys", "[convert]") {
   require_error([&] { convert::convert_file(missing_file); }, {"/nonexistent/x.safetensors"});
 }
 
+TEST_CASE("convert: timm-vit distilled DeiT keeps dist_token and replaces head and head_dist together", "[convert]") {
+  auto src_model = models::deit_tiny_distilled_patch16_224();
+  const nn::StateDict sd = src_model->state_dict();
+  SECTION("same classes: every key maps, nothing dropped") {
+    convert::ConvertOptions o{"timm-vit", "deit_tiny_distilled_patch16_224", "", "", -1, -1};
+    auto [model, r] = convert::convert_state_dict(o, sd, "deit.pth");
+    CHECK(r.dropped.empty());
+    CHECK(r.missing.empty());
+    CHECK(r.mapped.size() == sd.size());
+    std::map<std::string, Tensor> got;
+    for (const auto& [k, t] : model->state_dict()) got.emplace(k, t);
+    CHECK(convert_test_equal(got.at("dist_token"), src_model->dist_token));
+    CHECK(convert_test_equal(got.at("head_dist.weight"), src_model->child("head_dist")->find_tensor("weight")));
+  }
+  SECTION("new classes: both heads fresh") {
+    convert::ConvertOptions o{"timm-vit", "deit_tiny_distilled_patch16_224", "", "", 5, -1};
+    auto [model, r] = convert::convert_state_dict(o, sd, "deit.pth");
+    CHECK(r.missing == std::vector<std::string>{"head.weight", "head.bias", "head_dist.weight", "head_dist.bias"});
+    CHECK(r.dropped.size() == 4);
+    CHECK(model->child("head_dist")->find_tensor("weight").shape() == Shape{5, 192});
+  }
+}
+
 TEST_CASE("convert: timm-vit with model. prefix, new head, 1 channel, unknown keys dropped", "[convert]") {
   auto src_model = models::vit_tiny_patch16_224();
   nn::StateDict sd = convert_test_prefixed(src_model->state_dict(), "model.");

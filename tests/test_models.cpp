@@ -3,6 +3,8 @@
 // Committed data (tests/data/models/models_golden.bin, written by tools/gen_model_goldens.py):
 //   keys_<model>      torchvision's / the timm reference's state_dict keys and shapes, in order
 //   vit_small_config  a 2-block ViT (dim 32, 32x32 input): state dict, input, features, logits
+//   deit_distilled_small_config  a 2-block distilled DeiT (dim 16): tokens, pre-logits, eval and
+//                     training logits (averaged), the two heads apart (timm's distilled_training)
 // Big data, generated on demand: `/usr/bin/python3 tools/gen_model_goldens.py DIR` writes
 // <model>.safetensors and <model>_golden.bin for resnet18/34/50/101 and vit_{tiny,small}_patch16_224
 // (and vit_base_patch16_224 with --vit-base, for the hidden by-hand case "[vit_base]");
@@ -157,6 +159,63 @@ TEST_CASE("models: small ViT matches the timm reference (features and logits)", 
   CHECK(features.shape() == Shape({2, 32}));
   GRAFT_REQUIRE_CLOSE(features, c.at("features"), kTolF32);
   GRAFT_REQUIRE_CLOSE(vit.forward(c.at("x")), c.at("out"), kTolF32);
+}
+
+TEST_CASE("models: distilled DeiT keys and shapes equal timm's VisionTransformerDistilled", "[models]") {
+  auto tiny = models::deit_tiny_distilled_patch16_224();
+  models_require_same_keys(*tiny, "keys_deit_tiny_distilled_patch16_224");
+  CHECK(tiny->num_parameters() == 5910800);  // timm's deit_tiny_distilled_patch16_224
+  CHECK(tiny->num_features() == 2 * 192);
+  CHECK(tiny->head_hidden_size() == 192);
+}
+
+TEST_CASE("models: small distilled DeiT matches the timm reference (eval and training)", "[models][golden]") {
+  const GoldenCase& c = models_golden_case("deit_distilled_small_config");
+  models::ViTConfig cfg = models_small_vit_config();
+  cfg.embed_dim = 16;
+  cfg.distilled = true;
+  models::VisionTransformer deit(cfg);
+  const nn::LoadReport report = deit.load_state_dict(models_prefixed(c, "sd."));
+  CHECK(report.missing.empty());
+  CHECK(report.unexpected.empty());
+  const Tensor& x = c.at("x");
+  NoGradGuard no_grad;
+  deit.eval();
+  const Tensor tokens = deit.forward_tokens(x);
+  CHECK(tokens.shape() == Shape({2, 6, 16}));  // cls, dist, 4 patches
+  GRAFT_REQUIRE_CLOSE(tokens, c.at("tokens"), kTolF32);
+  const Tensor features = deit.forward_features(x);
+  CHECK(features.shape() == Shape({2, 32}));  // [cls | dist]
+  GRAFT_REQUIRE_CLOSE(features.narrow(1, 0, 16), tokens.select(1, 0), kTolF32);
+  GRAFT_REQUIRE_CLOSE(features.narrow(1, 16, 16), tokens.select(1, 1), kTolF32);
+  GRAFT_REQUIRE_CLOSE(deit.forward_head(features, /*pre_logits=*/true), c.at("pre_logits"), kTolF32);
+  const Tensor out_eval = deit.forward(x);
+  GRAFT_REQUIRE_CLOSE(out_eval, c.at("out"), kTolF32);
+  const auto [out_cls, out_dist] = deit.forward_distilled(x);
+  GRAFT_REQUIRE_CLOSE(out_cls, c.at("out_cls"), kTolF32);
+  GRAFT_REQUIRE_CLOSE(out_dist, c.at("out_dist"), kTolF32);
+  deit.train();  // dropout 0: training mode averages the heads as eval does (timm, distilled_training off)
+  const Tensor out_train = deit.forward(x);
+  GRAFT_REQUIRE_CLOSE(out_train, c.at("out_train"), kTolF32);
+  std::printf("[parity] deit_distilled_small_config: tokens max|diff| %.3g, eval logits %.3g, train logits %.3g, "
+              "head / head_dist %.3g / %.3g\n",
+              graft_test::max_abs_diff(tokens, c.at("tokens")), graft_test::max_abs_diff(out_eval, c.at("out")),
+              graft_test::max_abs_diff(out_train, c.at("out_train")), graft_test::max_abs_diff(out_cls, c.at("out_cls")),
+              graft_test::max_abs_diff(out_dist, c.at("out_dist")));
+
+  // reset_classifier replaces both heads; 0 leaves the pre-logits.
+  deit.eval();
+  deit.reset_classifier(3);
+  CHECK(deit.classifier().find_tensor("weight").shape() == Shape({3, 16}));
+  CHECK(deit.child("head_dist")->find_tensor("weight").shape() == Shape({3, 16}));
+  CHECK(deit.forward(x).shape() == Shape({2, 3}));
+  deit.reset_classifier(0);
+  CHECK(deit.child("head_dist")->type_name() == "Identity");
+  GRAFT_REQUIRE_CLOSE(deit.forward(x), c.at("pre_logits"), kTolF32);
+  graft_test::require_error([&] { deit.forward_head(zeros({2, 16})); },
+                            {"ViT", "distilled forward_head expects [cls | dist] features [B, 32]", "[2, 16]"});
+  models::VisionTransformer plain(models_small_vit_config());
+  graft_test::require_error([&] { plain.forward_distilled(x); }, {"ViT", "forward_distilled needs a distilled model"});
 }
 
 TEST_CASE("models: reset_classifier changes the head and keeps the rest", "[models]") {

@@ -20,7 +20,8 @@ using namespace graft;
 bool registry_is_heavy(const std::string& arch) {
   static const std::set<std::string> heavy = {"resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d",
                                               "wide_resnet50_2", "wide_resnet101_2", "vit_base_patch16_224",
-                                              "vit_base_patch32_224", "deit_base_patch16_224", "bert",
+                                              "vit_base_patch32_224", "deit_base_patch16_224",
+                                              "deit_base_distilled_patch16_224", "bert",
                                               "convnext_small", "vit-base-patch16-224", "vit-large-patch16-224",
                                               "deit-base-patch16-224", "distilbert-base-uncased",
                                               "distilbert-base-cased"};

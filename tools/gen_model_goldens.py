@@ -17,6 +17,12 @@ Committed, tests/data/models/models_golden.bin (small, runs without OUT_DIR):
         and from the timm-compatible reference below.
     case "vit_small_config": a ViT with img 32, patch 16, dim 32, depth 2, heads 2, mlp_ratio 4,
         10 classes: "sd.<key>" for its state dict, "x" [2, 3, 32, 32], "features" [2, 32], "out" [2, 10].
+    case "keys_deit_tiny_distilled_patch16_224": the keys case of timm's distilled DeiT-Ti (dist_token, head_dist).
+    case "deit_distilled_small_config": a small ViT as above but dim 16, with timm's distillation token
+        (VisionTransformerDistilled semantics): "sd.<key>", "x", "tokens" [2, 6, 16] (forward_features,
+        all tokens normalized), "pre_logits" [2, 16] ((cls + dist) / 2), "out" [2, 10] (eval: the two
+        heads averaged), "out_train" (training mode, distilled_training False: averaged too), "out_cls"
+        and "out_dist" (training with distilled_training True: the two heads apart).
 
 Big, into OUT_DIR (set GRAFT_MODEL_DATA=OUT_DIR for the C++ test; ~520 MB, ~850 MB with --vit-base):
     <model>.safetensors (state dict) and <model>_golden.bin, one case named after the model with "x"
@@ -31,7 +37,8 @@ BatchNorm and every name matter); the ViT reference gets random LayerNorm affine
 
 The ViT reference follows timm's VisionTransformer (timm 0.9, global_pool='token', class token, no
 registers, qkv_bias=True, LayerNorm eps 1e-6, GELU erf, pre-norm blocks): module names patch_embed.proj,
-cls_token, pos_embed, pos_drop, blocks.{i}.{norm1, attn.{qkv, proj}, norm2, mlp.{fc1, act, fc2}}, norm, head.
+cls_token, pos_embed, pos_drop, blocks.{i}.{norm1, attn.{qkv, proj}, norm2, mlp.{fc1, act, fc2}}, norm, head;
+with distilled=True, timm's deit.VisionTransformerDistilled: dist_token and head_dist as well.
 """
 import json
 import os
@@ -120,11 +127,16 @@ class Block(nn.Module):
 
 class VisionTransformer(nn.Module):
     def __init__(self, img_size=224, patch_size=16, in_chans=3, num_classes=1000, embed_dim=768, depth=12,
-                 num_heads=12, mlp_ratio=4.0):
+                 num_heads=12, mlp_ratio=4.0, distilled=False):
         super().__init__()
+        self.distilled = distilled
+        self.distilled_training = False  # timm's default: training forward averages the two heads too
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.randn(1, self.patch_embed.num_patches + 1, embed_dim) * .02)
+        prefix = 2 if distilled else 1
+        self.pos_embed = nn.Parameter(torch.randn(1, self.patch_embed.num_patches + prefix, embed_dim) * .02)
+        if distilled:  # timm's VisionTransformerDistilled registers it after pos_embed
+            self.dist_token = nn.Parameter(torch.randn(1, 1, embed_dim) * .02)
         self.pos_drop = nn.Dropout(0.0)
         self.patch_drop = nn.Identity()
         self.norm_pre = nn.Identity()
@@ -133,23 +145,37 @@ class VisionTransformer(nn.Module):
         self.fc_norm = nn.Identity()
         self.head_drop = nn.Dropout(0.0)
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        if distilled:
+            self.head_dist = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
 
     def forward_features(self, x):
         x = self.patch_embed(x)
-        x = torch.cat((self.cls_token.expand(x.shape[0], -1, -1), x), dim=1)
+        prefix = [self.cls_token.expand(x.shape[0], -1, -1)]
+        if self.distilled:
+            prefix.append(self.dist_token.expand(x.shape[0], -1, -1))
+        x = torch.cat(prefix + [x], dim=1)  # timm's _pos_embed (no_embed_class False): concat, then add
         x = self.norm_pre(self.patch_drop(self.pos_drop(x + self.pos_embed)))
         return self.norm(self.blocks(x))
 
-    def forward_head(self, x):
-        return self.head(self.head_drop(self.fc_norm(x[:, 0])))
+    def forward_head(self, x, pre_logits=False):
+        if not self.distilled:
+            return self.head(self.head_drop(self.fc_norm(x[:, 0])))
+        # timm's VisionTransformerDistilled.forward_head (no head_drop there)
+        x, x_dist = x[:, 0], x[:, 1]
+        if pre_logits:
+            return (x + x_dist) / 2
+        x, x_dist = self.head(x), self.head_dist(x_dist)
+        if self.distilled_training and self.training:
+            return x, x_dist
+        return (x + x_dist) / 2
 
     def forward(self, x):
         return self.forward_head(self.forward_features(x))
 
 
-def vit(dim, depth, heads, img=224, classes=1000):
+def vit(dim, depth, heads, img=224, classes=1000, distilled=False):
     return VisionTransformer(img_size=img, patch_size=16, num_classes=classes, embed_dim=dim, depth=depth,
-                             num_heads=heads)
+                             num_heads=heads, distilled=distilled)
 
 
 # ---- weights, safetensors writer ----------------------------------------------------------------
@@ -167,6 +193,8 @@ def randomize_norms(model):
                 m.bias.normal_(0.0, 0.1)
         if isinstance(model, VisionTransformer):
             model.cls_token.normal_(0.0, 0.5)
+            if model.distilled:
+                model.dist_token.normal_(0.0, 0.5)
 
 
 ST_DTYPES = {torch.float32: "F32", torch.int64: "I64", torch.float64: "F64"}
@@ -225,6 +253,28 @@ def main():
     randomize_norms(small)
     c = run_case("vit_small_config", small, torch.randn(2, 3, 32, 32))
     for k, t in small.state_dict().items():
+        c.add("sd." + k, t)
+    cases.append(c)
+    cases.append(keys_case("keys_deit_tiny_distilled_patch16_224", vit(192, 12, 3, distilled=True)))
+    torch.manual_seed(2)
+    dist = vit(16, 2, 2, img=32, classes=10, distilled=True)  # dim 16: keeps the committed file small
+    randomize_norms(dist)
+    x = torch.randn(2, 3, 32, 32)
+    c = Case("deit_distilled_small_config", "distilled DeiT forward (eval and train, dropout 0)")
+    c.add("x", x)
+    with torch.no_grad():
+        dist.eval()
+        tokens = dist.forward_features(x)
+        c.add("tokens", tokens)
+        c.add("pre_logits", dist.forward_head(tokens, pre_logits=True))
+        c.add("out", dist(x))
+        dist.train()
+        c.add("out_train", dist(x))
+        dist.distilled_training = True
+        out_cls, out_dist = dist(x)
+        c.add("out_cls", out_cls)
+        c.add("out_dist", out_dist)
+    for k, t in dist.state_dict().items():
         c.add("sd." + k, t)
     cases.append(c)
     if len(sys.argv) == 1:  # only the committed file; with OUT_DIR, only the big files

@@ -18,7 +18,7 @@
 //   2. keep a key only if it matches one of the family's patterns ({N} = one or more digits);
 //      other keys are reported as dropped;
 //   3. the head (the registry's ModelInfo::head: fc.* / head.* / _fc.* / classifier.*) is dropped and re-initialized when --num-classes differs from the
-//      checkpoint's (the model's fresh Linear, torch's default init; 0 = Identity); a checkpoint
+//      checkpoint's (with the family's twin_heads: timm's distilled DeiT head_dist.*) (the model's fresh Linear, torch's default init; 0 = Identity); a checkpoint
 //      without a head also leaves the family's extra_head modules (hf-distilbert's pre_classifier) fresh;
 //   4. the first conv (ModelInfo::first_conv: conv1.weight / patch_embed.proj.weight / ...) is adapted to --in-chans as timm's
 //      adapt_input_conv: 1 channel sums over RGB; C > 3 repeats the RGB weights cyclically
@@ -55,6 +55,9 @@ struct FamilyTable {
   // Head modules besides the registry's head that a checkpoint without a head (a pretrained backbone)
   // lacks, so they start at their init with the new head (DistilBERT's "pre_classifier").
   std::vector<std::string> extra_head = {};
+  // Second classifiers with the head's shape (timm's distilled DeiT "head_dist"): replaced with the
+  // head whenever --num-classes differs from the checkpoint's.
+  std::vector<std::string> twin_heads = {};
   std::vector<std::string> archs() const { return models::archs_with_naming(family); }
 };
 
@@ -84,11 +87,15 @@ inline FamilyTable make_resnet_table() {
 }
 
 inline FamilyTable make_vit_table() {
-  FamilyTable t{"timm-vit", {"cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"}};
+  // dist_token and head_dist: timm's distilled DeiT (deit_*_distilled_*).
+  FamilyTable t{"timm-vit",
+                {"cls_token", "pos_embed", "dist_token", "patch_embed.proj.weight", "patch_embed.proj.bias"}};
   for (const char* m : {"norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2"})
     append(t.patterns, with_suffixes(std::string("blocks.{N}.") + m, kAffine));
   append(t.patterns, with_suffixes("norm", kAffine));
   append(t.patterns, with_suffixes("head", kAffine));
+  append(t.patterns, with_suffixes("head_dist", kAffine));
+  t.twin_heads = {"head_dist"};
   return t;
 }
 
@@ -429,6 +436,12 @@ inline std::pair<nn::ModulePtr, ConvertReport> convert_state_dict(const ConvertO
   const FamilyTable& table = family_table(opts.family);
   const models::ModelInfo& info = arch_info(opts.family, opts.arch);
   const std::string head_prefix = info.head + ".";
+  auto is_head_key = [&](const std::string& key) {  // the head's, or a twin head's (head_dist.*)
+    if (key.rfind(head_prefix, 0) == 0) return true;
+    for (const auto& twin : table.twin_heads)
+      if (key.rfind(twin + ".", 0) == 0) return true;
+    return false;
+  };
   ConvertReport report;
   // 1-2: names.
   nn::StateDict mapped;
@@ -462,7 +475,7 @@ inline std::pair<nn::ModulePtr, ConvertReport> convert_state_dict(const ConvertO
   if (replace_head) {
     nn::StateDict kept;
     for (auto& [k, t] : mapped) {
-      if (k.rfind(head_prefix, 0) == 0)
+      if (is_head_key(k))
         report.dropped.push_back(detail::concat(origin[k], " (head of ", report.source_num_classes,
                                                 " classes replaced by ", report.num_classes, ")"));
       else
@@ -496,7 +509,7 @@ inline std::pair<nn::ModulePtr, ConvertReport> convert_state_dict(const ConvertO
   nn::LoadReport bad;
   auto fresh_head = [&](const std::string& key) {  // a key the new head may lack (step 3)
     if (!replace_head) return false;
-    if (key.rfind(head_prefix, 0) == 0) return true;
+    if (is_head_key(key)) return true;
     for (const auto& extra : table.extra_head)
       if (report.source_num_classes == 0 && key.rfind(extra + ".", 0) == 0) return true;
     return false;

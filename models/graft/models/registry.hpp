@@ -119,6 +119,11 @@ inline std::vector<ModelInfo> build_registry() {
   vit("deit_tiny_patch16_224", vit_tiny_patch16_224, 192);    // timm's DeiT without distillation
   vit("deit_small_patch16_224", vit_small_patch16_224, 384);  // token: the ViT layout and names
   vit("deit_base_patch16_224", vit_base_patch16_224, 768);
+  // timm's distilled DeiT (VisionTransformerDistilled): dist_token and head_dist besides; the features
+  // are the class and distillation tokens side by side, 2 * dim wide.
+  vit("deit_tiny_distilled_patch16_224", deit_tiny_distilled_patch16_224, 2 * 192);
+  vit("deit_small_distilled_patch16_224", deit_small_distilled_patch16_224, 2 * 384);
+  vit("deit_base_distilled_patch16_224", deit_base_distilled_patch16_224, 2 * 768);
 
   // Hugging Face ViTForImageClassification checkpoints (HF model ids without the organization).
   auto hf_vit_arch = [&](const char* arch, HFViTConfig (*config)(), std::vector<double> mean, std::vector<double> std) {
