@@ -152,54 +152,36 @@ inline std::vector<ModelInfo> build_registry() {
   lite("efficientnet_lite1", efficientnet_lite1);
   lite("efficientnet_lite2", efficientnet_lite2);
 
-  auto bert = [&](const char* arch, BertConfig (*config)()) {
+  // Text models (Hugging Face names): the classifier head "classifier", no image channels; config()
+  // gives the architecture, width() its feature width.
+  auto text = [&]<class Model, class Config>(const char* arch, const char* family, const char* naming,
+                                             Config (*config)(), int64_t width) {
     ModelInfo m;
-    m.arch = arch, m.family = "bert", m.source = "huggingface", m.naming = "hf-bert", m.modality = "text";
+    m.arch = arch, m.family = family, m.source = "huggingface", m.naming = naming, m.modality = "text";
     m.head = "classifier";
-    m.num_features = config().hidden_size;
+    m.num_features = width;
     m.make = [config, arch = std::string(arch)](const CreateOptions& o) -> nn::ModulePtr {
       GRAFT_CHECK(o.in_chans <= 0, "models::create", arch, " is a text model: in_chans does not apply (got ",
                   o.in_chans, ")");
-      BertConfig c = config();
+      Config c = config();
       c.num_classes = o.num_classes;
-      return std::make_shared<BertModel>(c);
+      return std::make_shared<Model>(c);
     };
     r.push_back(std::move(m));
+  };
+  auto bert = [&](const char* arch, BertConfig (*config)()) {
+    text.template operator()<BertModel>(arch, "bert", "hf-bert", config, config().hidden_size);
   };
   bert("all-minilm-l6-v2", BertConfig::all_minilm_l6_v2);
   bert("bert", BertConfig::bert_base_uncased);  // bert-base-uncased; graft-convert --config reads any
-
   auto distilbert = [&](const char* arch, DistilBertConfig (*config)()) {
-    ModelInfo m;
-    m.arch = arch, m.family = "distilbert", m.source = "huggingface", m.naming = "hf-distilbert";
-    m.modality = "text", m.head = "classifier";
-    m.num_features = config().dim;
-    m.make = [config, arch = std::string(arch)](const CreateOptions& o) -> nn::ModulePtr {
-      GRAFT_CHECK(o.in_chans <= 0, "models::create", arch, " is a text model: in_chans does not apply (got ",
-                  o.in_chans, ")");
-      DistilBertConfig c = config();
-      c.num_classes = o.num_classes;
-      return std::make_shared<DistilBertModel>(c);
-    };
-    r.push_back(std::move(m));
+    text.template operator()<DistilBertModel>(arch, "distilbert", "hf-distilbert", config, config().dim);
   };
   distilbert("distilbert-base-uncased", DistilBertConfig::distilbert_base_uncased);
   distilbert("distilbert-base-cased", DistilBertConfig::distilbert_base_cased);
-
-  {  // RoBERTa: RobertaForSequenceClassification's layout (the head on <s>: classifier.dense, out_proj)
-    ModelInfo m;
-    m.arch = "roberta-base", m.family = "roberta", m.source = "huggingface", m.naming = "hf-roberta";
-    m.modality = "text", m.head = "classifier";
-    m.num_features = RobertaConfig::roberta_base().hidden_size;
-    m.make = [](const CreateOptions& o) -> nn::ModulePtr {
-      GRAFT_CHECK(o.in_chans <= 0, "models::create", "roberta-base is a text model: in_chans does not apply (got ",
-                  o.in_chans, ")");
-      RobertaConfig c = RobertaConfig::roberta_base();
-      c.num_classes = o.num_classes;
-      return std::make_shared<RobertaModel>(c);
-    };
-    r.push_back(std::move(m));
-  }
+  // RoBERTa: RobertaForSequenceClassification's layout (the head on <s>: classifier.dense, out_proj)
+  text.template operator()<RobertaModel>("roberta-base", "roberta", "hf-roberta", RobertaConfig::roberta_base,
+                                         RobertaConfig::roberta_base().hidden_size);
   return r;
 }
 
