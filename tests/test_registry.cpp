@@ -15,8 +15,8 @@ namespace {
 using namespace graft;
 
 // The archs built in the sweep below. The others share their class and code with a checked sibling
-// and have their keys compared with torchvision's / timm's elsewhere (test_resnext, test_models),
-// but are too large to build in a unit test (45M-127M parameters each).
+// and have their keys compared with torchvision's / timm's elsewhere (test_resnext, test_models,
+// test_timm_models), but are too large to build in a unit test (45M-127M parameters each).
 bool registry_is_heavy(const std::string& arch) {
   static const std::set<std::string> heavy = {"resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d",
                                               "wide_resnet50_2", "wide_resnet101_2", "vit_base_patch16_224",
@@ -24,7 +24,7 @@ bool registry_is_heavy(const std::string& arch) {
                                               "deit_base_distilled_patch16_224", "bert",
                                               "convnext_small", "vit-base-patch16-224", "vit-large-patch16-224",
                                               "deit-base-patch16-224", "distilbert-base-uncased",
-                                              "distilbert-base-cased"};
+                                              "distilbert-base-cased", "timm/resnet101", "timm/convnext_small"};
   return heavy.count(arch) > 0;
 }
 

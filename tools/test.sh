@@ -17,7 +17,7 @@ source tools/pyenv.sh
 GENERATORS=(tools/gen_model_goldens.py tools/prepare_data.py tools/gen_efficientnet_goldens.py tools/gen_minilm_goldens.py
             tools/gen_resnext_goldens.py tools/gen_mobilenet_goldens.py tools/gen_convnext_goldens.py
             tools/gen_efficientnet_b_goldens.py tools/gen_peft_goldens.py tools/gen_hf_goldens.py
-            tools/gen_roberta_goldens.py)
+            tools/gen_roberta_goldens.py tools/gen_regnet_goldens.py tools/gen_timm_goldens.py)
 if [ -z "${GRAFT_MODEL_DATA:-}" ]; then
   key=$(cat tools/gen_goldens.py tools/requirements-reference.txt | sha1sum | cut -c1-12)
   cache="${XDG_CACHE_HOME:-$HOME/.cache}/graft"

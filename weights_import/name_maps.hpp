@@ -141,6 +141,57 @@ inline FamilyTable make_convnext_table() {
   return t;
 }
 
+// torchvision's RegNet (stem, trunk_output.block{i}.block{i}-{j} with proj, f.a / f.b / f.c and
+// the RegNetY squeeze-excitation f.se.fc1 / fc2, head fc).
+inline FamilyTable make_regnet_table() {
+  FamilyTable t{"torchvision-regnet", {"stem.0.weight"}};
+  append(t.patterns, with_suffixes("stem.1", kBatchNorm));
+  const std::string block = "trunk_output.block{N}.block{N}-{N}.";
+  for (const char* m : {"proj", "f.a", "f.b", "f.c"}) {
+    t.patterns.push_back(block + m + ".0.weight");
+    append(t.patterns, with_suffixes(block + m + ".1", kBatchNorm));
+  }
+  append(t.patterns, with_suffixes(block + "f.se.fc{N}", kAffine));
+  append(t.patterns, with_suffixes("fc", kAffine));
+  return t;
+}
+
+// timm's ResNet: torchvision's names, and the "d" variants' deep stem (conv1.{0,3,6} convs, conv1.{1,4}
+// BatchNorms) and avg_down shortcuts (downsample.1 conv, downsample.2 bn).
+inline FamilyTable make_timm_resnet_table() {
+  FamilyTable t = make_resnet_table();
+  t.family = "timm-resnet";
+  append(t.patterns, with_suffixes("conv1.{N}", kBatchNorm));  // a deep stem's convs and BatchNorms
+  append(t.patterns, with_suffixes("layer{N}.{N}.downsample.{N}", kBatchNorm));
+  return t;
+}
+
+// timm's ConvNeXt (stem.0 / stem.1, stages.{i}.downsample.{0,1}, stages.{i}.blocks.{j}.{gamma, conv_dw,
+// norm, mlp.fc1, mlp.fc2}, head.norm, head.fc).
+inline FamilyTable make_timm_convnext_table() {
+  FamilyTable t{"timm-convnext", {"stages.{N}.blocks.{N}.gamma"}};
+  append(t.patterns, with_suffixes("stem.{N}", kAffine));
+  append(t.patterns, with_suffixes("stages.{N}.downsample.{N}", kAffine));
+  for (const char* m : {"conv_dw", "norm", "mlp.fc1", "mlp.fc2"})
+    append(t.patterns, with_suffixes(std::string("stages.{N}.blocks.{N}.") + m, kAffine));
+  append(t.patterns, with_suffixes("head.norm", kAffine));
+  append(t.patterns, with_suffixes("head.fc", kAffine));
+  return t;
+}
+
+// timm's EfficientNet (conv_stem, bn1, blocks.{i}.{j}.{conv_pw, conv_dw, conv_pwl, bn1..bn3,
+// se.conv_reduce, se.conv_expand}, conv_head, bn2, classifier).
+inline FamilyTable make_timm_efficientnet_table() {
+  FamilyTable t{"timm-efficientnet", {"conv_stem.weight", "conv_head.weight"}};
+  append(t.patterns, with_suffixes("bn{N}", kBatchNorm));
+  for (const char* conv : {"conv_pw", "conv_dw", "conv_pwl"}) t.patterns.push_back(std::string("blocks.{N}.{N}.") + conv + ".weight");
+  append(t.patterns, with_suffixes("blocks.{N}.{N}.bn{N}", kBatchNorm));
+  append(t.patterns, with_suffixes("blocks.{N}.{N}.se.conv_reduce", kAffine));
+  append(t.patterns, with_suffixes("blocks.{N}.{N}.se.conv_expand", kAffine));
+  append(t.patterns, with_suffixes("classifier", kAffine));
+  return t;
+}
+
 // Hugging Face BERT (BertModel names; "bert." of BertFor* checkpoints stripped; MLM heads "cls.*"
 // and the old persistent buffer embeddings.position_ids are reported as dropped).
 inline FamilyTable make_hf_bert_table() {
@@ -216,7 +267,10 @@ inline const std::vector<FamilyTable>& family_tables() {
   static const std::vector<FamilyTable> tables = {
       detail_convert::make_resnet_table(),    detail_convert::make_mobilenet_table(),
       detail_convert::make_efficientnet_table(), detail_convert::make_convnext_table(),
+      detail_convert::make_regnet_table(),
       detail_convert::make_vit_table(),       detail_convert::make_efficientnet_lite_table(),
+      detail_convert::make_timm_resnet_table(), detail_convert::make_timm_convnext_table(),
+      detail_convert::make_timm_efficientnet_table(),
       detail_convert::make_hf_bert_table(),   detail_convert::make_hf_distilbert_table(),
       detail_convert::make_hf_vit_table(),    detail_convert::make_hf_roberta_table()};
   return tables;

@@ -29,8 +29,11 @@
 #include "graft/models/efficientnet_lite.hpp"
 #include "graft/models/hf_vit.hpp"
 #include "graft/models/mobilenet.hpp"
+#include "graft/models/regnet.hpp"
 #include "graft/models/resnet.hpp"
 #include "graft/models/roberta.hpp"
+#include "graft/models/timm_convnext.hpp"
+#include "graft/models/timm_efficientnet.hpp"
 #include "graft/models/vit.hpp"
 #include "graft/nn.hpp"
 
@@ -106,6 +109,20 @@ inline std::vector<ModelInfo> build_registry() {
   torchvision("convnext_tiny", "convnext", "torchvision-convnext", "classifier.2", convnext_tiny, 768);
   torchvision("convnext_small", "convnext", "torchvision-convnext", "classifier.2", convnext_small, 768);
 
+  // torchvision's RegNetX / RegNetY up to 3.2GF (models/regnet.hpp builds the larger ones too:
+  // models::regnet("regnet_y_16gf")); features: the last stage's width.
+  auto regnet = [&](const char* arch, auto fn, int64_t features) {
+    r.push_back(image(arch, "regnet", "torchvision", "torchvision-regnet", "fc", "stem.0.weight", features, fn));
+  };
+  regnet("regnet_x_400mf", regnet_x_400mf, 400);
+  regnet("regnet_x_800mf", regnet_x_800mf, 672);
+  regnet("regnet_x_1_6gf", regnet_x_1_6gf, 912);
+  regnet("regnet_x_3_2gf", regnet_x_3_2gf, 1008);
+  regnet("regnet_y_400mf", regnet_y_400mf, 440);
+  regnet("regnet_y_800mf", regnet_y_800mf, 784);
+  regnet("regnet_y_1_6gf", regnet_y_1_6gf, 888);
+  regnet("regnet_y_3_2gf", regnet_y_3_2gf, 1512);
+
   auto vit = [&](const char* arch, auto fn, int64_t dim) {
     ModelInfo m = image(arch, "vit", "timm", "timm-vit", "head", "patch_embed.proj.weight", dim, fn);
     m.fixed_input_size = true;
@@ -124,6 +141,27 @@ inline std::vector<ModelInfo> build_registry() {
   vit("deit_tiny_distilled_patch16_224", deit_tiny_distilled_patch16_224, 2 * 192);
   vit("deit_small_distilled_patch16_224", deit_small_distilled_patch16_224, 2 * 384);
   vit("deit_base_distilled_patch16_224", deit_base_distilled_patch16_224, 2 * 768);
+
+  // timm's own CNNs, named as on the Hugging Face hub ("timm/resnet50.a1_in1k" without the weight tag):
+  // the bare names resnet50, convnext_tiny and efficientnet_b0 are torchvision's above. Each has its
+  // own naming (checkpoint key table); timm's plain ResNets have torchvision's keys and differ only in
+  // init (zero_init_last).
+  auto timm_cnn = [&](const char* arch, const char* family, const char* naming, const char* head,
+                      const char* first_conv, auto fn, int64_t features) {
+    r.push_back(image(arch, family, "timm", naming, head, first_conv, features, fn));
+  };
+  timm_cnn("timm/resnet18", "resnet", "timm-resnet", "fc", "conv1.weight", timm::resnet18, 512);
+  timm_cnn("timm/resnet34", "resnet", "timm-resnet", "fc", "conv1.weight", timm::resnet34, 512);
+  timm_cnn("timm/resnet50", "resnet", "timm-resnet", "fc", "conv1.weight", timm::resnet50, 2048);
+  timm_cnn("timm/resnet101", "resnet", "timm-resnet", "fc", "conv1.weight", timm::resnet101, 2048);
+  timm_cnn("timm/resnet18d", "resnet", "timm-resnet", "fc", "conv1.0.weight", timm::resnet18d, 512);
+  timm_cnn("timm/resnet34d", "resnet", "timm-resnet", "fc", "conv1.0.weight", timm::resnet34d, 512);
+  timm_cnn("timm/resnet50d", "resnet", "timm-resnet", "fc", "conv1.0.weight", timm::resnet50d, 2048);
+  timm_cnn("timm/convnext_tiny", "timm-convnext", "timm-convnext", "head.fc", "stem.0.weight", timm::convnext_tiny, 768);
+  timm_cnn("timm/convnext_small", "timm-convnext", "timm-convnext", "head.fc", "stem.0.weight", timm::convnext_small,
+           768);
+  timm_cnn("timm/efficientnet_b0", "timm-efficientnet", "timm-efficientnet", "classifier", "conv_stem.weight",
+           timm::efficientnet_b0, 1280);
 
   // Hugging Face ViTForImageClassification checkpoints (HF model ids without the organization).
   auto hf_vit_arch = [&](const char* arch, HFViTConfig (*config)(), std::vector<double> mean, std::vector<double> std) {
