@@ -7,12 +7,13 @@
 // The same trunk (conv 16 - pool - conv 32 - pool - linear 64) and heads are trained once per method
 // from the same initial weights and batches: fixed weights (1, 1), uncertainty weighting (Kendall
 // et al.), GradNorm (Chen et al., on the trunk's last layer) and PCGrad (Yu et al., on the whole
-// trunk). Prints held-out accuracy per task, the final task weights and the time of each run.
+// trunk), each as the backward of a train::Trainer run (short last batches kept). Prints held-out
+// accuracy per task, the final task weights and the time of each run.
 #include <graft/graft.hpp>
 #include <graft/data/packaged.hpp>
 #include <graft/nn.hpp>
 #include <graft/optim/adam.hpp>
-#include <graft/train/guard.hpp>
+#include <graft/train/trainer.hpp>
 #include <graft/transfer/multitask.hpp>
 
 #include <cstdio>
@@ -89,26 +90,22 @@ RunResult run(const std::string& method, const data::LabelledImages& d, int64_t 
   const Tensor order = shuffled(d.images.size(0), split_gen);
   const Tensor train_idx = order.narrow(0, 0, n_train), test_idx = order.narrow(0, n_train, d.images.size(0) - n_train);
   const Tensor x_train = index_select(d.images, 0, train_idx), y_train = index_select(d.labels, 0, train_idx);
-  const Tensor parity_train = parity_of(y_train);
-  Generator order_gen(seed + 1);
-  examples::Progress bar(method, int64_t(epochs) * ((n_train + batch - 1) / batch));
-  int64_t step = 0;
-  for (int e = 0; e < epochs; ++e) {
-    const Tensor perm = shuffled(n_train, order_gen);
-    for (int64_t start = 0; start < n_train; start += batch) {
-      const Tensor idx = perm.narrow(0, start, std::min(batch, n_train - start));
-      const Tensor x = index_select(x_train, 0, idx);
-      const auto outs = model.forward_tasks(x);
-      const std::vector<Tensor> losses = {cross_entropy(outs[0].second, index_select(y_train, 0, idx)),
-                                          cross_entropy(outs[1].second, index_select(parity_train, 0, idx))};
-      train::check_finite_loss(add(losses[0], losses[1]), step, method + " loss");
-      opt.zero_grad();
-      weighting->backward(losses, shared);
-      opt.step();
-      ++step;
-      bar.update(step, {{"digit", losses[0].item()}, {"parity", losses[1].item()}});
-    }
-  }
+  const train::LabelledSet train_set{x_train, y_train};
+  const int64_t steps = int64_t(epochs) * ((n_train + batch - 1) / batch);
+  train::Trainer t(model, opt, {.steps = steps, .label = method});
+  examples::Progress bar(method, steps);
+  std::vector<Tensor> losses;  // this step's task losses, from loss() to backward()
+  t.batches(train::batches_from(train_set, train::batch_plan(n_train, steps, batch, seed + 1, train::LastBatch::Keep)))
+      .loss([&](const data::Batch& b) {
+        const auto outs = model.forward_tasks(b.inputs);
+        losses = {cross_entropy(outs[0].second, b.labels), cross_entropy(outs[1].second, parity_of(b.labels))};
+        return add(losses[0], losses[1]);  // what is logged and checked finite; the weighting makes the gradients
+      })
+      .backward([&](const Tensor&) { weighting->backward(losses, shared); })
+      .add_callback(std::make_shared<train::OnStepEnd>([&](train::Trainer&, int64_t done, double) {
+        bar.update(done, {{"digit", losses[0].item()}, {"parity", losses[1].item()}});
+      }));
+  t.fit();
   bar.finish();
   RunResult r;
   r.method = method;

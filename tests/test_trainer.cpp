@@ -2,6 +2,8 @@
 // batch), the Trainer loop step for step against a hand-written loop, the callback order, early
 // stopping (with the best weights restored), checkpoints a resumed Trainer continues from bit for bit,
 // the classifier recipe learning a separable problem, and the errors bad arguments get.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 #include <map>
@@ -13,6 +15,7 @@
 #include "graft/nn.hpp"
 #include "graft/optim/adam.hpp"
 #include "graft/optim/schedule.hpp"
+#include "graft/optim/sgd.hpp"
 #include "graft/train/checkpoint.hpp"
 #include "graft/train/trainer.hpp"
 #include "harness.hpp"
@@ -121,6 +124,49 @@ TEST_CASE("Trainer: the same losses and weights as the loop written out", "[trai
   CHECK(h.stopped_by.empty());
   CHECK(h.evals.empty());  // no evaluate() given
   CHECK(h.train_seconds <= h.seconds);
+}
+
+TEST_CASE("Trainer: a custom backward makes the gradients; step() is the running step", "[trainer]") {
+  const train::LabelledSet data = trainer_blobs(10, 4);
+  const auto plan = train::batch_plan(data.size(), 6, 8, 2, train::LastBatch::Drop);
+  auto run = [&](double grad_scale, std::vector<int64_t>* seen) {
+    auto m = trainer_mlp(5);
+    optim::SGD opt(m->parameters(), 0.1);
+    train::Trainer t(*m, opt, {.steps = 6, .label = "mlp"});
+    t.batches(train::batches_from(data, plan)).loss([&](const data::Batch& b) {
+      if (seen) seen->push_back(t.step());
+      return cross_entropy(m->forward(b.inputs), b.labels);
+    });
+    // The gradient of grad_scale * loss (plain SGD: the same as lr * grad_scale).
+    if (grad_scale != 1.0) t.backward([&](const Tensor& loss) { mul(loss, grad_scale).backward(); });
+    t.fit();
+    return trainer_flat_params(*m);
+  };
+  std::vector<int64_t> steps;
+  const auto plain = run(1.0, &steps);
+  CHECK(steps == std::vector<int64_t>{0, 1, 2, 3, 4, 5});
+  const auto doubled = run(2.0, nullptr);
+  // By hand: SGD with lr 0.2 on the plain loss.
+  auto m = trainer_mlp(5);
+  optim::SGD opt(m->parameters(), 0.2);
+  for (int64_t s = 0; s < 6; ++s) {
+    const data::Batch b = train::take_batch(data, plan[size_t(s)]);
+    opt.zero_grad();
+    cross_entropy(m->forward(b.inputs), b.labels).backward();
+    opt.step();
+  }
+  const auto by_hand = trainer_flat_params(*m);
+  REQUIRE(doubled.size() == by_hand.size());
+  double worst = 0;
+  for (size_t i = 0; i < by_hand.size(); ++i) worst = std::max(worst, double(std::abs(doubled[i] - by_hand[i])));
+  CHECK(worst < 1e-6);  // float32: 2 * g * 0.1 and g * 0.2 round differently
+  CHECK(doubled != plain);
+  auto net = trainer_mlp(5);
+  optim::SGD o(net->parameters(), 0.1);
+  train::Trainer t(*net, o, {.steps = 2, .precision = DType::Float16, .label = "fp16"});
+  t.batches(train::batches_from(data, plan)).loss([&](const data::Batch& b) { return cross_entropy(net->forward(b.inputs), b.labels); });
+  t.backward([](const Tensor& loss) { loss.backward(); });
+  require_error([&] { t.fit(); }, {"fp16: a custom backward() cannot run with float16"});
 }
 
 TEST_CASE("Trainer: callbacks run in order; evaluation every eval_every steps and at the end", "[trainer]") {

@@ -337,6 +337,8 @@ TEST_CASE("features: the feature cache runs the backbone once for a whole probe"
 
 // ---- DANN ----------------------------------------------------------------------------------------------
 #include "graft/transfer/dann.hpp"
+#include "graft/optim/schedule.hpp"
+#include "graft/train/trainer.hpp"
 
 TEST_CASE("dann: one step gives the backbone class gradient minus lambda times the domain gradient", "[transfer][dann]") {
   manual_seed(3);
@@ -421,6 +423,51 @@ TEST_CASE("dann: on a shifted toy problem the reversed gradient makes the domain
   CHECK(src_dann >= 0.9);
   CHECK(dom_plain >= 0.85);             // the features separate the domains when nothing opposes it
   CHECK(dom_dann <= dom_plain - 0.15);  // DANN's features do not
+}
+
+TEST_CASE("dann: DannTrainer::loss run by train::Trainer steps exactly as DannTrainer::step", "[transfer][dann]") {
+  const Tensor xs = graft_test::rand_in({24, 4}, -1, 1, 30, DType::Float32);
+  const Tensor xt = graft_test::rand_in({24, 4}, -1, 1, 31, DType::Float32);
+  const Tensor ys = from_vector<int64_t>(std::vector<int64_t>{0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1, 2}, {24});
+  const int64_t steps = 6, bs = 4;
+  auto run = [&](bool with_trainer, std::vector<double>& losses) {
+    manual_seed(9);
+    auto backbone = std::make_shared<nn::Linear>(4, 6);
+    auto classifier = std::make_shared<nn::Linear>(6, 3);
+    auto disc = std::make_shared<transfer::DomainDiscriminator>(6 * 3, 8, /*dropout=*/0.5);  // CDAN+E: features x classes
+    nn::ModuleList net({backbone, classifier, disc});
+    optim::SGD opt(net.parameters(), 0.05, 0.9);
+    transfer::DannTrainer dann([&](const Tensor& x) { return backbone->forward(x); }, *classifier, *disc, opt, 0.8,
+                               10.0, transfer::Adversary::CdanE);
+    auto rows = [&](const Tensor& x, int64_t s) { return x.narrow(0, s * bs, bs); };
+    manual_seed(10);  // dropout
+    if (!with_trainer) {
+      net.train();
+      for (int64_t s = 0; s < steps; ++s) {
+        optim::GaninAnnealing(steps).apply(opt, s);
+        const transfer::DannStep r = dann.step(rows(xs, s), rows(ys, s), rows(xt, s), double(s) / double(steps));
+        losses.push_back(r.class_loss + 0.8 * r.domain_loss);
+      }
+    } else {
+      train::Trainer t(net, opt, {.steps = steps, .label = "dann"});
+      t.batches([&](int64_t s) { return data::Batch{cat({rows(xs, s), rows(xt, s)}, 0), rows(ys, s), {}}; })
+          .loss([&](const data::Batch& b) {
+            return dann.loss(b.inputs.narrow(0, 0, bs), b.labels, b.inputs.narrow(0, bs, bs),
+                             double(t.step()) / double(steps));
+          })
+          .schedule(optim::GaninAnnealing(steps));
+      for (double l : t.fit().losses) losses.push_back(l);
+    }
+    std::vector<double> w;
+    for (const Tensor& p : net.parameters())
+      for (double v : p.to_vector()) w.push_back(v);
+    return w;
+  };
+  std::vector<double> la, lb;
+  const auto wa = run(false, la), wb = run(true, lb);
+  CHECK(wa == wb);
+  REQUIRE(la.size() == lb.size());
+  for (size_t i = 0; i < la.size(); ++i) CHECK(std::abs(la[i] - lb[i]) <= 1e-6 * std::abs(la[i]));  // float sum of the parts
 }
 
 TEST_CASE("cdan: the discriminator reads features x predictions; CDAN+E weights by prediction entropy",

@@ -212,6 +212,7 @@ class Trainer {
   using BatchFn = std::function<data::Batch(int64_t step)>;
   using LossFn = std::function<Tensor(const data::Batch&)>;
   using EvalFn = std::function<double()>;
+  using BackwardFn = std::function<void(const Tensor& loss)>;
 
   Trainer(nn::Module& model, optim::Optimizer& opt, TrainerOptions options)
       : model_(model), opt_(opt), options_(std::move(options)) {
@@ -227,6 +228,10 @@ class Trainer {
   Trainer& batches(BatchFn f) { batches_ = std::move(f); return *this; }
   Trainer& loss(LossFn f) { loss_ = std::move(f); return *this; }
   Trainer& evaluate(EvalFn f) { evaluate_ = std::move(f); return *this; }
+  // Replaces loss.backward() for a method that makes its own gradients (multi-task PCGrad or
+  // GradNorm, transfer/multitask.hpp): f(loss) must leave the parameters' .grad set. Not with fp16,
+  // whose GradScaler has to scale the loss that backward starts from.
+  Trainer& backward(BackwardFn f) { backward_ = std::move(f); return *this; }
   Trainer& add_callback(std::shared_ptr<Callback> c) {
     GRAFT_CHECK(c != nullptr, "Trainer", options_.label, ": add_callback got a null callback");
     callbacks_.push_back(std::move(c));
@@ -244,10 +249,14 @@ class Trainer {
   const TrainerOptions& options() const { return options_; }
   const History& history() const { return history_; }
   int64_t end_step() const { return options_.end_step > 0 ? options_.end_step : options_.steps; }
+  // The step running now (0-based; inside batches() and loss(): progress = step() / options().steps).
+  int64_t step() const { return step_; }
 
   History fit() {
     GRAFT_CHECK(bool(batches_) && bool(loss_), "Trainer", options_.label,
                 ": give batches(step -> data::Batch) and loss(batch -> scalar) before fit()");
+    GRAFT_CHECK(!backward_ || options_.precision != DType::Float16, "Trainer", options_.label,
+                ": a custom backward() cannot run with float16 precision (its GradScaler scales the loss)");
     using Clock = std::chrono::steady_clock;
     const auto t0 = Clock::now();
     history_ = History{};
@@ -261,6 +270,7 @@ class Trainer {
     int64_t step = options_.start_step;
     while (step < end && stop_reason_.empty()) {
       const auto ts = Clock::now();
+      step_ = step;
       for (auto& c : callbacks_) c->on_step_begin(*this, step);
       data::Batch b = batches_(step);
       GRAFT_CHECK(b.inputs.defined(), "Trainer", options_.label, ": batches(", step, ") returned no inputs");
@@ -276,7 +286,10 @@ class Trainer {
       GRAFT_CHECK(loss.defined() && loss.numel() == 1, "Trainer", options_.label, ": loss(batch) at step ", step,
                   " must return a scalar, got ", loss.defined() ? loss.shape().str() : "an undefined tensor");
       check_finite_loss(loss, step, options_.label + " loss");
-      scaler.scale(loss).backward();
+      if (backward_)
+        backward_(loss);
+      else
+        scaler.scale(loss).backward();
       scaler.unscale_(opt_);  // a no-op without the scaler
       if (!scaler.enabled() || !scaler.found_inf(opt_)) check_finite_grads(model_, step);
       scaler.step(opt_);
@@ -308,7 +321,9 @@ class Trainer {
   BatchFn batches_;
   LossFn loss_;
   EvalFn evaluate_;
+  BackwardFn backward_;
   std::vector<std::shared_ptr<Callback>> callbacks_;
+  int64_t step_ = 0;
   History history_;
   std::string stop_reason_;
 };

@@ -83,8 +83,22 @@ class DannTrainer {
     GRAFT_CHECK(domain_weight >= 0.0, "DannTrainer", "domain_weight must be >= 0, got ", domain_weight);
   }
 
-  // xs [Bs, ...] with labels ys [Bs]; xt [Bt, ...] unlabelled; progress p in [0, 1].
+  // xs [Bs, ...] with labels ys [Bs]; xt [Bt, ...] unlabelled; progress p in [0, 1]: one optimizer step.
   DannStep step(const Tensor& xs, const Tensor& ys, const Tensor& xt, double progress) {
+    DannStep r;
+    const Tensor l = loss(xs, ys, xt, progress, &r);
+    train::check_finite_loss(l, steps_, "DANN loss");
+    opt_.zero_grad();
+    l.backward();
+    opt_.step();
+    ++steps_;
+    return r;
+  }
+
+  // The same step's loss without the optimizer, for a loop that owns the step (train::Trainer:
+  // its loss() gives loss(source, target) and the Trainer runs zero_grad, backward and step).
+  // `stats` (if given) gets the step's losses, accuracies and lambda.
+  Tensor loss(const Tensor& xs, const Tensor& ys, const Tensor& xt, double progress, DannStep* stats = nullptr) {
     GRAFT_CHECK(xs.dim() >= 1 && xt.dim() == xs.dim(), "DannTrainer", "source ", xs.shape(), " and target ",
                 xt.shape(), " batches must have the same rank");
     for (int64_t d = 1; d < xs.dim(); ++d)
@@ -119,11 +133,7 @@ class DannTrainer {
             ? mean(mul(binary_cross_entropy_with_logits(domain_logits, domain_target, Reduction::None), weights))
             : binary_cross_entropy_with_logits(domain_logits, domain_target);
     const Tensor loss = add(class_loss, mul(domain_loss, domain_weight_));
-    train::check_finite_loss(loss, steps_, "DANN loss");
-    opt_.zero_grad();
-    loss.backward();
-    opt_.step();
-    ++steps_;
+    if (stats == nullptr) return loss;
     r.class_loss = class_loss.item();
     r.domain_loss = domain_loss.item();
     {
@@ -137,7 +147,8 @@ class DannTrainer {
       for (size_t i = 0; i < dl.size(); ++i) dok += (dl[i] > 0) == (int64_t(i) < bs);
       r.domain_accuracy = double(dok) / double(bs + bt);
     }
-    return r;
+    *stats = r;
+    return loss;
   }
   int64_t steps() const { return steps_; }
 
